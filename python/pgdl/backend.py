@@ -1,0 +1,144 @@
+"""The adapter between a live backend (PL/Python's `plpy`) and the pure core.
+
+It describes the server from the running backend itself — this session's
+settings, the server's own paths, its process environment, OS user and
+mapped files — and turns the core's results into rows.  It is the only
+module that knows about plpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .checkmagic import check_magic
+from .errors import INTERNAL_ERROR, PgErrorRaised, UserError
+from .maps import read_maps
+from .resolve import resolve
+from .server import Server, ServerMagic
+from .validate import check_name
+
+MAX_NAME = 4096
+
+
+def run(plpy, function: str, args_json: str) -> str:
+    """Entry point for every SQL function (through pgdl._call).
+
+    Returns JSON: {"rows": [...]} or {"error": {...}}, never raises, so the
+    SQL side reports errors with the server's own wording and no traceback.
+    """
+    try:
+        args = json.loads(args_json)
+        rows = _FUNCTIONS[function](plpy, *args)
+        return json.dumps({"rows": [dict(zip(_COLUMNS[function], row)) for row in rows]})
+    except UserError as exc:
+        return _error(exc.sqlstate, exc.message, hint=exc.hint)
+    except PgErrorRaised as exc:
+        err = exc.error
+        return _error(err.sqlstate, err.message, err.detail, err.hint)
+    except plpy.SPIError as exc:
+        return _error(getattr(exc, "sqlstate", None) or INTERNAL_ERROR, str(exc))
+    except RecursionError:
+        return _error(INTERNAL_ERROR, f"pgdl.{function}: input too deeply nested")
+    except MemoryError:
+        return _error("53200", f"pgdl.{function}: out of memory")
+    except Exception as exc:  # a bug in pgdl: say so plainly, without a traceback
+        return _error(INTERNAL_ERROR, f"pgdl.{function} failed: {type(exc).__name__}: {exc}",
+                      hint="This is a bug in pgdl; please report it with the input that caused it.")
+
+
+def _error(sqlstate, message, detail=None, hint=None) -> str:
+    error = {"sqlstate": sqlstate, "message": message}
+    if detail:
+        error["detail"] = detail
+    if hint:
+        error["hint"] = hint
+    return json.dumps({"error": error})
+
+
+def describe_server(plpy) -> Server:
+    """The server as this session sees it now."""
+    row = plpy.execute("""
+        SELECT current_setting('server_version_num')::int AS version_num,
+               current_setting('dynamic_library_path') AS dynamic_library_path,
+               current_setting('max_function_args')::int AS funcmaxargs,
+               current_setting('max_index_keys')::int AS indexmaxkeys,
+               current_setting('max_identifier_length')::int + 1 AS namedatalen,
+               current_setting('is_superuser') = 'on' AS is_superuser""")[0]
+    config = {r["name"]: r["setting"] for r in plpy.execute("SELECT name, setting FROM pgdl._server_config()")}
+    executable = os.readlink("/proc/self/exe")
+    loaded = read_maps()
+    version = row["version_num"] // 100
+    magic = ServerMagic(version=version, funcmaxargs=row["funcmaxargs"], indexmaxkeys=row["indexmaxkeys"],
+                        namedatalen=row["namedatalen"], float8byval=config.get("FLOAT8PASSBYVAL") == "true",
+                        abi_extra=_server_abi_extra(loaded, config["PKGLIBDIR"], version))
+    server = Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
+                    sharedir=config["SHAREDIR"], dynamic_library_path=row["dynamic_library_path"],
+                    dlsuffix=".so" if sys.platform.startswith("linux") else ".so",
+                    data_directory=os.getcwd(), magic=magic, executable=executable,
+                    environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
+                    uid=os.geteuid(), gids=tuple(os.getgroups()))
+    return server
+
+
+def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
+    """FMGR_ABI_EXTRA of this server, which no setting shows.
+
+    A module that this backend has already loaded from pkglibdir (PL/Python
+    itself, at least) passed the server's magic check, so its abi_extra is the
+    server's.  Stock builds say "PostgreSQL".
+    """
+    from .elf import ElfError, open_elf
+    from .magic import MagicNotFound, read_magic
+    for obj in loaded:
+        if not obj.path.startswith(pkglibdir.rstrip("/") + "/"):
+            continue
+        try:
+            block = read_magic(open_elf(obj.path))
+        except (ElfError, OSError, MagicNotFound):
+            continue
+        if block.version == version and block.abi_extra is not None:
+            return block.abi_extra
+    return "PostgreSQL"
+
+
+# -- SQL functions -----------------------------------------------------------
+
+def _resolve(plpy, name):
+    name = check_name(name)
+    res = resolve(name, describe_server(plpy))
+    if res.error is not None:
+        raise PgErrorRaised(res.error)
+    rows = [(c.step, c.rule, c.candidate, c.exists, c.regular_file, c.chosen) for c in res.candidates]
+    if not res.found:
+        exists = os.path.lexists(res.full_name)
+        rows.append((len(rows) + 1, "not found: passed to the loader as given", res.full_name,
+                     exists, os.path.isfile(res.full_name) if exists else False, True))
+    return rows
+
+
+def _check_magic(plpy, name):
+    name = check_name(name)
+    report = check_magic(name, describe_server(plpy))
+    rows = [(f.field, f.library_value, f.server_value, f.matches, None, None, None, None)
+            for f in report.fields]
+    if report.error is not None:
+        e = report.error
+        rows.append(("verdict", "rejected", None, False, e.sqlstate, e.message, e.detail, e.hint))
+    elif report.note is not None:
+        rows.append(("verdict", "not judged", None, None, None, report.note, None, None))
+    else:
+        rows.append(("verdict", "accepted", None, True, None, None, None, None))
+    return rows
+
+
+_COLUMNS = {
+    "resolve": ("step", "rule", "candidate", "exists", "regular_file", "chosen"),
+    "check_magic": ("field", "library_value", "server_value", "matches", "sqlstate", "message", "detail", "hint"),
+}
+
+_FUNCTIONS = {
+    "resolve": _resolve,
+    "check_magic": _check_magic,
+}

@@ -1,0 +1,74 @@
+"""check_magic(): resolve a name as LOAD would, read the magic block, compare."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .elf import ElfError, open_elf
+from .errors import PgError, errcode_for_file_access
+from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
+                    missing_magic_error, read_magic, server_block_bytes, server_layout_length)
+from .openverify import verify_header
+from .resolve import resolve
+from .server import Server
+
+
+@dataclass
+class MagicReport:
+    libname: str | None                      # the expanded name the server would use
+    fields: list[MagicField] = field(default_factory=list)
+    block: MagicBlock | None = None
+    error: PgError | None = None             # what LOAD would raise at or before the magic check
+    note: str | None = None                  # why the block could not be judged, if so
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None and self.note is None
+
+
+def check_magic(name: str, server: Server) -> MagicReport:
+    res = resolve(name, server)
+    if res.error is not None:
+        return MagicReport(None, error=res.error)
+    libname = res.full_name
+    report = MagicReport(libname)
+    try:
+        os.stat(libname)
+    except OSError as exc:
+        report.error = PgError(errcode_for_file_access(exc.errno or 0),
+                               f'could not access file "{libname}": {os.strerror(exc.errno or 0)}')
+        return report
+    try:
+        obj = open_elf(libname)
+    except (ElfError, OSError) as exc:
+        report.note = f"not a loadable ELF file: {_reason(exc)}"
+        return report
+    with open(libname, "rb", buffering=0) as f:   # open_elf proved it is a regular file
+        head = f.read(64)
+    verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
+    if not verdict.ok:
+        report.note = "the dynamic linker rejects this file: " + (
+            verdict.error or ("wrong ELF class" if verdict.other_class else "wrong machine"))
+        return report
+    major = server.major
+    srv = server.server_magic()
+    try:
+        block = read_magic(obj)
+    except MagicNotFound:
+        report.fields = [MagicField("magic block", "missing", "present", False)]
+        report.error = missing_magic_error(libname)
+        return report
+    except ElfError as exc:
+        report.note = f"the magic block could not be read: {exc}"
+        return report
+    report.block = block
+    report.fields = compare_fields(block, srv, server_layout_length(major, server.elf_class))
+    report.error = judge(block, srv, server_block_bytes(srv, major, server.elf_class), libname, major)
+    return report
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return os.strerror(exc.errno or 0) if exc.errno else str(exc)
+    return str(exc)

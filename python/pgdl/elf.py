@@ -1,0 +1,546 @@
+"""Read what the dynamic linker and PostgreSQL look at in an ELF file.
+
+Only the program-header view is used for loading facts (PT_DYNAMIC and the
+tables it points to), as glibc does: a stripped or sstripped library is read
+the same way the loader reads it.  Section headers are consulted only for the
+optional `.symtab`, which helps find the magic block in unstripped builds.
+
+Every read is bounded and every offset is checked, because the file may be
+hostile.  Problems raise ElfError with a message meant for a person.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from dataclasses import dataclass, field
+
+from elftools.elf.descriptions import describe_e_machine
+from elftools.elf.enums import ENUM_E_MACHINE
+
+# e_ident and header constants (elf.h)
+ELFMAG = b"\x7fELF"
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+SHT_SYMTAB, SHT_STRTAB = 2, 3
+
+DT_NULL, DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 4, 5, 6
+DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ = 7, 8, 9, 10
+DT_SONAME, DT_RPATH, DT_REL, DT_RELSZ, DT_RELENT = 14, 15, 17, 18, 19
+DT_FLAGS, DT_RUNPATH, DT_RELRSZ, DT_RELR = 30, 29, 35, 36
+DT_GNU_HASH = 0x6FFFFEF5
+DT_VERSYM, DT_VERDEF, DT_VERDEFNUM = 0x6FFFFFF0, 0x6FFFFFFC, 0x6FFFFFFD
+DT_VERNEED, DT_VERNEEDNUM, DT_FLAGS_1 = 0x6FFFFFFE, 0x6FFFFFFF, 0x6FFFFFFB
+DF_1_NODEFLIB = 0x800
+
+STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
+STT_COMMON, STT_TLS, STT_GNU_IFUNC = 5, 6, 10
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = 0, 1, 2, 3
+SHN_UNDEF, SHN_ABS = 0, 0xFFF1
+VER_NDX_LOCAL, VER_NDX_GLOBAL = 0, 1
+VERSYM_HIDDEN = 0x8000
+VER_FLG_BASE, VER_FLG_WEAK = 0x1, 0x2
+
+EM_386, EM_ARM, EM_X86_64, EM_AARCH64 = 3, 40, 62, 183
+
+# Relocation types whose result is "load base + addend" (RELATIVE).
+RELATIVE_RELOCS = {EM_X86_64: 8, EM_AARCH64: 1027, EM_386: 8, EM_ARM: 23}
+
+# Bounds for hostile files.  Real libraries are far below these.
+MAX_PHNUM = 4096
+MAX_SHNUM = 65535
+MAX_DYNAMIC = 1 << 20         # bytes of PT_DYNAMIC read
+MAX_TABLE = 64 << 20          # bytes of one symbol/string/version table
+MAX_SYMBOLS = 4_000_000
+MAX_VERSION_ENTRIES = 100_000
+
+
+class ElfError(Exception):
+    """The file cannot be read as ELF; the message says why."""
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    value: int
+    size: int
+    bind: int
+    type: int
+    visibility: int
+    shndx: int
+    version: str | None = None      # version name, or None if unversioned
+    hidden: bool = False            # versym hidden bit (non-default version)
+    version_file: str | None = None  # for undefined: the library named in VERNEED
+
+    @property
+    def defined(self) -> bool:
+        return self.shndx != SHN_UNDEF
+
+
+@dataclass(frozen=True)
+class VersionNeed:
+    file: str           # the SONAME the versions are required from
+    version: str
+    weak: bool
+
+
+@dataclass
+class ElfObject:
+    path: str
+    size: int
+    elf_class: int              # 32 or 64
+    little_endian: bool
+    osabi: int
+    abiversion: int
+    e_type: int
+    machine: int
+    phentsize: int
+    has_dynamic: bool = False
+    needed: list[str] = field(default_factory=list)
+    soname: str | None = None
+    rpath: str | None = None
+    runpath: str | None = None
+    flags_1: int = 0
+    verdefs: list[str] = field(default_factory=list)      # defined version names
+    verneeds: list[VersionNeed] = field(default_factory=list)
+    # Private state for lazy reading.
+    _loads: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
+    _dyn: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _symbols: list[Symbol] | None = field(default=None, repr=False)
+    _by_name: dict[str, list[Symbol]] | None = field(default=None, repr=False)
+
+    @property
+    def machine_name(self) -> str:
+        return machine_name(self.machine)
+
+    @property
+    def class_name(self) -> str:
+        return "ELFCLASS64" if self.elf_class == 64 else "ELFCLASS32"
+
+    @property
+    def nodeflib(self) -> bool:
+        return bool(self.flags_1 & DF_1_NODEFLIB)
+
+    # -- reading -----------------------------------------------------------
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Bytes at a file offset; ElfError if they lie outside the file."""
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise ElfError(f"offset {offset:#x}+{size} is outside the file ({self.size} bytes)")
+        with _open_regular(self.path) as f:
+            f.seek(offset)
+            data = f.read(size)
+        if len(data) != size:
+            raise ElfError("file changed while being read")
+        return data
+
+    def vaddr_to_offset(self, vaddr: int, size: int = 1) -> int:
+        """File offset of a virtual address, via the PT_LOAD segments."""
+        for p_vaddr, p_offset, p_filesz, _memsz in self._loads:
+            if p_vaddr <= vaddr and vaddr + size <= p_vaddr + p_filesz:
+                return p_offset + (vaddr - p_vaddr)
+        raise ElfError(f"address {vaddr:#x} is not backed by the file")
+
+    def read_vaddr(self, vaddr: int, size: int) -> bytes:
+        return self.read_at(self.vaddr_to_offset(vaddr, max(size, 1)), size)
+
+    def dynamic_value(self, tag: int) -> int | None:
+        values = self._dyn.get(tag)
+        return values[0] if values else None
+
+    # -- symbols -----------------------------------------------------------
+
+    def symbols(self) -> list[Symbol]:
+        """All entries of the dynamic symbol table (index 0 excluded)."""
+        if self._symbols is None:
+            self._symbols = _read_dynsym(self)
+        return self._symbols
+
+    def lookup(self, name: str) -> list[Symbol]:
+        """Dynamic symbols with this name, defined or not."""
+        if self._by_name is None:
+            by_name: dict[str, list[Symbol]] = {}
+            for sym in self.symbols():
+                by_name.setdefault(sym.name, []).append(sym)
+            self._by_name = by_name
+        return self._by_name.get(name, [])
+
+    def definition(self, name: str) -> Symbol | None:
+        """A global or weak definition of `name` exported by this object."""
+        for sym in self.lookup(name):
+            if sym.defined and sym.bind != STB_LOCAL and sym.visibility in (STV_DEFAULT, STV_PROTECTED):
+                return sym
+        return None
+
+    def undefined_symbols(self) -> list[Symbol]:
+        return [s for s in self.symbols() if not s.defined and s.bind != STB_LOCAL and s.name]
+
+    def static_symbol(self, name_prefix: str) -> Symbol | None:
+        """A `.symtab` symbol whose name starts with the prefix (unstripped files only)."""
+        return _find_symtab_symbol(self, name_prefix)
+
+    def relative_relocation_at(self, vaddr: int) -> int | None:
+        """The value a RELATIVE relocation stores at `vaddr` (load base 0), if any."""
+        return _relative_relocation(self, vaddr)
+
+
+_MACHINE_ENUM_NAMES = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
+
+
+def machine_name(machine: int) -> str:
+    """A person's name for e_machine, e.g. "Advanced Micro Devices X86-64"."""
+    enum_name = _MACHINE_ENUM_NAMES.get(machine)
+    return describe_e_machine(enum_name) if enum_name else f"machine {machine}"
+
+
+def open_elf(path: str) -> ElfObject:
+    """Read an ELF file's identity, program headers and dynamic section."""
+    with _open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(64)
+        obj = _parse_header(path, size, head)
+        _read_program_headers(obj, f)
+    return obj
+
+
+def _open_regular(path: str):
+    """Open a regular file for reading without ever blocking on a FIFO or device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ElfError("not a regular file")
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _parse_header(path: str, size: int, head: bytes) -> ElfObject:
+    # glibc (64-bit) reads a whole Elf64_Ehdr before it looks at anything,
+    # so a short file is "too short" before it is "not ELF".
+    if len(head) < 64:
+        raise ElfError("file too short")
+    if head[:4] != ELFMAG:
+        raise ElfError("invalid ELF header")
+    elf_class = {ELFCLASS32: 32, ELFCLASS64: 64}.get(head[4])
+    if elf_class is None or head[5] not in (ELFDATA2LSB, ELFDATA2MSB):
+        raise ElfError("invalid ELF header")
+    little = head[5] == ELFDATA2LSB
+    e = "<" if little else ">"
+    if elf_class == 64:
+        (e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize,
+         e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from(e + "HHIQQQIHHHHHH", head, 16)
+    else:
+        (e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize,
+         e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from(e + "HHIIIIIHHHHHH", head, 16)
+    obj = ElfObject(path=path, size=size, elf_class=elf_class, little_endian=little,
+                    osabi=head[7], abiversion=head[8], e_type=e_type, machine=e_machine,
+                    phentsize=e_phentsize)
+    obj._phoff, obj._phnum = e_phoff, e_phnum            # type: ignore[attr-defined]
+    obj._shoff, obj._shnum = e_shoff, e_shnum            # type: ignore[attr-defined]
+    obj._shentsize, obj._shstrndx = e_shentsize, e_shstrndx  # type: ignore[attr-defined]
+    return obj
+
+
+def _fmt(obj: ElfObject, spec: str) -> str:
+    return ("<" if obj.little_endian else ">") + spec
+
+
+def _read_program_headers(obj: ElfObject, f) -> None:
+    expected = 56 if obj.elf_class == 64 else 32
+    phnum = obj._phnum  # type: ignore[attr-defined]
+    if phnum == 0 or obj.phentsize != expected:
+        return                      # the loader rejects this; see loadability checks
+    if phnum > MAX_PHNUM:
+        raise ElfError(f"absurd number of program headers ({phnum})")
+    phoff = obj._phoff  # type: ignore[attr-defined]
+    if phoff + phnum * expected > obj.size:
+        raise ElfError("program headers lie outside the file")
+    f.seek(phoff)
+    table = f.read(phnum * expected)
+    spec = "IIQQQQQQ" if obj.elf_class == 64 else "IIIIIIII"
+    dynamic = None
+    for i in range(phnum):
+        fields = struct.unpack_from(_fmt(obj, spec), table, i * expected)
+        if obj.elf_class == 64:
+            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
+        else:
+            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, _align = fields
+        if p_type == PT_LOAD:
+            obj._loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
+        elif p_type == PT_DYNAMIC and dynamic is None:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        return
+    obj.has_dynamic = True
+    d_offset, d_size = dynamic
+    d_size = min(d_size, MAX_DYNAMIC, max(0, obj.size - d_offset))
+    if d_offset >= obj.size:
+        raise ElfError("dynamic section lies outside the file")
+    f.seek(d_offset)
+    raw = f.read(d_size)
+    entsize = 16 if obj.elf_class == 64 else 8
+    spec = "qQ" if obj.elf_class == 64 else "iI"
+    for i in range(len(raw) // entsize):
+        tag, value = struct.unpack_from(_fmt(obj, spec), raw, i * entsize)
+        if tag == DT_NULL:
+            break
+        obj._dyn.setdefault(tag & 0xFFFFFFFFFFFFFFFF, []).append(value)
+    _read_dynamic_strings(obj)
+    obj.flags_1 = obj.dynamic_value(DT_FLAGS_1) or 0
+
+
+def _string_table(obj: ElfObject) -> bytes:
+    cached = getattr(obj, "_dynstr", None)
+    if cached is not None:
+        return cached
+    strtab = obj.dynamic_value(DT_STRTAB)
+    strsz = obj.dynamic_value(DT_STRSZ)
+    if strtab is None or strsz is None:
+        raise ElfError("dynamic section has no string table")
+    if strsz > MAX_TABLE:
+        raise ElfError(f"absurd string table size ({strsz})")
+    data = obj.read_vaddr(strtab, strsz)
+    obj._dynstr = data  # type: ignore[attr-defined]
+    return data
+
+
+def _cstring(table: bytes, offset: int) -> str:
+    if offset < 0 or offset >= len(table):
+        raise ElfError(f"string offset {offset:#x} is outside the string table")
+    end = table.find(b"\0", offset)
+    if end < 0:
+        raise ElfError("unterminated string in string table")
+    return table[offset:end].decode("utf-8", "surrogateescape")
+
+
+def _read_dynamic_strings(obj: ElfObject) -> None:
+    wanted = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)
+    if not any(tag in obj._dyn for tag in wanted):
+        return
+    table = _string_table(obj)
+    obj.needed = [_cstring(table, v) for v in obj._dyn.get(DT_NEEDED, [])]
+    if DT_SONAME in obj._dyn:
+        obj.soname = _cstring(table, obj._dyn[DT_SONAME][0])
+    if DT_RPATH in obj._dyn:
+        obj.rpath = ":".join(_cstring(table, v) for v in obj._dyn[DT_RPATH])
+    if DT_RUNPATH in obj._dyn:
+        obj.runpath = ":".join(_cstring(table, v) for v in obj._dyn[DT_RUNPATH])
+    _read_versions(obj, table)
+
+
+def _read_versions(obj: ElfObject, table: bytes) -> None:
+    """VERDEF and VERNEED chains: version names by index."""
+    index_names: dict[int, str] = {}
+    index_files: dict[int, str] = {}
+    verdef = obj.dynamic_value(DT_VERDEF)
+    if verdef is not None:
+        count = min(obj.dynamic_value(DT_VERDEFNUM) or 0, MAX_VERSION_ENTRIES)
+        offset = obj.vaddr_to_offset(verdef)
+        for _ in range(count):
+            vd = obj.read_at(offset, 20)
+            _vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(_fmt(obj, "HHHHIII"), vd)
+            if vd_cnt:
+                vda_name, _vda_next = struct.unpack(_fmt(obj, "II"), obj.read_at(offset + vd_aux, 8))
+                name = _cstring(table, vda_name)
+                index_names[vd_ndx & 0x7FFF] = name
+                if not vd_flags & VER_FLG_BASE:
+                    obj.verdefs.append(name)
+            if vd_next == 0:
+                break
+            offset += vd_next
+    verneed = obj.dynamic_value(DT_VERNEED)
+    if verneed is not None:
+        count = min(obj.dynamic_value(DT_VERNEEDNUM) or 0, MAX_VERSION_ENTRIES)
+        offset = obj.vaddr_to_offset(verneed)
+        budget = MAX_VERSION_ENTRIES
+        for _ in range(count):
+            _vn_version, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack(_fmt(obj, "HHIII"), obj.read_at(offset, 16))
+            file_name = _cstring(table, vn_file)
+            aux = offset + vn_aux
+            for _ in range(vn_cnt):
+                budget -= 1
+                if budget < 0:
+                    raise ElfError("absurd number of version requirements")
+                _hash, vna_flags, vna_other, vna_name, vna_next = struct.unpack(_fmt(obj, "IHHII"), obj.read_at(aux, 16))
+                name = _cstring(table, vna_name)
+                index_names[vna_other & 0x7FFF] = name
+                index_files[vna_other & 0x7FFF] = file_name
+                obj.verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
+                if vna_next == 0:
+                    break
+                aux += vna_next
+            if vn_next == 0:
+                break
+            offset += vn_next
+    obj._version_names = index_names  # type: ignore[attr-defined]
+    obj._version_files = index_files  # type: ignore[attr-defined]
+
+
+def _symbol_count(obj: ElfObject) -> int:
+    """Number of .dynsym entries, from DT_HASH or DT_GNU_HASH as the loader knows it."""
+    e = _fmt(obj, "")
+    hash_addr = obj.dynamic_value(DT_HASH)
+    if hash_addr is not None:
+        _nbucket, nchain = struct.unpack(e + "II", obj.read_vaddr(hash_addr, 8))
+        return nchain
+    gnu = obj.dynamic_value(DT_GNU_HASH)
+    if gnu is None:
+        return 0
+    nbuckets, symoffset, bloom_size, _shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
+    if nbuckets > MAX_SYMBOLS or bloom_size > MAX_SYMBOLS:
+        raise ElfError("absurd GNU hash table")
+    word = 8 if obj.elf_class == 64 else 4
+    buckets_at = gnu + 16 + bloom_size * word
+    buckets = struct.unpack(e + f"{nbuckets}I", obj.read_vaddr(buckets_at, 4 * nbuckets)) if nbuckets else ()
+    last = max(buckets, default=0)
+    if last < symoffset:
+        return symoffset
+    chain_at = buckets_at + 4 * nbuckets
+    index = last
+    while True:
+        if index - symoffset > MAX_SYMBOLS:
+            raise ElfError("unterminated GNU hash chain")
+        (value,) = struct.unpack(e + "I", obj.read_vaddr(chain_at + 4 * (index - symoffset), 4))
+        if value & 1:
+            return index + 1
+        index += 1
+
+
+def _read_dynsym(obj: ElfObject) -> list[Symbol]:
+    symtab = obj.dynamic_value(DT_SYMTAB)
+    if symtab is None:
+        return []
+    count = _symbol_count(obj)
+    if count > MAX_SYMBOLS:
+        raise ElfError(f"absurd symbol count ({count})")
+    if count <= 1:
+        return []
+    table = _string_table(obj)
+    entsize = 24 if obj.elf_class == 64 else 16
+    raw = obj.read_vaddr(symtab, count * entsize)
+    versym_addr = obj.dynamic_value(DT_VERSYM)
+    versym = None
+    if versym_addr is not None:
+        versym = struct.unpack(_fmt(obj, f"{count}H"), obj.read_vaddr(versym_addr, 2 * count))
+    names = getattr(obj, "_version_names", {})
+    files = getattr(obj, "_version_files", {})
+    spec = "IBBHQQ" if obj.elf_class == 64 else "IIIBBH"
+    symbols = []
+    for i, fields in enumerate(struct.iter_unpack(_fmt(obj, spec), raw)):
+        if i == 0:
+            continue
+        if obj.elf_class == 64:
+            st_name, st_info, st_other, st_shndx, st_value, st_size = fields
+        else:
+            st_name, st_value, st_size, st_info, st_other, st_shndx = fields
+        version = file = None
+        hidden = False
+        if versym is not None:
+            ndx = versym[i]
+            hidden = bool(ndx & VERSYM_HIDDEN)
+            ndx &= 0x7FFF
+            if ndx > VER_NDX_GLOBAL:
+                version = names.get(ndx)
+                file = files.get(ndx)
+        symbols.append(Symbol(_cstring(table, st_name), st_value, st_size, st_info >> 4, st_info & 0xF,
+                              st_other & 0x3, st_shndx, version, hidden, file))
+    return symbols
+
+
+def _section_headers(obj: ElfObject) -> list[tuple[int, int, int, int, int, int]]:
+    """(name, type, addr, offset, size, link) of every section; [] if absent."""
+    shoff, shnum = obj._shoff, obj._shnum  # type: ignore[attr-defined]
+    entsize = 64 if obj.elf_class == 64 else 40
+    if shoff == 0 or shnum == 0 or obj._shentsize != entsize or shnum > MAX_SHNUM:  # type: ignore[attr-defined]
+        return []
+    if shoff + shnum * entsize > obj.size:
+        return []
+    raw = obj.read_at(shoff, shnum * entsize)
+    spec = "IIQQQQIIQQ" if obj.elf_class == 64 else "IIIIIIIIII"
+    out = []
+    for fields in struct.iter_unpack(_fmt(obj, spec), raw):
+        sh_name, sh_type, _flags, sh_addr, sh_offset, sh_size, sh_link = fields[:7]
+        out.append((sh_name, sh_type, sh_addr, sh_offset, sh_size, sh_link))
+    return out
+
+
+def _find_symtab_symbol(obj: ElfObject, prefix: str) -> Symbol | None:
+    sections = _section_headers(obj)
+    for _name, sh_type, _addr, sh_offset, sh_size, sh_link in sections:
+        if sh_type != SHT_SYMTAB or sh_link >= len(sections):
+            continue
+        if sh_size > MAX_TABLE or sections[sh_link][4] > MAX_TABLE:
+            raise ElfError("absurd symbol table size")
+        strings = obj.read_at(sections[sh_link][3], sections[sh_link][4])
+        raw = obj.read_at(sh_offset, sh_size - sh_size % (24 if obj.elf_class == 64 else 16))
+        spec = "IBBHQQ" if obj.elf_class == 64 else "IIIBBH"
+        wanted = prefix.encode()
+        for fields in struct.iter_unpack(_fmt(obj, spec), raw):
+            if obj.elf_class == 64:
+                st_name, st_info, st_other, st_shndx, st_value, st_size = fields
+            else:
+                st_name, st_value, st_size, st_info, st_other, st_shndx = fields
+            if st_name < len(strings) and strings.startswith(wanted, st_name):
+                name = _cstring(strings, st_name)
+                return Symbol(name, st_value, st_size, st_info >> 4, st_info & 0xF, st_other & 3, st_shndx)
+    return None
+
+
+def _relative_relocation(obj: ElfObject, vaddr: int) -> int | None:
+    relative = RELATIVE_RELOCS.get(obj.machine)
+    word = 8 if obj.elf_class == 64 else 4
+    rela = obj.dynamic_value(DT_RELA)
+    if rela is not None and relative is not None:
+        size = min(obj.dynamic_value(DT_RELASZ) or 0, MAX_TABLE)
+        entsize = 24 if obj.elf_class == 64 else 12
+        raw = obj.read_vaddr(rela, size - size % entsize)
+        spec = "QQq" if obj.elf_class == 64 else "IIi"
+        for r_offset, r_info, r_addend in struct.iter_unpack(_fmt(obj, spec), raw):
+            rtype = r_info & 0xFFFFFFFF if obj.elf_class == 64 else r_info & 0xFF
+            if r_offset == vaddr and rtype == relative:
+                return r_addend
+    rel = obj.dynamic_value(DT_REL)
+    if rel is not None and relative is not None:
+        size = min(obj.dynamic_value(DT_RELSZ) or 0, MAX_TABLE)
+        entsize = 16 if obj.elf_class == 64 else 8
+        raw = obj.read_vaddr(rel, size - size % entsize)
+        for r_offset, r_info in struct.iter_unpack(_fmt(obj, "QQ" if word == 8 else "II"), raw):
+            rtype = r_info & 0xFFFFFFFF if word == 8 else r_info & 0xFF
+            if r_offset == vaddr and rtype == relative:
+                return _word_at(obj, vaddr)
+    relr = obj.dynamic_value(DT_RELR)
+    if relr is not None and _relr_covers(obj, relr, vaddr):
+        return _word_at(obj, vaddr)
+    return None
+
+
+def _word_at(obj: ElfObject, vaddr: int) -> int:
+    word = 8 if obj.elf_class == 64 else 4
+    return struct.unpack(_fmt(obj, "Q" if word == 8 else "I"), obj.read_vaddr(vaddr, word))[0]
+
+
+def _relr_covers(obj: ElfObject, relr: int, vaddr: int) -> bool:
+    """Whether the packed RELR table relocates the word at vaddr."""
+    word = 8 if obj.elf_class == 64 else 4
+    size = min(obj.dynamic_value(DT_RELRSZ) or 0, MAX_TABLE)
+    raw = obj.read_vaddr(relr, size - size % word)
+    where = 0
+    for (entry,) in struct.iter_unpack(_fmt(obj, "Q" if word == 8 else "I"), raw):
+        if entry & 1 == 0:
+            where = entry
+            if where == vaddr:
+                return True
+            where += word
+        else:
+            bits = entry >> 1
+            for i in range(word * 8 - 1):
+                if bits >> i & 1 and where + i * word == vaddr:
+                    return True
+            where += (word * 8 - 1) * word
+    return False

@@ -1,0 +1,63 @@
+"""PostgreSQL errors as values: what the server would report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# SQLSTATEs used by the code paths pgdl simulates (src/backend/utils/errcodes.txt).
+INTERNAL_ERROR = "XX000"
+UNDEFINED_FILE = "58P01"
+UNDEFINED_FUNCTION = "42883"
+INVALID_NAME = "42602"
+INSUFFICIENT_PRIVILEGE = "42501"
+WRONG_OBJECT_TYPE = "42809"
+OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
+INVALID_PARAMETER_VALUE = "22023"
+IO_ERROR = "58030"
+FEATURE_NOT_SUPPORTED = "0A000"
+
+
+@dataclass(frozen=True)
+class PgError:
+    sqlstate: str
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+
+
+class PgErrorRaised(Exception):
+    """The simulated server code path raises this error."""
+
+    def __init__(self, error: PgError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class UserError(Exception):
+    """Bad input to a pgdl function; becomes a clean SQL error."""
+
+    def __init__(self, message: str, hint: str | None = None, sqlstate: str = INVALID_PARAMETER_VALUE):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.sqlstate = sqlstate
+
+
+def errcode_for_file_access(err: int) -> str:
+    """The SQLSTATE elog.c's errcode_for_file_access() picks for an errno."""
+    import errno
+    if err in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return INSUFFICIENT_PRIVILEGE
+    if err == errno.ENOENT:
+        return UNDEFINED_FILE
+    if err == errno.EEXIST:
+        return "58P02"
+    if err in (errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+        return WRONG_OBJECT_TYPE
+    if err == errno.ENOSPC:
+        return "53100"
+    if err in (errno.ENFILE, errno.EMFILE):
+        return "53000"
+    if err == errno.EIO:
+        return IO_ERROR
+    return INTERNAL_ERROR

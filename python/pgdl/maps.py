@@ -1,0 +1,32 @@
+"""The files mapped into this process, from /proc/self/maps."""
+
+from __future__ import annotations
+
+import os
+
+from .server import LoadedObject
+
+DELETED = " (deleted)"
+
+
+def read_maps(path: str = "/proc/self/maps") -> list[LoadedObject]:
+    """Each mapped file once, in address order (the order they were mapped)."""
+    seen: dict[str, LoadedObject] = {}
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            parsed = parse_maps_line(line)
+            if parsed is not None and parsed.path not in seen:
+                seen[parsed.path] = parsed
+    return list(seen.values())
+
+
+def parse_maps_line(line: str) -> LoadedObject | None:
+    # "start-end perms offset major:minor inode   pathname"
+    parts = line.rstrip("\n").split(None, 5)
+    if len(parts) < 6 or not parts[5].startswith("/"):
+        return None
+    inode = int(parts[4])
+    if inode == 0:
+        return None
+    major, minor = (int(x, 16) for x in parts[3].split(":"))
+    return LoadedObject(path=parts[5], dev=os.makedev(major, minor), inode=inode)

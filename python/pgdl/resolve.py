@@ -1,0 +1,179 @@
+"""PostgreSQL's library name lookup, as dfmgr.c's expand_dynamic_library_name().
+
+For a name without a slash, each dynamic_library_path entry is tried; for a
+name with one, the name itself ($libdir substituted).  If nothing is found the
+same is done again with DLSUFFIX appended, and if that fails too the name is
+passed to the loader unchanged, so dlopen() reports the error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from .errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
+from .server import Server
+
+
+@dataclass(frozen=True)
+class Candidate:
+    step: int
+    rule: str
+    candidate: str
+    exists: bool
+    regular_file: bool
+    chosen: bool
+
+
+@dataclass
+class Resolution:
+    name: str                 # the name as given
+    searched_name: str        # after version-specific rewriting (PG 18 strips "$libdir/")
+    candidates: list[Candidate] = field(default_factory=list)
+    full_name: str | None = None  # what is passed to internal_load_library()
+    found: bool = False
+    error: PgError | None = None  # the lookup itself raised this
+
+
+def resolve(name: str, server: Server) -> Resolution:
+    """Simulate expand_dynamic_library_name() for `name` on `server`."""
+    searched = _strip_libdir_prefix(name, server)
+    res = Resolution(name=name, searched_name=searched)
+    try:
+        full = _expand(searched, server, res)
+    except PgErrorRaised as raised:
+        res.error = raised.error
+        return res
+    if full is None:
+        res.full_name = searched
+    else:
+        res.full_name = full
+        res.found = True
+    return res
+
+
+def _strip_libdir_prefix(name: str, server: Server) -> str:
+    # PostgreSQL 18 (dfmgr.c, for extension_control_path): a leading
+    # "$libdir/" is removed so the rest is searched in dynamic_library_path,
+    # but only when the remainder has no further directory separator.
+    if server.major >= 18 and name.startswith("$libdir/") and "/" not in name[len("$libdir/"):]:
+        return name[len("$libdir/"):]
+    return name
+
+
+def _expand(name: str, server: Server, res: Resolution) -> str | None:
+    have_slash = "/" in name
+    for suffixed in (False, True):
+        attempt = name + server.dlsuffix if suffixed else name
+        if not have_slash:
+            full = _find_in_dynamic_libpath(attempt, server, res, suffixed)
+            if full is not None:
+                return full
+        else:
+            full = substitute_libpath_macro(attempt, server)
+            rule = _rule_for_slashed(attempt, suffixed)
+            if _file_exists(full, res, rule):
+                return full
+    return None
+
+
+def _rule_for_slashed(name: str, suffixed: bool) -> str:
+    if name.startswith("$libdir"):
+        rule = "$libdir macro"
+    elif name.startswith("/"):
+        rule = "absolute path"
+    else:
+        rule = "relative to the data directory"
+    return rule + (" + DLSUFFIX" if suffixed else "")
+
+
+def substitute_libpath_macro(name: str, server: Server) -> str:
+    """dfmgr.c: only "$libdir" at the very start is recognised."""
+    if not name.startswith("$"):
+        return name
+    sep = name.find("/")
+    head = name if sep < 0 else name[:sep]
+    if head != "$libdir":
+        raise PgErrorRaised(PgError(INVALID_NAME, f"invalid macro name in dynamic library path: {name}"))
+    return server.pkglibdir + ("" if sep < 0 else name[sep:])
+
+
+def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suffixed: bool) -> str | None:
+    path = server.dynamic_library_path
+    if path == "":
+        return None
+    entries = path.split(":")
+    for number, piece in enumerate(entries, start=1):
+        if piece == "" and number < len(entries):
+            # An empty piece after a trailing ':' is not caught here but
+            # fails the absolute-path test below, as in C.
+            raise PgErrorRaised(PgError(INVALID_NAME,
+                                        'zero-length component in parameter "dynamic_library_path"'))
+        mangled = canonicalize_path(substitute_libpath_macro(piece, server), server.major)
+        if not mangled.startswith("/"):
+            raise PgErrorRaised(PgError(
+                INVALID_NAME, 'component in parameter "dynamic_library_path" is not an absolute path'))
+        full = f"{mangled}/{basename}"
+        rule = f"dynamic_library_path entry {number} ({piece})" + (" + DLSUFFIX" if suffixed else "")
+        if _file_exists(full, res, rule):
+            return full
+    return None
+
+
+def _file_exists(name: str, res: Resolution, rule: str) -> bool:
+    """dfmgr.c's file_exists(): stat() succeeds and it is not a directory."""
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, False, False, False))
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            return False
+        raise PgErrorRaised(PgError(errcode_for_file_access(exc.errno or 0),
+                                    f'could not access file "{name}": {os.strerror(exc.errno or 0)}'))
+    regular = stat.S_ISREG(st.st_mode)
+    chosen = not stat.S_ISDIR(st.st_mode)
+    res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, True, regular, chosen))
+    return chosen
+
+
+def canonicalize_path(path: str, major: int) -> str:
+    """src/port/path.c canonicalize_path() for Unix paths.
+
+    PostgreSQL 15 made it resolve "." and ".." components everywhere; earlier
+    versions only trimmed them from the end (commit "Make canonicalize_path()
+    more canonical", 2022).
+    """
+    while "//" in path:
+        path = path.replace("//", "/")
+    if major >= 15:
+        absolute = path.startswith("/")
+        parts: list[str] = []
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if part == ".." and parts and parts[-1] != "..":
+                parts.pop()
+            elif part == ".." and absolute:
+                continue
+            else:
+                parts.append(part)
+        result = ("/" if absolute else "") + "/".join(parts)
+        return result or ("/" if absolute else ".")
+    # Before 15: strip trailing "/", "/." and "/.." (the latter removing a level).
+    while len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    pending = 0
+    while True:
+        if path.endswith("/."):
+            path = path[:-2] or "/"
+        elif path.endswith("/.."):
+            path = path[:-3] or "/"
+            pending += 1
+        elif pending and path not in ("", "/"):
+            path = path[:path.rfind("/")] or "/"
+            pending -= 1
+        else:
+            break
+    return path
