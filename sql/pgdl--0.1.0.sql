@@ -3,19 +3,23 @@
 
 -- The server's own paths and build settings.  pg_config() and
 -- pg_control_init() are superuser-only, so this runs as the extension's owner;
--- it returns nothing secret.  The Python package is found under
+-- it returns nothing secret.  Members of pg_read_server_files can already
+-- read any file these paths point to.  The Python package is found under
 -- SHAREDIR/pgdl, where `make install` puts it: asking the running server for
 -- SHAREDIR (instead of baking a path in at build time) keeps a relocated
 -- installation working.
 CREATE FUNCTION pgdl._server_config(OUT name text, OUT setting text)
 RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog
 AS $$
   SELECT name, setting FROM pg_catalog.pg_config()
    WHERE name IN ('PKGLIBDIR', 'SHAREDIR', 'VERSION')
   UNION ALL
   SELECT 'FLOAT8PASSBYVAL', float8_pass_by_value::text FROM pg_catalog.pg_control_init()
+  UNION ALL
+  -- Superuser-only setting; a SET in the calling session still shows here.
+  SELECT 'dynamic_library_path', pg_catalog.current_setting('dynamic_library_path')
 $$;
 
 -- The one door into the Python package: imports it once per session (keeping

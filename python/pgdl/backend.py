@@ -61,7 +61,6 @@ def describe_server(plpy) -> Server:
     """The server as this session sees it now."""
     row = plpy.execute("""
         SELECT current_setting('server_version_num')::int AS version_num,
-               current_setting('dynamic_library_path') AS dynamic_library_path,
                current_setting('max_function_args')::int AS funcmaxargs,
                current_setting('max_index_keys')::int AS indexmaxkeys,
                current_setting('max_identifier_length')::int + 1 AS namedatalen,
@@ -74,7 +73,7 @@ def describe_server(plpy) -> Server:
                         namedatalen=row["namedatalen"], float8byval=config.get("FLOAT8PASSBYVAL") == "true",
                         abi_extra=_server_abi_extra(loaded, config["PKGLIBDIR"], version))
     server = Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
-                    sharedir=config["SHAREDIR"], dynamic_library_path=row["dynamic_library_path"],
+                    sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
                     dlsuffix=".so" if sys.platform.startswith("linux") else ".so",
                     data_directory=os.getcwd(), magic=magic, executable=executable,
                     environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],

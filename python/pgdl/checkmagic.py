@@ -9,7 +9,7 @@ from .elf import ElfError, open_elf
 from .errors import PgError, errcode_for_file_access
 from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
-from .openverify import verify_header
+from .loadfile import check_module_file
 from .resolve import resolve
 from .server import Server
 
@@ -39,17 +39,13 @@ def check_magic(name: str, server: Server) -> MagicReport:
         report.error = PgError(errcode_for_file_access(exc.errno or 0),
                                f'could not access file "{libname}": {os.strerror(exc.errno or 0)}')
         return report
+    report.error, _ = check_module_file(libname, server)
+    if report.error is not None:
+        return report
     try:
         obj = open_elf(libname)
     except (ElfError, OSError) as exc:
         report.note = f"not a loadable ELF file: {_reason(exc)}"
-        return report
-    with open(libname, "rb", buffering=0) as f:   # open_elf proved it is a regular file
-        head = f.read(64)
-    verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
-    if not verdict.ok:
-        report.note = "the dynamic linker rejects this file: " + (
-            verdict.error or ("wrong ELF class" if verdict.other_class else "wrong machine"))
         return report
     major = server.major
     srv = server.server_magic()

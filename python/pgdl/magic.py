@@ -141,23 +141,27 @@ def _x86_64_lea_rax(code: bytes, func_addr: int) -> int | None:
 
 
 def _aarch64_adrp_add_x0(code: bytes, func_addr: int, little: bool) -> int | None:
-    """`adrp x0, page` followed by `add x0, x0, #lo12`."""
+    """`adrp x0, page` + `add x0, x0, #lo12`, or `adr x0, label` (as lld relaxes it)."""
     e = "<" if little else ">"
     words = [struct.unpack_from(e + "I", code, i)[0] for i in range(0, len(code) - 3, 4)]
-    for i, insn in enumerate(words[:-1]):
-        if insn & 0x9F00001F != 0x90000000:           # adrp x0
+    for i, insn in enumerate(words):
+        pc = func_addr + 4 * i
+        if insn & 0x9F00001F == 0x10000000:            # adr x0, label
+            return pc + _adr_immediate(insn)
+        if insn & 0x9F00001F != 0x90000000:            # adrp x0, page
             continue
-        immlo = (insn >> 29) & 0x3
-        immhi = (insn >> 5) & 0x7FFFF
-        imm = (immhi << 2) | immlo
-        if imm & (1 << 20):
-            imm -= 1 << 21
-        page = ((func_addr + 4 * i) & ~0xFFF) + (imm << 12)
-        nxt = words[i + 1]
-        if nxt & 0xFFC003FF == 0x91000000:            # add x0, x0, #imm12 (no shift)
+        page = (pc & ~0xFFF) + (_adr_immediate(insn) << 12)
+        nxt = words[i + 1] if i + 1 < len(words) else 0
+        if nxt & 0xFFC003FF == 0x91000000:             # add x0, x0, #imm12 (no shift)
             return page + ((nxt >> 10) & 0xFFF)
         return page
     return None
+
+
+def _adr_immediate(insn: int) -> int:
+    """The signed 21-bit immhi:immlo field shared by ADR and ADRP."""
+    imm = (((insn >> 5) & 0x7FFFF) << 2) | ((insn >> 29) & 0x3)
+    return imm - (1 << 21) if imm & (1 << 20) else imm
 
 
 # -- comparison, as dfmgr.c does it ---------------------------------------

@@ -1,0 +1,104 @@
+"""Test harness: one throwaway PostgreSQL server for the session, real backends.
+
+Run as an unprivileged OS user (scripts/test.sh arranges it when started as
+root): PostgreSQL refuses to run as root, and the server then sees the files
+the tests build exactly as the tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+
+import psycopg2  # noqa: E402
+import testing.postgresql  # noqa: E402
+
+
+def pg_config(option: str) -> str:
+    return subprocess.run(["pg_config", option], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class ServerError:
+    sqlstate: str | None
+    message: str | None
+    detail: str | None
+    hint: str | None
+
+
+class Cluster:
+    """A running test server and ways to talk to it in fresh sessions."""
+
+    def __init__(self, pg: testing.postgresql.Postgresql):
+        self.pg = pg
+        self.dsn = pg.dsn()
+
+    def connect(self, **overrides):
+        params = dict(self.dsn)
+        params.update(overrides)
+        conn = psycopg2.connect(**params)
+        conn.autocommit = True
+        return conn
+
+    def query(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
+        """Rows of `sql` in a fresh session (after the `setup` statements)."""
+        conn = self.connect(**({"user": user} if user else {}))
+        try:
+            with conn.cursor() as cur:
+                for statement in setup:
+                    cur.execute(statement)
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
+        """The error the server raises for `sql` in a fresh session, or None if it succeeds."""
+        try:
+            self.query(sql, params, setup=setup, user=user)
+        except psycopg2.Error as exc:
+            diag = exc.diag
+            return ServerError(diag.sqlstate, diag.message_primary, diag.message_detail, diag.message_hint)
+        return None
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with testing.postgresql.Postgresql() as pg:
+        c = Cluster(pg)
+        c.query("CREATE EXTENSION pgdl CASCADE")
+        yield c
+
+
+@pytest.fixture(scope="session")
+def server_include() -> str:
+    return pg_config("--includedir-server")
+
+
+@pytest.fixture
+def build(tmp_path, server_include):
+    """Compile C source into a shared object against the server's headers."""
+    os.chmod(tmp_path, 0o755)
+
+    def _build(name: str, source: str, *flags: str, compiler: str = "gcc", output: str | None = None) -> Path:
+        src = tmp_path / f"{name}.c"
+        src.write_text(source)
+        out = tmp_path / (output or f"{name}.so")
+        cmd = [compiler, "-shared", "-fPIC", "-O2", "-I", server_include, "-o", str(out), str(src), *flags]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return out
+
+    return _build
+
+
+def predicted(rows_or_row) -> ServerError:
+    """A pgdl (sqlstate, message, detail, hint) tuple as a ServerError."""
+    sqlstate, message, detail, hint = rows_or_row
+    return ServerError(sqlstate, message, detail, hint)

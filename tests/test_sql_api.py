@@ -1,0 +1,117 @@
+"""The SQL functions in a real server: lookup, privileges, odd input."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from modules import GOOD_MODULE
+
+
+def resolve_rows(cluster, name, setup=()):
+    return cluster.query("SELECT step, rule, candidate, \"exists\", regular_file, chosen FROM pgdl.resolve(%s)",
+                         (name,), setup=setup)
+
+
+def mapped_paths(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
+
+
+def test_resolve_stock_module(cluster):
+    rows = resolve_rows(cluster, "dblink")
+    pkglibdir = cluster.query("SELECT setting FROM pgdl._server_config() WHERE name = 'PKGLIBDIR'")[0][0]
+    assert rows[-1][2:] == (f"{pkglibdir}/dblink.so", True, True, True)
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+
+
+def test_resolve_follows_session_path_and_server_agrees(cluster, build, tmp_path):
+    """The chosen candidate is the file the backend then maps on LOAD."""
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    for d in (first, second):
+        os.chmod(d, 0o755)
+    built = build("pathmod", GOOD_MODULE)
+    (second / "pathmod.so").write_bytes(built.read_bytes())
+    (first / "pathmod").mkdir()          # a directory named like the module: skipped
+    setup = (f"SET dynamic_library_path = '{first}:{second}:$libdir'",)
+    rows = resolve_rows(cluster, "pathmod", setup)
+    chosen = [r for r in rows if r[5]]
+    assert len(chosen) == 1 and chosen[0][2] == f"{second}/pathmod.so"
+    assert rows[0][2:] == (f"{first}/pathmod", True, False, False)
+    conn = cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(setup[0])
+            cur.execute("LOAD 'pathmod'")
+        assert chosen[0][2] in mapped_paths(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("$libdir::/x", 'zero-length component in parameter "dynamic_library_path"'),
+    ("relative:$libdir", 'component in parameter "dynamic_library_path" is not an absolute path'),
+    ("$libdirx", "invalid macro name in dynamic library path: $libdirx"),
+])
+def test_lookup_errors_match_server(cluster, setting, message):
+    setup = (f"SET dynamic_library_path = '{setting}'",)
+    ours = cluster.error_of("SELECT * FROM pgdl.resolve('nosuchmodule')", setup=setup)
+    theirs = cluster.error_of("LOAD 'nosuchmodule'", setup=setup)
+    assert (ours.sqlstate, ours.message) == (theirs.sqlstate, theirs.message) == ("42602", message)
+
+
+def test_invalid_macro_in_name_matches_server(cluster):
+    ours = cluster.error_of("SELECT * FROM pgdl.resolve('$libdirx/foo')")
+    theirs = cluster.error_of("LOAD '$libdirx/foo'")
+    assert (ours.sqlstate, ours.message) == (theirs.sqlstate, theirs.message)
+
+
+def test_not_found_passes_name_as_given(cluster):
+    rows = resolve_rows(cluster, "no_such_module_here")
+    assert rows[-1][1:] == ("not found: passed to the loader as given", "no_such_module_here", False, False, True)
+
+
+@pytest.mark.parametrize("name", ["", "a\nb", "../../../etc/passwd", "x" * 100_000, "/dev/zero", "/proc/self/maps"])
+def test_odd_names_answered_cleanly(cluster, name):
+    error = cluster.error_of("SELECT * FROM pgdl.check_magic(%s)", (name,))
+    assert error is None
+    rows = cluster.query("SELECT message FROM pgdl.check_magic(%s) WHERE field = 'verdict'", (name,))
+    assert len(rows) == 1
+    resolve_error = cluster.error_of("SELECT * FROM pgdl.resolve(%s)", (name,))
+    load_error = cluster.error_of("LOAD %s", (name,)) if name not in ("/dev/zero",) else None
+    if resolve_error is not None:    # only when the server's own lookup fails too
+        assert load_error is not None and resolve_error.message == load_error.message
+
+
+def test_null_is_a_clear_error(cluster):
+    for function in ("resolve", "check_magic"):
+        error = cluster.error_of(f"SELECT * FROM pgdl.{function}(NULL)")
+        assert (error.sqlstate, error.message) == ("22004", "name must not be NULL")
+
+
+@pytest.fixture(scope="module")
+def roles(cluster):
+    cluster.query("CREATE ROLE pgdl_nobody LOGIN")
+    cluster.query("CREATE ROLE pgdl_reader LOGIN IN ROLE pg_read_server_files")
+    yield
+    cluster.query("DROP ROLE pgdl_nobody")
+    cluster.query("DROP ROLE pgdl_reader")
+
+
+@pytest.mark.parametrize("call", ["pgdl.resolve('dblink')", "pgdl.check_magic('dblink')"])
+def test_ordinary_role_is_refused(cluster, roles, call):
+    error = cluster.error_of(f"SELECT * FROM {call}", user="pgdl_nobody")
+    assert error.sqlstate == "42501"
+    assert error.message.startswith("permission denied for function")
+
+
+@pytest.mark.parametrize("call", ["pgdl.resolve('dblink')", "pgdl.check_magic('dblink')"])
+def test_pg_read_server_files_member_is_allowed(cluster, roles, call):
+    assert cluster.query(f"SELECT count(*) FROM {call}", user="pgdl_reader")[0][0] > 0
