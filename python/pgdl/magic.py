@@ -76,22 +76,21 @@ def _decode(obj: ElfObject, raw: bytes, address: int, how: str) -> MagicBlock:
     e = "<" if obj.little_endian else ">"
     length, version = struct.unpack_from(e + "ii", raw)
     ints = [struct.unpack_from(e + "i", raw, off)[0] for off in range(8, min(length, 28) - 3, 4)]
-    major = version // 100
     block = dict(length=length, version=version, raw=raw, located_by=how)
-    if major <= 12:
+    # The length tells the layout; a module from another version (whose
+    # fields the server never compares) is still shown as it was built.
+    if length == 28:
         names = ["funcmaxargs", "indexmaxkeys", "namedatalen", "float4byval", "float8byval"]
     else:
         names = ["funcmaxargs", "indexmaxkeys", "namedatalen", "float8byval"]
     for key, value in zip(names, ints):
         block[key] = bool(value) if key.endswith("byval") else value
-    if major >= 15 and length >= 56:
+    if length >= 56:
         block["abi_extra"] = raw[24:56].split(b"\0", 1)[0].decode("utf-8", "replace")
-    if major >= 18:
-        word = 8 if obj.elf_class == 64 else 4
-        first = 56 if word == 8 else 56
-        if length >= first + 2 * word:
-            block["name"] = _pointed_string(obj, address + first)
-            block["module_version"] = _pointed_string(obj, address + first + word)
+    word = 8 if obj.elf_class == 64 else 4
+    if version // 100 >= 18 and length >= 56 + 2 * word:
+        block["name"] = _pointed_string(obj, address + 56)
+        block["module_version"] = _pointed_string(obj, address + 56 + word)
     return MagicBlock(**block)
 
 
