@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-deps.sh
-  make install >/dev/null
+  # Install the way PGXN users do (it runs the PGXS `make install`).
+  pgxn install ./ >/dev/null
 fi
 bash scripts/as-test-user.sh /usr/bin/python3 -m pytest -p no:cacheprovider tests "$@"
