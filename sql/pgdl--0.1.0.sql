@@ -85,10 +85,42 @@ $$;
 COMMENT ON FUNCTION pgdl.check_magic(text) IS
   'Read a library''s PG_MODULE_MAGIC block from disk and compare it with this server''s';
 
+CREATE FUNCTION pgdl.predict_load(name text, symbol text DEFAULT NULL)
+RETURNS TABLE (will_load boolean, sqlstate text, message text, detail text, hint text)
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT * FROM jsonb_to_recordset(pgdl._rows(pgdl._call('predict_load', jsonb_build_array(name, symbol))))
+    AS t(will_load boolean, sqlstate text, message text, detail text, hint text)
+$$;
+COMMENT ON FUNCTION pgdl.predict_load(text, text) IS
+  'What LOAD name (or CREATE FUNCTION ... AS name, symbol LANGUAGE C) would do in this session, with the server''s exact error';
+
+CREATE FUNCTION pgdl.dependencies(name text)
+RETURNS TABLE (depth int, needed text, required_by text, path text, found_via text, status text, detail text)
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT * FROM jsonb_to_recordset(pgdl._rows(pgdl._call('dependencies', jsonb_build_array(name))))
+    AS t(depth int, needed text, required_by text, path text, found_via text, status text, detail text)
+$$;
+COMMENT ON FUNCTION pgdl.dependencies(text) IS
+  'The DT_NEEDED tree of a library as the dynamic linker would resolve it in this backend';
+
+CREATE FUNCTION pgdl.diagnose(target text)
+RETURNS TABLE ("check" text, status text, subject text, detail text, hint text)
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT * FROM jsonb_to_recordset(pgdl._rows(pgdl._call('diagnose', jsonb_build_array(target))))
+    AS t("check" text, status text, subject text, detail text, hint text)
+$$;
+COMMENT ON FUNCTION pgdl.diagnose(text) IS
+  'Why an extension, a library or a C function will or will not load, step by step, with the fix';
+
 -- These functions read files anywhere the server's OS user can, like
 -- pg_read_binary_file(): nothing for PUBLIC, everything for pg_read_server_files.
 GRANT USAGE ON SCHEMA pgdl TO PUBLIC;
 REVOKE ALL ON FUNCTION pgdl._server_config(), pgdl._call(text, jsonb), pgdl._rows(jsonb),
-  pgdl.resolve(text), pgdl.check_magic(text) FROM PUBLIC;
+  pgdl.resolve(text), pgdl.check_magic(text), pgdl.predict_load(text, text), pgdl.dependencies(text),
+  pgdl.diagnose(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgdl._server_config(), pgdl._call(text, jsonb), pgdl._rows(jsonb),
-  pgdl.resolve(text), pgdl.check_magic(text) TO pg_read_server_files;
+  pgdl.resolve(text), pgdl.check_magic(text), pgdl.predict_load(text, text), pgdl.dependencies(text),
+  pgdl.diagnose(text) TO pg_read_server_files;

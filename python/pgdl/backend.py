@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from .checkmagic import check_magic
+from .diagnose import CFunction, diagnose_extension, diagnose_library
+from .ldso import load_tree
+from .predict import as_error_row, predict_load
 from .errors import INTERNAL_ERROR, PgErrorRaised, UserError
 from .maps import read_maps
 from .resolve import resolve
@@ -132,12 +136,84 @@ def _check_magic(plpy, name):
     return rows
 
 
+def _predict_load(plpy, name, symbol=None):
+    name = check_name(name)
+    if symbol is not None:
+        symbol = check_name(symbol, "symbol")
+    return [as_error_row(predict_load(name, describe_server(plpy), symbol))]
+
+
+def _dependencies(plpy, name):
+    name = check_name(name)
+    server = describe_server(plpy)
+    res = resolve(name, server)
+    if res.error is not None:
+        raise PgErrorRaised(res.error)
+    tree = load_tree(res.full_name, server)
+    return [(d.depth, d.needed, d.required_by, d.path, d.found_via, d.status, d.detail) for d in tree.deps]
+
+
+SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
+
+
+def _diagnose(plpy, target):
+    target = check_name(target, "target")
+    server = describe_server(plpy)
+    if SIGNATURE.match(target):
+        return _rows(_diagnose_function(plpy, target, server))
+    if "/" not in target and os.path.isfile(os.path.join(server.sharedir, "extension", f"{target}.control")):
+        return _rows(diagnose_extension(target, server, _extension_c_functions(plpy, target)))
+    return _rows(diagnose_library(target, server))
+
+
+def _rows(findings):
+    return [(f.check, f.status, f.subject, f.detail, f.hint) for f in findings]
+
+
+def _diagnose_function(plpy, signature, server):
+    plan = plpy.prepare("""
+        SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc, l.lanname
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+         WHERE p.oid = pg_catalog.to_regprocedure($1)""", ["text"])
+    try:
+        rows = plpy.execute(plan, [signature])
+    except plpy.SPIError as exc:
+        raise UserError(f"invalid function signature: {signature}", hint=str(exc))
+    if not rows:
+        raise UserError(f"function {signature} does not exist", sqlstate="42883",
+                        hint="Give a function signature with argument types, e.g. dblink_connect(text).")
+    row = rows[0]
+    if row["lanname"] != "c":
+        raise UserError(f"function {row['sig']} is written in {row['lanname']}, not C",
+                        hint="pgdl diagnoses C-language functions and the libraries they live in.")
+    return diagnose_library(row["probin"], server, row["prosrc"], label=row["sig"])
+
+
+def _extension_c_functions(plpy, extension):
+    plan = plpy.prepare("""
+        SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
+          FROM pg_catalog.pg_extension e
+          JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_extension'::regclass
+                                     AND d.refobjid = e.oid AND d.classid = 'pg_catalog.pg_proc'::regclass
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+          JOIN pg_catalog.pg_language l ON l.oid = p.prolang AND l.lanname = 'c'
+         WHERE e.extname = $1
+         ORDER BY 1""", ["text"])
+    return [CFunction(r["sig"], r["probin"], r["prosrc"]) for r in plpy.execute(plan, [extension])] or None
+
+
 _COLUMNS = {
+    "predict_load": ("will_load", "sqlstate", "message", "detail", "hint"),
+    "dependencies": ("depth", "needed", "required_by", "path", "found_via", "status", "detail"),
+    "diagnose": ("check", "status", "subject", "detail", "hint"),
     "resolve": ("step", "rule", "candidate", "exists", "regular_file", "chosen"),
     "check_magic": ("field", "library_value", "server_value", "matches", "sqlstate", "message", "detail", "hint"),
 }
 
 _FUNCTIONS = {
+    "predict_load": _predict_load,
+    "dependencies": _dependencies,
+    "diagnose": _diagnose,
     "resolve": _resolve,
     "check_magic": _check_magic,
 }

@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass, field
 
 from .elf import ElfError, open_elf
-from .errors import PgError, errcode_for_file_access
+from .errors import PgError
 from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
-from .loadfile import check_module_file
+from .loadfile import access_error, check_module_file
 from .resolve import resolve
 from .server import Server
 
@@ -36,10 +36,9 @@ def check_magic(name: str, server: Server) -> MagicReport:
     try:
         os.stat(libname)
     except OSError as exc:
-        report.error = PgError(errcode_for_file_access(exc.errno or 0),
-                               f'could not access file "{libname}": {os.strerror(exc.errno or 0)}')
+        report.error = access_error(libname, exc.errno or 0, server.major)
         return report
-    report.error, _ = check_module_file(libname, server)
+    report.error, _ = check_module_file(libname, server, res.last_errno)
     if report.error is not None:
         return report
     try:

@@ -279,9 +279,9 @@ def _read_program_headers(obj: ElfObject, f) -> None:
         return
     obj.has_dynamic = True
     d_offset, d_size = dynamic
-    d_size = min(d_size, MAX_DYNAMIC, max(0, obj.size - d_offset))
     if d_offset >= obj.size:
-        raise ElfError("dynamic section lies outside the file")
+        return       # truncated file: the segment checks report it
+    d_size = min(d_size, MAX_DYNAMIC, obj.size - d_offset)
     f.seek(d_offset)
     raw = f.read(d_size)
     entsize = 16 if obj.elf_class == 64 else 8

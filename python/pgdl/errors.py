@@ -19,7 +19,7 @@ FEATURE_NOT_SUPPORTED = "0A000"
 
 @dataclass(frozen=True)
 class PgError:
-    sqlstate: str
+    sqlstate: str | None     # None: the client loses the connection instead
     message: str
     detail: str | None = None
     hint: str | None = None
@@ -43,9 +43,16 @@ class UserError(Exception):
         self.sqlstate = sqlstate
 
 
-def errcode_for_file_access(err: int) -> str:
-    """The SQLSTATE elog.c's errcode_for_file_access() picks for an errno."""
+def errcode_for_file_access(err: int, major: int = 15) -> str:
+    """The SQLSTATE elog.c's errcode_for_file_access() picks for an errno.
+
+    ENOMEM maps to 53200 since PostgreSQL 14, ENAMETOOLONG to 58P03 since 18.
+    """
     import errno
+    if err == errno.ENOMEM and major >= 14:
+        return "53200"
+    if err == errno.ENAMETOOLONG and major >= 18:
+        return "58P03"
     if err in (errno.EPERM, errno.EACCES, errno.EROFS):
         return INSUFFICIENT_PRIVILEGE
     if err == errno.ENOENT:

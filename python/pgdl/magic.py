@@ -22,7 +22,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .elf import EM_AARCH64, EM_X86_64, ElfError, ElfObject
+from .elf import ElfError, ElfObject
+from .staticreturn import returned_address
 from .errors import INTERNAL_ERROR, PgError
 from .server import ServerMagic
 
@@ -112,55 +113,13 @@ def _pointed_string(obj: ElfObject, slot: int) -> str | None:
 
 
 def _locate_struct(obj: ElfObject, func_addr: int, func_size: int) -> tuple[int, str]:
-    code_len = min(max(func_size, 16), 64)
-    try:
-        code = obj.read_vaddr(func_addr, code_len)
-    except ElfError:
-        code = obj.read_vaddr(func_addr, min(func_size, 64)) if func_size else b""
-    address = None
-    if obj.machine == EM_X86_64:
-        address = _x86_64_lea_rax(code, func_addr)
-    elif obj.machine == EM_AARCH64:
-        address = _aarch64_adrp_add_x0(code, func_addr, obj.little_endian)
+    address = returned_address(obj, func_addr, func_size)
     if address is not None:
         return address, "decoded Pg_magic_func"
     local = obj.static_symbol("Pg_magic_data")
     if local is not None and local.defined:
         return local.value, "symbol " + local.name
     raise ElfError("cannot locate the magic block: Pg_magic_func has an unrecognised instruction pattern")
-
-
-def _x86_64_lea_rax(code: bytes, func_addr: int) -> int | None:
-    """First `lea disp32(%rip),%rax` (48 8d 05), the value Pg_magic_func returns."""
-    at = code.find(b"\x48\x8d\x05")
-    if at < 0 or at + 7 > len(code):
-        return None
-    disp = struct.unpack_from("<i", code, at + 3)[0]
-    return func_addr + at + 7 + disp
-
-
-def _aarch64_adrp_add_x0(code: bytes, func_addr: int, little: bool) -> int | None:
-    """`adrp x0, page` + `add x0, x0, #lo12`, or `adr x0, label` (as lld relaxes it)."""
-    e = "<" if little else ">"
-    words = [struct.unpack_from(e + "I", code, i)[0] for i in range(0, len(code) - 3, 4)]
-    for i, insn in enumerate(words):
-        pc = func_addr + 4 * i
-        if insn & 0x9F00001F == 0x10000000:            # adr x0, label
-            return pc + _adr_immediate(insn)
-        if insn & 0x9F00001F != 0x90000000:            # adrp x0, page
-            continue
-        page = (pc & ~0xFFF) + (_adr_immediate(insn) << 12)
-        nxt = words[i + 1] if i + 1 < len(words) else 0
-        if nxt & 0xFFC003FF == 0x91000000:             # add x0, x0, #imm12 (no shift)
-            return page + ((nxt >> 10) & 0xFFF)
-        return page
-    return None
-
-
-def _adr_immediate(insn: int) -> int:
-    """The signed 21-bit immhi:immlo field shared by ADR and ADRP."""
-    imm = (((insn >> 5) & 0x7FFFF) << 2) | ((insn >> 29) & 0x3)
-    return imm - (1 << 21) if imm & (1 << 20) else imm
 
 
 # -- comparison, as dfmgr.c does it ---------------------------------------

@@ -35,11 +35,19 @@ class Resolution:
     full_name: str | None = None  # what is passed to internal_load_library()
     found: bool = False
     error: PgError | None = None  # the lookup itself raised this
+    # errno of the last failed stat(): dlopen() does not touch errno, so when
+    # glibc records no error code (undefined symbol, bad ELF header...) this
+    # stale value is what errcode_for_file_access() turns into the SQLSTATE.
+    last_errno: int = 0
 
 
-def resolve(name: str, server: Server) -> Resolution:
-    """Simulate expand_dynamic_library_name() for `name` on `server`."""
-    searched = _strip_libdir_prefix(name, server)
+def resolve(name: str, server: Server, for_function: bool = False) -> Resolution:
+    """Simulate expand_dynamic_library_name() for `name` on `server`.
+
+    `for_function`: the name comes from a C function (CREATE FUNCTION or a
+    call, via load_external_function()) rather than LOAD or a preload setting.
+    """
+    searched = _strip_libdir_prefix(name, server) if for_function else name
     res = Resolution(name=name, searched_name=searched)
     try:
         full = _expand(searched, server, res)
@@ -55,9 +63,10 @@ def resolve(name: str, server: Server) -> Resolution:
 
 
 def _strip_libdir_prefix(name: str, server: Server) -> str:
-    # PostgreSQL 18 (dfmgr.c, for extension_control_path): a leading
-    # "$libdir/" is removed so the rest is searched in dynamic_library_path,
-    # but only when the remainder has no further directory separator.
+    # PostgreSQL 18 load_external_function() (for extension_control_path): a
+    # leading "$libdir/" is removed so the rest is searched in
+    # dynamic_library_path, only when no further directory separator follows.
+    # LOAD and the preload settings (load_file()) do not strip it.
     if server.major >= 18 and name.startswith("$libdir/") and "/" not in name[len("$libdir/"):]:
         return name[len("$libdir/"):]
     return name
@@ -74,7 +83,7 @@ def _expand(name: str, server: Server, res: Resolution) -> str | None:
         else:
             full = substitute_libpath_macro(attempt, server)
             rule = _rule_for_slashed(attempt, suffixed)
-            if _file_exists(full, res, rule):
+            if _file_exists(full, res, rule, server):
                 return full
     return None
 
@@ -96,7 +105,9 @@ def substitute_libpath_macro(name: str, server: Server) -> str:
     sep = name.find("/")
     head = name if sep < 0 else name[:sep]
     if head != "$libdir":
-        raise PgErrorRaised(PgError(INVALID_NAME, f"invalid macro name in dynamic library path: {name}"))
+        # PostgreSQL 18 shares this code with extension_control_path.
+        wording = "in path" if server.major >= 18 else "in dynamic library path"
+        raise PgErrorRaised(PgError(INVALID_NAME, f"invalid macro name {wording}: {name}"))
     return server.pkglibdir + ("" if sep < 0 else name[sep:])
 
 
@@ -117,20 +128,21 @@ def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suf
                 INVALID_NAME, 'component in parameter "dynamic_library_path" is not an absolute path'))
         full = f"{mangled}/{basename}"
         rule = f"dynamic_library_path entry {number} ({piece})" + (" + DLSUFFIX" if suffixed else "")
-        if _file_exists(full, res, rule):
+        if _file_exists(full, res, rule, server):
             return full
     return None
 
 
-def _file_exists(name: str, res: Resolution, rule: str) -> bool:
+def _file_exists(name: str, res: Resolution, rule: str, server: Server) -> bool:
     """dfmgr.c's file_exists(): stat() succeeds and it is not a directory."""
     try:
         st = os.stat(name)
     except OSError as exc:
         res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, False, False, False))
+        res.last_errno = exc.errno or 0
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
             return False
-        raise PgErrorRaised(PgError(errcode_for_file_access(exc.errno or 0),
+        raise PgErrorRaised(PgError(errcode_for_file_access(exc.errno or 0, server.major),
                                     f'could not access file "{name}": {os.strerror(exc.errno or 0)}'))
     regular = stat.S_ISREG(st.st_mode)
     chosen = not stat.S_ISDIR(st.st_mode)

@@ -1,0 +1,199 @@
+"""What `LOAD name` (or `CREATE FUNCTION ... AS name, symbol LANGUAGE C`)
+would do in this session, stage by stage, as PostgreSQL and glibc do it:
+
+  privilege -> lookup -> stat -> dlopen (file, dependencies, versions,
+  symbols) -> magic block -> function symbol -> pg_finfo_<symbol>
+
+dfmgr.c: load_file(), load_external_function(), internal_load_library();
+fmgr.c: fetch_finfo_record(); pg_proc.c: fmgr_c_validator().
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from .binding import BindResult, bind
+from .elf import ElfError, ElfObject, open_elf
+from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
+from .ldso import LoadTree, load_tree
+from .loadfile import access_error, check_module_file, dlopen_error, truncation_crash
+from .magic import MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
+from .resolve import Resolution, resolve
+from .server import Server
+from .staticreturn import returned_address
+
+@dataclass
+class Prediction:
+    will_load: bool
+    stage: str                          # where it stops, or "loaded"
+    error: PgError | None = None
+    libname: str | None = None          # the expanded name the server uses
+    resolution: Resolution | None = None
+    module: ElfObject | None = None
+    tree: LoadTree | None = None
+    binding: BindResult | None = None
+    magic: MagicBlock | None = None
+    already_loaded: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def predict_load(name: str, server: Server, symbol: str | None = None) -> Prediction:
+    """LOAD name (symbol None), or CREATE FUNCTION ... AS name, symbol LANGUAGE C."""
+    if symbol is None and not server.is_superuser:
+        # utility.c: load_file(filename, !superuser())
+        denied = _restricted_name_error(name)
+        if denied:
+            return Prediction(False, "privilege", denied)
+    if symbol is not None and not server.is_superuser:
+        return Prediction(False, "privilege", PgError(INSUFFICIENT_PRIVILEGE, "permission denied for language c"))
+    res = resolve(name, server, for_function=symbol is not None)
+    if res.error is not None:
+        return Prediction(False, "lookup", res.error, resolution=res)
+    libname = res.full_name
+    p = Prediction(False, "file", libname=libname, resolution=res)
+    try:
+        st = os.stat(libname)
+    except OSError as exc:
+        p.error = access_error(libname, exc.errno or 0, server.major)
+        return p
+    p.already_loaded = _loaded_by_postgres(libname, st, server)
+    if not p.already_loaded and not _dlopen_and_magic(p, server):
+        return p
+    if symbol is not None and not _entry_points(p, symbol, server):
+        return p
+    p.will_load, p.stage = True, "loaded"
+    if p.already_loaded:
+        p.notes.append("already loaded in this backend: LOAD does nothing and no check is repeated")
+    return p
+
+
+def _restricted_name_error(name: str) -> PgError | None:
+    """dfmgr.c check_restricted_library_name(): non-superusers may LOAD only $libdir/plugins/x."""
+    prefix = "$libdir/plugins/"
+    if name.startswith(prefix) and "/" not in name[len(prefix):]:
+        return None
+    return PgError(INSUFFICIENT_PRIVILEGE, f'access to library "{name}" is not allowed')
+
+
+def _loaded_by_postgres(libname: str, st: os.stat_result, server: Server) -> bool:
+    """Whether dfmgr.c's file_list holds this file (same name or same inode).
+
+    The list itself is not visible from Python.  A mapped file that carries a
+    magic block was loaded through dfmgr.c; a library mapped only as some
+    module's dependency was not, and LOAD would still dlopen and check it.
+    """
+    for obj in server.loaded:
+        if obj.path == libname or (obj.dev == st.st_dev and obj.inode == st.st_ino):
+            try:
+                return open_elf(obj.path).definition("Pg_magic_func") is not None
+            except (ElfError, OSError):
+                return False
+    return False
+
+
+def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
+    libname = p.libname
+    p.stage = "elf"
+    stale = p.resolution.last_errno
+    p.error, _verdict = check_module_file(libname, server, stale)
+    if p.error is not None:
+        return False
+    try:
+        module = open_elf(libname)
+    except (ElfError, OSError) as exc:
+        module = None
+        p.notes.append(f"pgdl cannot read the module fully: {exc}")
+    if module is not None:
+        p.error = truncation_crash(libname, module)
+        if p.error is not None:
+            return False
+    p.stage = "dependencies"
+    p.tree = load_tree(libname, server)
+    if p.tree.error is not None:
+        p.error = dlopen_error(libname, p.tree.error, p.tree.errno or stale, server.major)
+        return False
+    p.module = p.tree.deps[0].obj if p.tree.deps else None
+    p.stage = "symbols"
+    p.binding = bind(p.tree, server)
+    if p.binding.error is not None:
+        p.error = dlopen_error(libname, p.binding.error, p.binding.errno or stale, server.major)
+        return False
+    p.stage = "magic"
+    try:
+        p.magic = read_magic(p.module or open_elf(libname))
+    except MagicNotFound:
+        p.error = missing_magic_error(libname)
+        return False
+    except ElfError as exc:
+        p.notes.append(f"the magic block could not be read statically: {exc}")
+        return True
+    srv = server.server_magic()
+    p.error = judge(p.magic, srv, server_block_bytes(srv, server.major, server.elf_class), libname, server.major)
+    return p.error is None
+
+
+def _entry_points(p: Prediction, symbol: str, server: Server) -> bool:
+    """dlsym() of the function and of pg_finfo_<symbol>, in the handle's own scope."""
+    p.stage = "entry point"
+    scope = _handle_scope(p)
+    if _scope_lookup(scope, symbol) is None:
+        p.error = PgError(UNDEFINED_FUNCTION, f'could not find function "{symbol}" in file "{p.libname}"')
+        return False
+    info_name = f"pg_finfo_{symbol}"
+    found = _scope_lookup(scope, info_name)
+    if found is None:
+        p.error = PgError(UNDEFINED_FUNCTION,
+                          f'could not find function information for function "{symbol}"',
+                          hint="SQL-callable functions need an accompanying PG_FUNCTION_INFO_V1(funcname).")
+        return False
+    obj, sym = found
+    api_version = _finfo_api_version(obj, sym.value, sym.size)
+    if api_version is None:
+        p.notes.append(f"the API version that {info_name}() reports could not be read statically")
+    elif api_version != 1:
+        p.error = PgError(INVALID_PARAMETER_VALUE,
+                          f'unrecognized API version {api_version} reported by info function "{info_name}"')
+        return False
+    return True
+
+
+def _handle_scope(p: Prediction) -> list[ElfObject]:
+    """dlsym(handle, ...) searches the module, then its dependencies breadth-first."""
+    if p.tree is not None:
+        return [d.obj for d in p.tree.deps if d.obj is not None]
+    try:
+        return [open_elf(p.libname)]
+    except (ElfError, OSError):
+        return []
+
+
+def _scope_lookup(scope: list[ElfObject], name: str):
+    for obj in scope:
+        sym = obj.definition(name)
+        if sym is not None and not sym.hidden:
+            return obj, sym
+    return None
+
+
+def _finfo_api_version(obj: ElfObject, addr: int, size: int) -> int | None:
+    """Pg_finfo_record.api_version, from the struct pg_finfo_<name>() returns."""
+    try:
+        target = returned_address(obj, addr, size)
+        if target is None:
+            return None
+        raw = obj.read_vaddr(target, 4)
+    except ElfError:
+        return None
+    return struct.unpack("<i" if obj.little_endian else ">i", raw)[0]
+
+
+def as_error_row(p: Prediction) -> tuple:
+    e = p.error
+    if e is None:
+        return (p.will_load, None, None, None, None)
+    return (p.will_load, e.sqlstate, e.message, e.detail, e.hint)
+
+
+__all__ = ["Prediction", "predict_load", "as_error_row", "INTERNAL_ERROR"]
