@@ -214,7 +214,7 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
                     f"or remove the stale copy {dep.path}.")
             return Finding("symbols", ERROR, subject, detail, hint)
     if problem.kind == "undefined":
-        modules = modules_defining(problem.symbol, server.pkglibdir, p.libname)
+        modules = [m for d in _module_dirs(server) for m in modules_defining(problem.symbol, d, p.libname)]
         if modules:
             names = ", ".join(os.path.basename(m) for m in modules)
             detail += f". Defined by the PostgreSQL module(s) {names}, which this backend has not loaded"
@@ -238,6 +238,17 @@ def _search_dirs(p: Prediction, server: Server) -> list[str]:
     dirs += server.environ.get("LD_LIBRARY_PATH", "").split(":")
     dirs.append(server.pkglibdir)
     return [d for d in dict.fromkeys(dirs) if d]
+
+
+def _module_dirs(server: Server) -> list[str]:
+    """pkglibdir and the other dynamic_library_path directories: where modules live."""
+    dirs = [server.pkglibdir]
+    for entry in server.dynamic_library_path.split(":"):
+        if entry.startswith("$libdir"):
+            entry = server.pkglibdir + entry[len("$libdir"):]
+        if entry.startswith("/"):
+            dirs.append(entry.rstrip("/") or "/")
+    return list(dict.fromkeys(dirs))
 
 
 def _defines_version(path: str, version: str) -> bool:

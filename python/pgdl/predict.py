@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .binding import BindResult, bind
 from .elf import ElfError, ElfObject, open_elf
@@ -64,6 +64,9 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
     if symbol is not None and not _entry_points(p, symbol, server):
         return p
     p.will_load, p.stage = True, "loaded"
+    if not p.already_loaded and p.module is not None and p.module.definition("_PG_init") is not None:
+        p.notes.append("the module's _PG_init() runs on load and may still refuse (some modules must be "
+                       "listed in shared_preload_libraries)")
     if p.already_loaded:
         p.notes.append("already loaded in this backend: LOAD does nothing and no check is repeated")
     return p
@@ -159,6 +162,12 @@ def _entry_points(p: Prediction, symbol: str, server: Server) -> bool:
     return True
 
 
+def check_entry_point(p: Prediction, symbol: str, server: Server) -> PgError | None:
+    """Only the entry-point stage, for `symbol` in a library `p` predicted to load."""
+    q = replace(p, notes=list(p.notes))
+    return None if _entry_points(q, symbol, server) else q.error
+
+
 def _handle_scope(p: Prediction) -> list[ElfObject]:
     """dlsym(handle, ...) searches the module, then its dependencies breadth-first."""
     if p.tree is not None:
@@ -196,4 +205,4 @@ def as_error_row(p: Prediction) -> tuple:
     return (p.will_load, e.sqlstate, e.message, e.detail, e.hint)
 
 
-__all__ = ["Prediction", "predict_load", "as_error_row", "INTERNAL_ERROR"]
+__all__ = ["Prediction", "predict_load", "check_entry_point", "as_error_row", "INTERNAL_ERROR"]

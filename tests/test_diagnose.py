@@ -1,0 +1,127 @@
+"""diagnose() on extensions, libraries and functions, and whole-server
+agreement: every stock module is predicted as the real LOAD behaves."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import ServerError
+
+HELPER_MODULE = r"""
+#include "postgres.h"
+#include "fmgr.h"
+PG_MODULE_MAGIC;
+PGDLLEXPORT int pgdl_helper_value(void);
+int pgdl_helper_value(void) { return 7; }
+"""
+
+USER_MODULE = r"""
+#include "postgres.h"
+#include "fmgr.h"
+PG_MODULE_MAGIC;
+extern int pgdl_helper_value(void);
+PG_FUNCTION_INFO_V1(uses_helper);
+Datum uses_helper(PG_FUNCTION_ARGS) { PG_RETURN_INT32(pgdl_helper_value()); }
+"""
+
+
+LOADER_ERRORS = ('could not load library', 'could not access file', 'incompatible library')
+
+
+def diagnose(cluster, target, **kw):
+    return cluster.query('SELECT "check", status, subject, detail, hint FROM pgdl.diagnose(%s)', (target,), **kw)
+
+
+def test_every_stock_module_predicted_like_real_load(cluster):
+    pkglibdir = cluster.query("SELECT setting FROM pgdl._server_config() WHERE name = 'PKGLIBDIR'")[0][0]
+    modules = sorted(f for f in os.listdir(pkglibdir) if f.endswith(".so"))
+    assert len(modules) > 20
+    disagreements = []
+    for module in modules:
+        path = f"{pkglibdir}/{module}"
+        will_load, *error = cluster.query("SELECT * FROM pgdl.predict_load(%s)", (path,))[0]
+        actual = cluster.error_of("LOAD %s", (path,))
+        if actual is None:
+            if not will_load:
+                disagreements.append((module, "pgdl says it fails but it loads", error))
+        elif not will_load:
+            if ServerError(*error) != actual:
+                disagreements.append((module, "different error", error, actual))
+        elif actual.message.startswith(LOADER_ERRORS):
+            disagreements.append((module, "loads per pgdl, fails for real", actual))
+        # Otherwise the module's own _PG_init() refused (pg_cron, sepgsql outside
+        # shared_preload_libraries): code pgdl never runs, and says so.
+    assert not disagreements, disagreements
+
+
+def test_stock_modules_bind_cleanly(cluster):
+    rows = cluster.query("""
+        SELECT f, (SELECT will_load FROM pgdl.predict_load((SELECT setting FROM pgdl._server_config()
+                                                              WHERE name = 'PKGLIBDIR') || '/' || f))
+          FROM pg_ls_dir((SELECT setting FROM pgdl._server_config() WHERE name = 'PKGLIBDIR')) f
+         WHERE f LIKE '%%.so'""")
+    failing = [f for f, ok in rows if not ok]
+    # Transform modules need their language and type modules first: that is a real failure.
+    assert all(f.endswith("plpython3.so") for f in failing), failing
+
+
+def test_diagnose_extension(cluster):
+    rows = diagnose(cluster, "dblink")
+    checks = [r[0] for r in rows]
+    assert checks[0] == "extension"
+    assert "resolution" in checks and "dependency" in checks and "magic" in checks
+    assert rows[-1][:2] == ("verdict", "ok")
+    assert not [r for r in rows if r[1] == "error"]
+
+
+def test_diagnose_function(cluster):
+    cluster.query("CREATE EXTENSION IF NOT EXISTS dblink")
+    rows = diagnose(cluster, "dblink_connect(text)")
+    assert rows[-1][:3] == ("verdict", "ok", "dblink_connect(text)")
+    entry = [r for r in rows if r[0] == "entry point"]
+    assert entry and entry[0][1] == "ok"
+
+
+def test_diagnose_unknown_function_is_clear(cluster):
+    error = cluster.error_of("SELECT * FROM pgdl.diagnose('no_such_function(int)')")
+    assert error.sqlstate == "42883" and "does not exist" in error.message
+
+
+def test_module_needing_another_loaded_first(cluster, build):
+    helper = build("pgdl_helper_mod", HELPER_MODULE)
+    user = build("pgdl_user_mod", USER_MODULE)
+    setup = (f"SET dynamic_library_path = '$libdir:{helper.parent}'",)
+    # Alone: the helper's symbol is missing, exactly as the server says.
+    will_load, *error = cluster.query("SELECT * FROM pgdl.predict_load(%s)", (str(user),), setup=setup)[0]
+    actual = cluster.error_of("LOAD %s", (str(user),), setup=setup)
+    assert not will_load and ServerError(*error) == actual
+    assert actual.message.endswith("undefined symbol: pgdl_helper_value")
+    symbols = [r for r in diagnose(cluster, str(user), setup=setup) if r[0] == "symbols"]
+    assert "pgdl_helper_mod.so" in symbols[0][3]
+    assert "Load pgdl_helper_mod first" in symbols[0][4]
+    # After LOADing the helper in the same session (RTLD_GLOBAL), it loads.
+    after = setup + (f"LOAD '{helper}'",)
+    assert cluster.query("SELECT will_load FROM pgdl.predict_load(%s)", (str(user),), setup=after) == [(True,)]
+    assert cluster.error_of("LOAD %s", (str(user),), setup=after) is None
+
+
+@pytest.mark.parametrize("flags, via", [
+    (["-Wl,--disable-new-dtags"], "RPATH"),
+    (["-Wl,--enable-new-dtags"], "RUNPATH"),
+])
+def test_origin_rpath_and_runpath(cluster, build, tmp_path, flags, via):
+    libdir = tmp_path / "deps"
+    libdir.mkdir()
+    os.chmod(libdir, 0o755)
+    dep = build("pgdl_origin_dep", "int origin_value(void) { return 3; }\n", "-Wl,-soname,libpgdlorigin.so.1",
+                output="deps/libpgdlorigin.so.1")
+    src = HELPER_MODULE.replace("pgdl_helper_value", "origin_user") + \
+        "extern int origin_value(void);\nint call_origin(void) { return origin_value(); }\n"
+    module = build("pgdl_origin_mod", src, str(dep), "-Wl,-rpath,$ORIGIN/deps", *flags)
+    rows = cluster.query("SELECT needed, path, found_via, status FROM pgdl.dependencies(%s)", (str(module),))
+    dep_row = [r for r in rows if r[0] == "libpgdlorigin.so.1"][0]
+    assert dep_row[1] == str(dep) and via in dep_row[2] and dep_row[3] == "ok"
+    assert cluster.error_of("LOAD %s", (str(module),)) is None
+    assert cluster.query("SELECT will_load FROM pgdl.predict_load(%s)", (str(module),)) == [(True,)]
