@@ -46,6 +46,11 @@ CREATE EXTENSION pgdl CASCADE;
 SELECT * FROM pgdl.resolve('dblink');
 SELECT * FROM pgdl.check_magic('$libdir/dblink');
 SELECT field, library_value, server_value, matches, message, detail FROM pgdl.check_magic('{broken}');
+SELECT * FROM pgdl.predict_load('{broken}');
+\\x on
+SELECT * FROM pgdl.diagnose('dblink');
+\\x off
+SELECT depth, needed, path, found_via, status FROM pgdl.dependencies('dblink') WHERE depth <= 1;
 \\set ON_ERROR_STOP 0
 LOAD '{broken}';
 """

@@ -165,7 +165,7 @@ def _dependencies(p: Prediction) -> list[Finding]:
     out = []
     for dep in p.tree.deps[1:]:
         status = OK if dep.status in ("ok", "already loaded") else ERROR
-        detail = f"{dep.needed} -> {dep.path or 'not found'} via {dep.found_via}"
+        detail = f"{dep.needed} -> {dep.path or 'not found'} ({dep.found_via})"
         if dep.detail:
             detail += f"; {dep.detail}"
         hint = None
@@ -345,9 +345,11 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
     functions = installed_functions if installed_functions else c_functions_in_script(script_text, module)
     libraries = sorted({f.library for f in functions} | ({module} if module else set()))
     for library in libraries:
-        out += diagnose_library(library, server)
-        if out[-1].status == ERROR:
-            return out
+        findings = diagnose_library(library, server)
+        if findings[-1].status == ERROR:
+            return out + findings
+        # One verdict for the extension, at the end; this one speaks for one library.
+        out += findings[:-1] + [Finding("library", OK, library, findings[-1].detail)]
     for f in functions:
         p = predict_load(f.library, server, f.symbol)
         if not p.will_load:
