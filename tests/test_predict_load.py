@@ -245,3 +245,22 @@ def test_non_superuser_create_function(cluster, build, reader_role):
     will_load, predicted = predict(cluster, path, "good_answer", user=reader_role)
     actual = real_create_function(cluster, path, "good_answer", user=reader_role)
     assert not will_load and predicted == actual
+
+
+def test_missing_symbol_version(cluster, build, tmp_path):
+    """Built against V_2 of a library; the copy the loader finds only has V_1."""
+    for d in ("old", "new"):
+        (tmp_path / d).mkdir()
+        os.chmod(tmp_path / d, 0o755)
+    (tmp_path / "v1.map").write_text("V_1 { global: ver_old; local: *; };\n")
+    (tmp_path / "v2.map").write_text("V_1 { global: ver_old; local: *; };\nV_2 { global: ver_new; } V_1;\n")
+    soname = "-Wl,-soname,libpgdlver.so.1"
+    build("libpgdlver_old", "int ver_old(void){return 1;}\n", soname,
+          f"-Wl,--version-script={tmp_path / 'v1.map'}", output="old/libpgdlver.so.1")
+    new = build("libpgdlver_new", "int ver_old(void){return 1;}\nint ver_new(void){return 2;}\n", soname,
+                f"-Wl,--version-script={tmp_path / 'v2.map'}", output="new/libpgdlver.so.1")
+    src = GOOD_MODULE + "extern int ver_new(void);\nint use_new(void) { return ver_new(); }\n"
+    module = build("needs_v2", src, str(new), f"-Wl,-rpath,{tmp_path}/old")
+    _, actual = assert_load_matches(cluster, module)
+    assert actual.message.endswith(
+        f"{tmp_path}/old/libpgdlver.so.1: version `V_2' not found (required by {module})")
