@@ -7,6 +7,8 @@ packages=(
   "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-plpython3-$PGVER" "postgresql-contrib"
   python3-pyelftools python3-pytest python3-testing.postgresql python3-psycopg2
   gcc make pgxnclient pax-utils
+  # The pg_cron recipe test (tests/test_pg_cron.py).
+  "postgresql-$PGVER-cron"
   # Test fixtures: 32-bit builds (gcc -m32) and an AArch64 cross-build (clang + lld).
   gcc-multilib clang lld
 )

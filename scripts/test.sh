@@ -10,4 +10,4 @@ if [ "$(id -u)" = 0 ]; then
   # Install the way PGXN users do (it runs the PGXS `make install`).
   pgxn install ./ >/dev/null
 fi
-bash scripts/as-test-user.sh /usr/bin/python3 -m pytest -p no:cacheprovider tests "$@"
+bash scripts/as-test-user.sh /usr/bin/python3 -m pytest -p no:cacheprovider "$@"

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 
+from .audit import PRELOAD_SETTINGS, audit
 from .checkmagic import check_magic
 from .diagnose import CFunction, diagnose_extension, diagnose_library
 from .ldso import load_tree
@@ -202,12 +203,26 @@ def _extension_c_functions(plpy, extension):
     return [CFunction(r["sig"], r["probin"], r["prosrc"]) for r in plpy.execute(plan, [extension])] or None
 
 
+def _audit(plpy):
+    server = describe_server(plpy)
+    functions = [CFunction(r["sig"], r["probin"], r["prosrc"]) for r in plpy.execute("""
+        SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+         WHERE l.lanname = 'c'
+         ORDER BY 1""")]
+    settings = {r["name"]: r["setting"] for r in plpy.execute("SELECT name, setting FROM pgdl._server_config()")
+                if r["name"] in PRELOAD_SETTINGS}
+    return [(r.kind, r.subject, r.status, r.message, r.hint, r.library, r.symbol)
+            for r in audit(server, functions, settings)]
+
+
 _COLUMNS = {
     "predict_load": ("will_load", "sqlstate", "message", "detail", "hint"),
     "dependencies": ("depth", "needed", "required_by", "path", "found_via", "status", "detail"),
     "diagnose": ("check", "status", "subject", "detail", "hint"),
     "resolve": ("step", "rule", "candidate", "exists", "regular_file", "chosen"),
     "check_magic": ("field", "library_value", "server_value", "matches", "sqlstate", "message", "detail", "hint"),
+    "audit": ("kind", "subject", "status", "message", "hint", "library", "symbol"),
 }
 
 _FUNCTIONS = {
@@ -216,4 +231,5 @@ _FUNCTIONS = {
     "diagnose": _diagnose,
     "resolve": _resolve,
     "check_magic": _check_magic,
+    "audit": _audit,
 }

@@ -1,0 +1,219 @@
+"""audit(): every library this server or this database may load, checked once.
+
+Covers the C functions of the database (grouped by library), the preload
+settings in the order the server loads them, every available extension's
+control file, every shared object in pkglibdir, and stale code still mapped
+in this backend.  Pure: it works from a Server and plain lists; the adapter
+(pgdl.backend) gathers them.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from .diagnose import CFunction, read_control
+from .predict import Prediction, check_entry_point, predict_load
+from .resolve import resolve
+from .server import Server
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+
+# Server load order: postmaster start, then each backend's start (miscinit.c).
+PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    kind: str
+    subject: str
+    status: str
+    message: str
+    hint: str | None = None
+    library: str | None = None
+    symbol: str | None = None
+
+
+class _Libraries:
+    """predict_load() once per file: keyed by the name's expansion, as dfmgr.c keys its list."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.cache: dict[tuple[str, bool], Prediction] = {}
+
+    def predict(self, name: str, server: Server | None = None) -> Prediction:
+        server = server or self.server
+        res = resolve(name, server)
+        key = (res.full_name if res.error is None else name, server.is_superuser)
+        if key not in self.cache:
+            self.cache[key] = predict_load(name, server)
+        return self.cache[key]
+
+
+def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
+    """`functions`: the database's C functions; `settings`: the preload settings' values."""
+    # Libraries are loaded whoever calls the function or starts the session,
+    # so judge as the server itself does; local_preload_libraries alone is restricted.
+    server = replace(server, is_superuser=True)
+    libs = _Libraries(server)
+    rows = _functions(functions, libs) + _preloads(settings, libs) + _extensions(server, libs)
+    rows += _pkglibdir(server, libs) + _stale(server)
+    counts = Counter(r.status for r in rows)
+    worst = ERROR if counts[ERROR] else WARNING if counts[WARNING] else OK
+    summary = ", ".join(f"{counts[s]} {s}" for s in (OK, WARNING, ERROR))
+    return rows + [AuditRow("summary", "audit", worst, summary)]
+
+
+def _failure(name: str, p: Prediction) -> tuple[str, str]:
+    """The server's error for a library that will not load, and a hint."""
+    e = p.error
+    return (e.message + (f" ({e.detail})" if e.detail else ""),
+            e.hint or f"See SELECT * FROM pgdl.diagnose('{name}').")
+
+
+def _library_row(kind: str, subject: str, name: str, p: Prediction) -> AuditRow:
+    if p.will_load:
+        return AuditRow(kind, subject, OK, f"{name} will load ({p.libname})", library=name)
+    return AuditRow(kind, subject, ERROR, *_failure(name, p), library=name)
+
+
+def _functions(functions: list[CFunction], libs: _Libraries) -> list[AuditRow]:
+    rows = []
+    by_library: dict[str, list[CFunction]] = {}
+    for f in functions:
+        by_library.setdefault(f.library, []).append(f)
+    for library, group in sorted(by_library.items()):
+        p = libs.predict(library)
+        rows.append(_library_row("library", library, library, p))
+        for f in group:
+            if not p.will_load:
+                rows.append(AuditRow("function", f.signature, ERROR, f"its library {library} will not load",
+                                     library=library, symbol=f.symbol))
+                continue
+            e = check_entry_point(p, f.symbol, libs.server)
+            rows.append(AuditRow("function", f.signature, ERROR if e else OK,
+                                 e.message if e else f"entry point {f.symbol} found",
+                                 e.hint if e else None, library, f.symbol))
+    return rows
+
+
+def split_library_list(value: str) -> list[str]:
+    """SplitDirectoriesString(): comma-separated, trimmed, optionally "double-quoted"."""
+    items = re.findall(r'\s*("(?:[^"]|"")*"|[^,]*)\s*(?:,|$)', value or "")
+    names = [i[1:-1].replace('""', '"') if i.startswith('"') else i.strip() for i in items]
+    return [n for n in names if n]
+
+
+def _preloads(settings: dict[str, str], libs: _Libraries) -> list[AuditRow]:
+    rows = []
+    for setting in PRELOAD_SETTINGS:
+        for name in split_library_list(settings.get(setting, "")):
+            target, server = name, libs.server
+            if setting == "local_preload_libraries":
+                # dfmgr.c load_libraries(): restricted to $libdir/plugins/.
+                if "/" not in name:
+                    target = f"$libdir/plugins/{name}"
+                server = replace(server, is_superuser=False)
+            rows.append(_library_row(setting, name, target, libs.predict(target, server)))
+    return rows
+
+
+def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
+    rows = []
+    directory = os.path.join(server.sharedir, "extension")
+    for control in sorted(glob.glob(os.path.join(glob.escape(directory), "*.control"))):
+        name = os.path.basename(control)[:-len(".control")]
+        try:
+            if not os.path.isfile(control):     # a FIFO would block the read
+                raise OSError(errno.EINVAL, "not a regular file")
+            params = read_control(control)
+        except OSError as exc:
+            rows.append(AuditRow("extension", name, ERROR, f"cannot read {control}: {exc.strerror}"))
+            continue
+        problems = []
+        for req in (r.strip() for r in params.get("requires", "").split(",")):
+            if req and not os.path.isfile(os.path.join(directory, f"{req}.control")):
+                problems.append((ERROR, f"requires {req}, which is not available", f"Install the {req} extension."))
+        script_dir = params.get("directory") or directory
+        script_dir = os.path.join(server.sharedir, script_dir) if not os.path.isabs(script_dir) else script_dir
+        version = params.get("default_version")
+        if not version:
+            problems.append((ERROR, "no default_version in the control file", None))
+        elif not _installable(script_dir, name, version):
+            problems.append((ERROR, f"no install script or update path for default version {version} in {script_dir}",
+                             None))
+        module = params.get("module_pathname")
+        if module:
+            p = libs.predict(module)
+            if not p.will_load:
+                problems.append((ERROR, *_failure(module, p)))
+        for status, message, hint in problems:
+            rows.append(AuditRow("extension", name, status, message, hint, module))
+        if not problems:
+            rows.append(AuditRow("extension", name, OK, f"version {version} installable"
+                                 + (f", {module} will load" if module else ""), library=module))
+    return rows
+
+
+def _installable(script_dir: str, name: str, version: str) -> bool:
+    """A name--V.sql script for `version`, or one reachable from a base script by name--A--B.sql updates."""
+    try:
+        files = os.listdir(script_dir)
+    except OSError:
+        return False
+    base, updates = set(), {}
+    for f in files:
+        if f.startswith(f"{name}--") and f.endswith(".sql"):
+            parts = f[len(name) + 2:-4].split("--")
+            if len(parts) == 1:
+                base.add(parts[0])
+            elif len(parts) == 2:
+                updates.setdefault(parts[0], set()).add(parts[1])
+    seen, todo = set(base), list(base)
+    while todo:
+        for nxt in updates.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return version in seen
+
+
+def _pkglibdir(server: Server, libs: _Libraries) -> list[AuditRow]:
+    rows = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(server.pkglibdir), "*" + server.dlsuffix))):
+        rows.append(_library_row("pkglibdir", os.path.basename(path), path, libs.predict(path)))
+    return rows
+
+
+DELETED = " (deleted)"
+SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
+
+
+def _stale(server: Server) -> list[AuditRow]:
+    """Shared objects mapped in this backend that are no longer the file on disk.
+
+    A session started before a package upgrade keeps running the old code
+    until it reconnects (the postmaster, for shared_preload_libraries, until a restart).
+    """
+    rows = []
+    for obj in server.loaded:
+        path = obj.path[:-len(DELETED)] if obj.path.endswith(DELETED) else obj.path
+        if path != server.executable and not SHARED_OBJECT.search(path):
+            continue
+        try:
+            st = os.stat(path)
+            replaced = (st.st_dev, st.st_ino) != (obj.dev, obj.inode)
+        except OSError:
+            replaced = True
+        if obj.path.endswith(DELETED) or replaced:
+            rows.append(AuditRow("stale", path, WARNING,
+                                 f"this backend runs a copy of {path} that has since been replaced or removed",
+                                 "Sessions started before the upgrade run old code: reconnect them; "
+                                 "restart the server for shared_preload_libraries and the server binary.",
+                                 library=path))
+    # No count in the message: it differs between sessions, and audit_changes compares messages.
+    return rows or [AuditRow("stale", "this backend", OK, "every mapped shared object is the file now on disk")]

@@ -1,0 +1,78 @@
+"""Versions: CREATE EXTENSION gives 0.2.0, 0.1.0 updates to the same thing,
+and the audit history is extension configuration that pg_dump keeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import pg_config
+
+# Every object of the extension with its definition and privileges.
+OBJECTS = """
+SELECT pg_describe_object(d.classid, d.objid, 0),
+       coalesce(pg_get_functiondef(p.oid) || p.proacl::text, c.relacl::text,
+                pg_get_viewdef(c.oid), '')
+  FROM pg_depend d
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgdl'
+  LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+ WHERE d.deptype = 'e'
+ ORDER BY 1
+"""
+
+
+def q(cluster, db, sql, params=()):
+    conn = cluster.connect(database=db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def databases(cluster):
+    names = ("pgdl_v010", "pgdl_v020", "pgdl_restored")
+    for name in names:
+        cluster.query(f"CREATE DATABASE {name}")
+    yield names
+    for name in names:
+        cluster.query(f"DROP DATABASE {name}")
+
+
+def test_update_from_0_1_0_equals_a_fresh_install(cluster, databases):
+    old, new, _ = databases
+    q(cluster, old, "CREATE EXTENSION pgdl VERSION '0.1.0' CASCADE")
+    assert q(cluster, old, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.1.0",)]
+    assert q(cluster, old, "SELECT to_regproc('pgdl.audit')") == [(None,)]
+    q(cluster, old, "ALTER EXTENSION pgdl UPDATE")
+    q(cluster, new, "CREATE EXTENSION pgdl CASCADE")
+    for db in (old, new):
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.2.0",)]
+    assert q(cluster, old, OBJECTS) == q(cluster, new, OBJECTS)
+    # The 0.1.0 functions still work, and so do the new ones.
+    assert q(cluster, old, "SELECT will_load FROM pgdl.predict_load('dblink')") == [(True,)]
+    assert q(cluster, old, "SELECT count(*) FROM pgdl.audit() WHERE status = 'error'") == [(0,)]
+
+
+def test_history_is_dumped_and_restored(cluster, databases):
+    old, _, restored = databases
+    runs = [q(cluster, old, "SELECT pgdl.record_audit()")[0][0] for _ in range(2)]
+    extconfig = q(cluster, old, "SELECT extconfig::regclass[]::text[] FROM pg_extension WHERE extname = 'pgdl'")
+    assert set(extconfig[0][0]) == {"pgdl.audit_run", "pgdl.audit_finding", "pgdl.audit_run_run_id_seq"}
+    params = cluster.dsn
+    env = dict(os.environ, PGHOST=params["host"], PGPORT=str(params["port"]), PGUSER=params["user"])
+    bindir = pg_config("--bindir")
+    dump = subprocess.run([f"{bindir}/pg_dump", "-d", old], env=env, check=True, capture_output=True).stdout
+    subprocess.run([f"{bindir}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", restored], input=dump, env=env,
+                   check=True, capture_output=True)
+    history = "SELECT r.run_id, r.started_at, count(f.*) FROM pgdl.audit_run r " \
+              "LEFT JOIN pgdl.audit_finding f USING (run_id) GROUP BY 1, 2 ORDER BY 1"
+    assert q(cluster, restored, history) == q(cluster, old, history)
+    assert [r[0] for r in q(cluster, restored, history)] == runs
+    # The sequence came along: new runs do not collide with restored ones.
+    assert q(cluster, restored, "SELECT pgdl.record_audit()")[0][0] == runs[-1] + 1
