@@ -19,8 +19,15 @@ uninstall: uninstall-python
 installdirs-python:
 	$(MKDIR_P) '$(DESTDIR)$(PYTHON_DIR)'
 
+# Byte-compiled here: the server's OS user cannot write __pycache__ under
+# $(datadir), and compiling pgdl in every new backend would cost more than
+# everything else its first call does.  PGXS sets PYTHON to the Python the
+# server was built with, which is PL/Python's.
+PYTHON ?= python3
+
 install-python: installdirs-python
 	$(INSTALL_DATA) $(PYTHON_SOURCES) '$(DESTDIR)$(PYTHON_DIR)/'
+	$(PYTHON) -m compileall -q '$(DESTDIR)$(PYTHON_DIR)'
 
 uninstall-python:
 	rm -rf '$(DESTDIR)$(datadir)/pgdl'

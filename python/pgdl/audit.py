@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .diagnose import CFunction, read_control
+from .catalog import CFunction, read_control
 from .predict import Prediction, check_entry_point, predict_load
 from .resolve import resolve
 from .server import Server
@@ -44,14 +44,17 @@ class _Libraries:
     def __init__(self, server: Server):
         self.server = server
         self.cache: dict[tuple[str, bool], Prediction] = {}
+        self.by_name: dict[tuple[str, bool], Prediction] = {}
 
     def predict(self, name: str, server: Server | None = None) -> Prediction:
         server = server or self.server
-        res = resolve(name, server)
-        key = (res.full_name if res.error is None else name, server.is_superuser)
-        if key not in self.cache:
-            self.cache[key] = predict_load(name, server)
-        return self.cache[key]
+        if (name, server.is_superuser) not in self.by_name:
+            res = resolve(name, server)
+            key = (res.full_name if res.error is None else name, server.is_superuser)
+            if key not in self.cache:
+                self.cache[key] = predict_load(name, server)
+            self.by_name[name, server.is_superuser] = self.cache[key]
+        return self.by_name[name, server.is_superuser]
 
 
 def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
@@ -125,6 +128,7 @@ def _preloads(settings: dict[str, str], libs: _Libraries) -> list[AuditRow]:
 def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
     rows = []
     directory = os.path.join(server.sharedir, "extension")
+    listings: dict[str, dict[str, list[str]] | None] = {}
     for control in sorted(glob.glob(os.path.join(glob.escape(directory), "*.control"))):
         name = os.path.basename(control)[:-len(".control")]
         try:
@@ -143,7 +147,7 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
         version = params.get("default_version")
         if not version:
             problems.append((ERROR, "no default_version in the control file", None))
-        elif not _installable(script_dir, name, version):
+        elif not _installable(script_dir, name, version, listings):
             problems.append((ERROR, f"no install script or update path for default version {version} in {script_dir}",
                              None))
         module = params.get("module_pathname")
@@ -159,20 +163,21 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
     return rows
 
 
-def _installable(script_dir: str, name: str, version: str) -> bool:
-    """A name--V.sql script for `version`, or one reachable from a base script by name--A--B.sql updates."""
-    try:
-        files = os.listdir(script_dir)
-    except OSError:
+def _installable(script_dir: str, name: str, version: str, listings: dict[str, dict[str, list[str]] | None]) -> bool:
+    """A name--V.sql script for `version`, or one reachable from a base script by name--A--B.sql updates.
+
+    listings: script directories already read in this audit (most extensions share one)."""
+    if script_dir not in listings:
+        listings[script_dir] = _scripts_by_extension(script_dir)
+    if listings[script_dir] is None:
         return False
     base, updates = set(), {}
-    for f in files:
-        if f.startswith(f"{name}--") and f.endswith(".sql"):
-            parts = f[len(name) + 2:-4].split("--")
-            if len(parts) == 1:
-                base.add(parts[0])
-            elif len(parts) == 2:
-                updates.setdefault(parts[0], set()).add(parts[1])
+    for middle in listings[script_dir].get(name, []):
+        parts = middle.split("--")
+        if len(parts) == 1:
+            base.add(parts[0])
+        elif len(parts) == 2:
+            updates.setdefault(parts[0], set()).add(parts[1])
     seen, todo = set(base), list(base)
     while todo:
         for nxt in updates.get(todo.pop(), ()):
@@ -180,6 +185,20 @@ def _installable(script_dir: str, name: str, version: str) -> bool:
                 seen.add(nxt)
                 todo.append(nxt)
     return version in seen
+
+
+def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
+    """name -> the "V" or "A--B" of every name--V.sql / name--A--B.sql (names cannot contain "--")."""
+    try:
+        files = os.listdir(script_dir)
+    except OSError:
+        return None
+    out: dict[str, list[str]] = {}
+    for f in files:
+        name, sep, rest = f.partition("--")
+        if sep and rest.endswith(".sql"):
+            out.setdefault(name, []).append(rest[:-4])
+    return out
 
 
 def _pkglibdir(server: Server, libs: _Libraries) -> list[AuditRow]:

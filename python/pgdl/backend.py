@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 
+from . import filestate
 from .audit import PRELOAD_SETTINGS, audit
-from .checkmagic import check_magic
-from .diagnose import CFunction, diagnose_extension, diagnose_library
+from .catalog import CFunction
 from .ldso import load_tree
 from .predict import as_error_row, predict_load
 from .errors import INTERNAL_ERROR, PgErrorRaised, UserError
@@ -35,7 +34,8 @@ def run(plpy, function: str, args_json: str) -> str:
     """
     try:
         args = json.loads(args_json)
-        rows = _FUNCTIONS[function](plpy, *args)
+        with filestate.one_call():
+            rows = _FUNCTIONS[function](plpy, *args)
         return json.dumps({"rows": [dict(zip(_COLUMNS[function], row)) for row in rows]})
     except UserError as exc:
         return _error(exc.sqlstate, exc.message, hint=exc.hint)
@@ -62,15 +62,19 @@ def _error(sqlstate, message, detail=None, hint=None) -> str:
     return json.dumps({"error": error})
 
 
+_SETTINGS_QUERY = """
+    SELECT current_setting('server_version_num')::int AS version_num,
+           current_setting('max_function_args')::int AS funcmaxargs,
+           current_setting('max_index_keys')::int AS indexmaxkeys,
+           current_setting('max_identifier_length')::int + 1 AS namedatalen,
+           current_setting('is_superuser') = 'on' AS is_superuser,
+           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::text AS config"""
+
+
 def describe_server(plpy) -> Server:
-    """The server as this session sees it now."""
-    row = plpy.execute("""
-        SELECT current_setting('server_version_num')::int AS version_num,
-               current_setting('max_function_args')::int AS funcmaxargs,
-               current_setting('max_index_keys')::int AS indexmaxkeys,
-               current_setting('max_identifier_length')::int + 1 AS namedatalen,
-               current_setting('is_superuser') = 'on' AS is_superuser""")[0]
-    config = {r["name"]: r["setting"] for r in plpy.execute("SELECT name, setting FROM pgdl._server_config()")}
+    """The server as this session sees it now (settings can change between calls)."""
+    row = plpy.execute(_SETTINGS_QUERY)[0]
+    config = json.loads(row["config"])
     executable = os.readlink("/proc/self/exe")
     loaded = read_maps()
     version = row["version_num"] // 100
@@ -79,11 +83,13 @@ def describe_server(plpy) -> Server:
                         abi_extra=_server_abi_extra(loaded, config["PKGLIBDIR"], version))
     server = Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
                     sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
-                    dlsuffix=".so" if sys.platform.startswith("linux") else ".so",
-                    data_directory=os.getcwd(), magic=magic, executable=executable,
+                    dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
                     environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
                     uid=os.geteuid(), gids=tuple(os.getgroups()))
     return server
+
+
+_ABI_EXTRA: dict[tuple, str | None] = {}
 
 
 def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
@@ -93,18 +99,26 @@ def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
     itself, at least) passed the server's magic check, so its abi_extra is the
     server's.  Stock builds say "PostgreSQL".
     """
-    from .elf import ElfError, open_elf
-    from .magic import MagicNotFound, read_magic
     for obj in loaded:
-        if not obj.path.startswith(pkglibdir.rstrip("/") + "/"):
-            continue
-        try:
-            block = read_magic(open_elf(obj.path))
-        except (ElfError, OSError, MagicNotFound):
-            continue
-        if block.version == version and block.abi_extra is not None:
-            return block.abi_extra
+        if obj.path.startswith(pkglibdir.rstrip("/") + "/"):
+            s = filestate.state(obj.path)
+            key = (obj.path, s, version)
+            extra = _ABI_EXTRA[key] if key in _ABI_EXTRA else _abi_extra_of(obj.path, version)
+            if filestate.settled(s):
+                _ABI_EXTRA[key] = extra
+            if extra is not None:
+                return extra
     return "PostgreSQL"
+
+
+def _abi_extra_of(path: str, version: int) -> str | None:
+    from .elf import ElfError, cached_elf
+    from .magic import MagicNotFound, read_magic
+    try:
+        block = read_magic(cached_elf(path))
+    except (ElfError, OSError, MagicNotFound):
+        return None
+    return block.abi_extra if block.version == version else None
 
 
 # -- SQL functions -----------------------------------------------------------
@@ -123,6 +137,7 @@ def _resolve(plpy, name):
 
 
 def _check_magic(plpy, name):
+    from .checkmagic import check_magic      # imported on first use: keeps every backend's first call light
     name = check_name(name)
     report = check_magic(name, describe_server(plpy))
     rows = [(f.field, f.library_value, f.server_value, f.matches, None, None, None, None)
@@ -158,6 +173,7 @@ SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
 
 
 def _diagnose(plpy, target):
+    from .diagnose import diagnose_extension, diagnose_library   # imported on first use
     target = check_name(target, "target")
     server = describe_server(plpy)
     if SIGNATURE.match(target):
@@ -187,6 +203,7 @@ def _diagnose_function(plpy, signature, server):
     if row["lanname"] != "c":
         raise UserError(f"function {row['sig']} is written in {row['lanname']}, not C",
                         hint="pgdl diagnoses C-language functions and the libraries they live in.")
+    from .diagnose import diagnose_library
     return diagnose_library(row["probin"], server, row["prosrc"], label=row["sig"])
 
 

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import re
 import struct
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, DT_VERSYM, ElfError,
-                  ElfObject, Symbol)
+                  ElfObject)
+from .dynsym import column, gnu_hash_of
 from .ldso import LinkMap, LoadTree
 from .server import Server
 
 DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
+DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFFF9, 0x6FFFFFFA
 MAX_RELOCS = 2_000_000
 ALLOWED_TYPES = {STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC}
 # Relocation types looked up with ELF_RTYPE_CLASS_PLT (undefined entries with
@@ -63,11 +66,12 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     if tree.error is not None or not tree.maps:
         return result                       # mapping failed: nothing gets bound
     new = _new_maps(tree)
-    scope = _scope(tree, new)
+    shared, local = _scope(tree, new)
+    scope = global_scope(shared)
     for m in new:
         result.problems.extend(_version_problems(m, tree.maps, new))
     for m in _relocation_order(tree, new):
-        result.problems.extend(_undefined_problems(m, scope, server.machine))
+        result.problems.extend(_undefined_problems(m, scope, local, server.machine))
     if result.problems:
         result.error = result.problems[0].dlerror
     return result
@@ -83,11 +87,12 @@ def _new_maps(tree: LoadTree) -> list[LinkMap]:
     return out
 
 
-def _scope(tree: LoadTree, new: list[LinkMap]) -> list[LinkMap]:
-    global_scope = [m for m in tree.maps if m not in new and m.obj is not None
-                    and (m.is_main or not _RTLD_LOCAL_HINT.search(m.name))]
-    local = [m for m in new if m not in global_scope]
-    return global_scope + local
+def _scope(tree: LoadTree, new: list[LinkMap]) -> tuple[list[LinkMap], list[LinkMap]]:
+    """(the global scope before this dlopen, the objects it maps anew)."""
+    new_ids = {id(m) for m in new}
+    shared = [m for m in tree.maps if id(m) not in new_ids and m.obj is not None
+              and (m.is_main or not _RTLD_LOCAL_HINT.search(m.name))]
+    return shared, new
 
 
 # -- versions (dl-version.c) -----------------------------------------------
@@ -115,7 +120,7 @@ def _find_needed(file: str, maps: list[LinkMap], new: list[LinkMap]) -> LinkMap 
 def _defined_versions(obj: ElfObject) -> set[str]:
     """Names match_symbol() accepts: every VERDEF entry, the base one too."""
     names = set(obj.verdefs)
-    base = getattr(obj, "_version_names", {}).get(1)
+    base = obj.base_version()
     if base:
         names.add(base)
     return names
@@ -162,85 +167,164 @@ def _children(tree: LoadTree, m: LinkMap, module: LinkMap | None, new_ids: set[i
 
 # -- symbols (dl-reloc.c, dl-lookup.c) ---------------------------------------
 
-def _undefined_problems(m: LinkMap, scope: list[LinkMap], machine: int) -> list[BindingProblem]:
+# What a relocation asks for: a name, maybe a version (None), and how it is
+# looked up: plt (ELF_RTYPE_CLASS_PLT: undefined entries with a value do not
+# count) and copy (ELF_RTYPE_CLASS_COPY: the executable is skipped).
+# A namedtuple: hashed and compared in C, as the key of remembered answers.
+_Ref = namedtuple("_Ref", "name version plt copy")
+
+
+class GlobalScope:
+    """The objects in the process's global scope, searched for many references.
+
+    As in do_lookup_x(), each object's Bloom filter turns most names away
+    before its hash table is read; the name's hash is computed once for all
+    objects, and each reference's answer is remembered.  Built once per set
+    of objects and reused by every module checked against it."""
+
+    def __init__(self, maps: list[LinkMap]):
+        self.maps = maps
+        self.answers: dict[_Ref, bool] = {}
+        self._filters: list[tuple[LinkMap, tuple | None]] = []
+        for m in maps:
+            try:
+                self._filters.append((m, m.obj.dynsym().bloom()))
+            except (ElfError, struct.error, ValueError):
+                continue                         # unreadable: it defines nothing here
+
+    def defines(self, ref: _Ref) -> bool:
+        """Whether some object in the scope satisfies `ref`."""
+        answer = self.answers.get(ref)
+        if answer is None:
+            h = gnu_hash_of(ref.name)
+            answer = False
+            for m, bloom in self._filters:
+                if ref.copy and m.is_main:
+                    continue
+                if bloom is not None:
+                    words, mask, shift, bits = bloom
+                    word = words[(h // bits) & mask]
+                    if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
+                        continue
+                if _defines(m, ref, h):
+                    answer = True
+                    break
+            self.answers[ref] = answer
+        return answer
+
+
+_SCOPES: dict[tuple, GlobalScope] = {}
+
+
+def global_scope(maps: list[LinkMap]) -> GlobalScope:
+    """The GlobalScope of these objects, reused while they are the same files."""
+    # The cached scope keeps its objects alive, so their ids cannot be reused meanwhile.
+    key = tuple(id(m.obj) for m in maps)
+    scope = _SCOPES.get(key)
+    if scope is None:
+        _SCOPES.clear()                          # one process has one global scope at a time
+        scope = _SCOPES[key] = GlobalScope(maps)
+    return scope
+
+
+def _undefined_problems(m: LinkMap, scope: GlobalScope, local: list[LinkMap], machine: int) -> list[BindingProblem]:
     obj = m.obj
     try:
-        symbols = obj.symbols()
-        relocs = _relocations(obj)
+        table = obj.dynsym()
+        relocs = _symbol_relocations(obj)
     except (ElfError, struct.error, ValueError) as exc:
         return [BindingProblem("undefined", None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
     out = []
-    seen: set[int] = set()                # glibc's l_lookup_cache, roughly
     plt_class = _PLT_CLASS.get(machine, set())
-    for symidx, rtype in relocs:
-        if symidx == 0 or symidx > len(symbols):
+    copy_type = _COPY.get(machine)
+    for symidx, rtype in relocs.items():     # glibc's l_lookup_cache: the first use decides, roughly
+        if symidx >= table.count:
             continue
-        ref = symbols[symidx - 1]
-        if not _needs_lookup(ref):
-            continue
-        if symidx in seen:
-            continue
-        seen.add(symidx)
+        info = table.st_info[symidx]
+        bind, visibility = info >> 4, table.st_other[symidx] & 0x3
+        if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) or visibility in (STV_HIDDEN, STV_INTERNAL):
+            continue                             # RESOLVE_MAP: bound to the object itself
+        if bind == STB_WEAK:
+            continue                             # found or not, a weak reference is no problem
         plt = rtype in plt_class
-        copy = rtype == _COPY.get(machine)
-        if any(_defines(d, ref, plt) for d in scope if not (copy and d.is_main)):
+        if _defined_here(table, symidx, plt):
+            continue                             # the object is in its own scope and defines it
+        try:
+            name = table.name(symidx)
+        except ElfError as exc:
+            out.append(BindingProblem("undefined", None, None, m.name, None,
+                                      f"{m.name}: pgdl cannot read a symbol name: {exc}"))
             continue
-        if ref.bind == STB_WEAK:
-            continue                         # a weak reference may stay unresolved
-        suffix = f", version {ref.version}" if ref.version else ""
-        out.append(BindingProblem("undefined", ref.name, ref.version, m.name, ref.version_file,
-                                  f"{m.name}: undefined symbol: {ref.name}{suffix}"))
+        version, _hidden, version_file = table.version(symidx)
+        ref = _Ref(name, version, plt, rtype == copy_type)
+        if scope.defines(ref) or any(_defines(d, ref, gnu_hash_of(name)) for d in local):
+            continue
+        suffix = f", version {version}" if version else ""
+        out.append(BindingProblem("undefined", name, version, m.name, version_file,
+                                  f"{m.name}: undefined symbol: {name}{suffix}"))
     return out
 
 
-def _needs_lookup(ref: Symbol) -> bool:
-    """RESOLVE_MAP: local symbols and hidden/internal references bind to the object itself."""
-    return ref.bind in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) and ref.visibility not in (STV_HIDDEN, STV_INTERNAL)
+def _defined_here(table, i: int, plt: bool) -> bool:
+    """Whether entry i is itself a definition do_lookup_x() accepts for a reference to it.
+
+    Its name and version are the reference's own, so only the value, type and
+    reachability through the hash table matter."""
+    shndx = table.st_shndx[i]
+    if shndx == SHN_UNDEF or i < table.first_hashed:
+        return False
+    kind = table.st_info[i] & 0xF
+    if table.st_value[i] == 0 and shndx != SHN_ABS and kind != STT_TLS:
+        return False
+    return kind in ALLOWED_TYPES
 
 
-def _defines(m: LinkMap, ref: Symbol, plt: bool) -> bool:
-    """do_lookup_x() for one object: does it satisfy this reference?"""
+def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
+    """do_lookup_x() for one object: does it satisfy this reference?  h = gnu_hash(ref.name)."""
     obj = m.obj
     try:
-        candidates = obj.lookup(ref.name)
+        table = obj.dynsym()
+        candidates = table.find(ref.name, h)
     except (ElfError, struct.error, ValueError):
         return False
     if not candidates:
         return False
-    has_versym = obj.dynamic_value(DT_VERSYM) is not None
+    has_versym = table.versym is not None
     verdef_index = _verdef_indexes(obj) if has_versym and ref.version is None else {}
     found = None
-    versioned_seen: list[Symbol] = []
-    for sym in candidates:
-        if _check_match(sym, ref, plt, has_versym, verdef_index, versioned_seen):
-            found = sym
+    versioned_seen: list[int] = []
+    for i in candidates:
+        if _check_match(table, i, ref, has_versym, verdef_index, versioned_seen):
+            found = i
             break
     if found is None and len(versioned_seen) == 1:
         found = versioned_seen[0]       # one non-default version: no ambiguity
-    if found is None or found.visibility in (STV_HIDDEN, STV_INTERNAL):
+    if found is None or table.st_other[found] & 0x3 in (STV_HIDDEN, STV_INTERNAL):
         return False                    # a hidden match ends the search in this object
-    return found.bind in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE)
+    return table.st_info[found] >> 4 in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE)
 
 
-def _check_match(sym: Symbol, ref: Symbol, plt: bool, has_versym: bool,
-                 verdef_index: dict[str, int], versioned_seen: list[Symbol]) -> bool:
-    if sym.value == 0 and sym.shndx != SHN_ABS and sym.type != STT_TLS:
+def _check_match(table, i: int, ref: _Ref, has_versym: bool,
+                 verdef_index: dict[str, int], versioned_seen: list[int]) -> bool:
+    shndx, kind = table.st_shndx[i], table.st_info[i] & 0xF
+    if table.st_value[i] == 0 and shndx != SHN_ABS and kind != STT_TLS:
         return False
-    if plt and sym.shndx == SHN_UNDEF:
+    if ref.plt and shndx == SHN_UNDEF:
         return False
-    if sym.type not in ALLOWED_TYPES:
+    if kind not in ALLOWED_TYPES:
         return False
     if not has_versym:
         return True
+    version, hidden, _file = table.version(i)
     if ref.version is not None:
         # The wanted version, or an unversioned (index 0/1) non-hidden definition.
-        return sym.version == ref.version or (sym.version is None and not sym.hidden)
-    if sym.version is not None and verdef_index.get(sym.version, 0) >= 3:
+        return version == ref.version or (version is None and not hidden)
+    if version is not None and verdef_index.get(version, 0) >= 3:
         # Unversioned reference: index 2 (the oldest version) is accepted,
         # later ones only if they are the single non-hidden candidate.
-        if not sym.hidden:
-            versioned_seen.append(sym)
+        if not hidden:
+            versioned_seen.append(i)
         return False
     return True
 
@@ -248,42 +332,53 @@ def _check_match(sym: Symbol, ref: Symbol, plt: bool, has_versym: bool,
 def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
     cached = getattr(obj, "_pgdl_verdef_index", None)
     if cached is None:
-        names = getattr(obj, "_version_names", {})
         defined = set(obj.verdefs)
-        cached = {name: ndx for ndx, name in names.items() if name in defined}
+        cached = {name: ndx for ndx, name in obj.version_names().items() if name in defined}
         obj._pgdl_verdef_index = cached    # type: ignore[attr-defined]
     return cached
 
 
-def _relocations(obj: ElfObject) -> list[tuple[int, int]]:
-    """(symbol index, type) of every relocation, in the order ld.so applies them."""
+def _symbol_relocations(obj: ElfObject) -> dict[int, int]:
+    """Symbol index -> type of its first relocation, in the order ld.so applies them.
+
+    elf/do-rel.h applies the first DT_RELACOUNT (DT_RELCOUNT) entries of the
+    DT_RELA (DT_REL) range as RELATIVE without looking at their symbol, so
+    they are skipped unread: most of a big library's relocations."""
     is64 = obj.elf_class == 64
-    e = "<" if obj.little_endian else ">"
-    out: list[tuple[int, int]] = []
+    out: dict[int, int] = {}
     jmprel = obj.dynamic_value(DT_JMPREL)
     pltsz = obj.dynamic_value(DT_PLTRELSZ) or 0
     pltrel = obj.dynamic_value(DT_PLTREL)
-    for tag, size_tag, rela in ((DT_REL, DT_RELSZ, False), (DT_RELA, DT_RELASZ, True)):
+    for tag, size_tag, count_tag, rela in ((DT_REL, DT_RELSZ, DT_RELCOUNT, False),
+                                           (DT_RELA, DT_RELASZ, DT_RELACOUNT, True)):
         start = obj.dynamic_value(tag)
         size = obj.dynamic_value(size_tag) or 0
         plt_here = jmprel is not None and pltrel == tag
         if start is not None and plt_here and start + size == jmprel + pltsz and jmprel >= start:
-            size -= pltsz                   # DT_RELASZ includes .rela.plt (elf/do-rel.h)
-        ranges = [(start, size)] if start is not None else []
+            size -= pltsz                   # DT_RELASZ includes .rela.plt (elf/dynamic-link.h)
+        entsize = (24 if rela else 16) if is64 else (12 if rela else 8)
+        ranges = []
+        if start is not None:
+            skip = min(obj.dynamic_value(count_tag) or 0, max(size, 0) // entsize)
+            ranges.append((start + skip * entsize, size - skip * entsize))
         if plt_here:
             ranges.append((jmprel, pltsz))
         for where, nbytes in ranges:
-            out.extend(_read_relocs(obj, where, nbytes, rela, is64, e))
+            _read_relocs(obj, where, nbytes, entsize, out)
     return out
 
 
-def _read_relocs(obj: ElfObject, where: int, nbytes: int, rela: bool, is64: bool, e: str):
-    entsize = (24 if rela else 16) if is64 else (12 if rela else 8)
+def _read_relocs(obj: ElfObject, where: int, nbytes: int, entsize: int, out: dict[int, int]) -> None:
     count = min(nbytes // entsize, MAX_RELOCS)
     if count <= 0:
-        return []
+        return
     raw = obj.read_vaddr(where, count * entsize)
-    spec = e + ("QQ" if is64 else "II") + ("8x" if rela and is64 else "4x" if rela else "")
-    if is64:
-        return [(info >> 32, info & 0xFFFFFFFF) for _off, info in struct.iter_unpack(spec, raw)]
-    return [(info >> 8, info & 0xFF) for _off, info in struct.iter_unpack(spec, raw)]
+    is64 = obj.elf_class == 64
+    word = 8 if is64 else 4
+    # r_info is the second word of Elf_Rel and Elf_Rela alike.
+    infos = column(obj, raw, "Q" if is64 else "I", 1, entsize // word)
+    shift, mask = (32, 0xFFFFFFFF) if is64 else (8, 0xFF)
+    for info in infos:
+        symidx = info >> shift
+        if symidx and symidx not in out:
+            out[symidx] = info & mask

@@ -14,6 +14,7 @@ import re
 import stat
 from dataclasses import dataclass
 
+from .catalog import CFunction, c_functions_in_script, read_control
 from .elf import ElfError, open_elf
 from .explain import modules_defining, other_copies, providers_of
 from .predict import Prediction, predict_load
@@ -29,13 +30,6 @@ class Finding:
     subject: str | None
     detail: str | None = None
     hint: str | None = None
-
-
-@dataclass(frozen=True)
-class CFunction:
-    signature: str
-    library: str
-    symbol: str
 
 
 # -- libraries ---------------------------------------------------------------
@@ -192,6 +186,8 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
     subject = problem.symbol if problem.kind == "undefined" else f"{problem.version}"
     detail = problem.dlerror
     hint = None
+    if problem.kind == "undefined" and problem.symbol is None:
+        return Finding("symbols", ERROR, problem.required_by, detail, hint)   # pgdl could not read it
     chosen_by_soname = {d.needed: d for d in p.tree.deps[1:]} if p.tree else {}
     wanted = problem.wanted_from
     candidates = []
@@ -277,38 +273,6 @@ def _verdict(p: Prediction, subject: str) -> Finding:
 
 
 # -- extensions ----------------------------------------------------------------
-
-def read_control(path: str) -> dict[str, str]:
-    """A control file's parameters (the same simple name = 'value' syntax as postgresql.conf)."""
-    params = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f.read(1 << 20).splitlines():
-            m = re.match(r"\s*(\w+)\s*=?\s*(?:'((?:[^']|'')*)'|([^\s#]+))", line)
-            if m:
-                params[m.group(1)] = (m.group(2).replace("''", "'") if m.group(2) is not None else m.group(3))
-    return params
-
-
-C_FUNCTION = re.compile(
-    r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+([\w.\"]+)\s*\(([^)]*)\)(.*?);", re.IGNORECASE | re.DOTALL)
-AS_CLAUSE = re.compile(r"AS\s+'([^']*)'\s*(?:,\s*'([^']*)')?", re.IGNORECASE)
-LANGUAGE_C = re.compile(r"LANGUAGE\s+'?C'?\b", re.IGNORECASE)
-
-
-def c_functions_in_script(text: str, module_pathname: str | None) -> list[CFunction]:
-    out = []
-    for m in C_FUNCTION.finditer(text):
-        name, args, rest = m.group(1), m.group(2), m.group(3)
-        if not LANGUAGE_C.search(rest):
-            continue
-        a = AS_CLAUSE.search(rest)
-        if not a:
-            continue
-        library = a.group(1).replace("MODULE_PATHNAME", module_pathname or "MODULE_PATHNAME")
-        symbol = a.group(2) or name.split(".")[-1].strip('"')
-        out.append(CFunction(f"{name}({' '.join(args.split())})", library, symbol))
-    return out
-
 
 def diagnose_extension(name: str, server: Server, installed_functions: list[CFunction] | None) -> list[Finding]:
     directory = os.path.join(server.sharedir, "extension")

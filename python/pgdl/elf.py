@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from elftools.elf.descriptions import describe_e_machine
-from elftools.elf.enums import ENUM_E_MACHINE
+from . import filestate
 
 # e_ident and header constants (elf.h)
 ELFMAG = b"\x7fELF"
@@ -57,6 +58,7 @@ MAX_DYNAMIC = 1 << 20         # bytes of PT_DYNAMIC read
 MAX_TABLE = 64 << 20          # bytes of one symbol/string/version table
 MAX_SYMBOLS = 4_000_000
 MAX_VERSION_ENTRIES = 100_000
+BLOCK = 4096                  # read-ahead for small reads
 
 
 class ElfError(Exception):
@@ -110,8 +112,11 @@ class ElfObject:
     # Private state for lazy reading.
     _loads: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
     _dyn: dict[int, list[int]] = field(default_factory=dict, repr=False)
-    _symbols: list[Symbol] | None = field(default=None, repr=False)
-    _by_name: dict[str, list[Symbol]] | None = field(default=None, repr=False)
+    _dynsym: object = field(default=None, repr=False)      # pgdl.dynsym.DynSym, read on first use
+    _fd: int | None = field(default=None, repr=False, compare=False)  # open while reading()
+    _block: tuple[int, bytes] = field(default=(0, b""), repr=False, compare=False)  # read-ahead, while open
+    _version_names: dict[int, str] = field(default_factory=dict, repr=False)
+    _version_files: dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
     def machine_name(self) -> str:
@@ -131,12 +136,37 @@ class ElfObject:
         """Bytes at a file offset; ElfError if they lie outside the file."""
         if offset < 0 or size < 0 or offset + size > self.size:
             raise ElfError(f"offset {offset:#x}+{size} is outside the file ({self.size} bytes)")
-        with _open_regular(self.path) as f:
-            f.seek(offset)
-            data = f.read(size)
+        if not size:
+            return b""
+        if self._fd is None:
+            with self.reading():
+                return self.read_at(offset, size)
+        start, block = self._block
+        if start <= offset and offset + size <= start + len(block):
+            return block[offset - start:offset - start + size]
+        if size < BLOCK:
+            # Small reads come in runs (version chains, hash chains): read ahead.
+            block = os.pread(self._fd, min(BLOCK, self.size - offset), offset)
+            self._block = (offset, block)
+            data = block[:size]
+        else:
+            data = os.pread(self._fd, size, offset)
         if len(data) != size:
             raise ElfError("file changed while being read")
         return data
+
+    @contextmanager
+    def reading(self):
+        """Keep the file open for the reads inside the block (one open, many preads)."""
+        if self._fd is not None:
+            yield
+            return
+        with _open_regular(self.path) as f:
+            self._fd = f.fileno()
+            try:
+                yield
+            finally:
+                self._fd, self._block = None, (0, b"")
 
     def vaddr_to_offset(self, vaddr: int, size: int = 1) -> int:
         """File offset of a virtual address, via the PT_LOAD segments."""
@@ -154,30 +184,46 @@ class ElfObject:
 
     # -- symbols -----------------------------------------------------------
 
+    def dynsym(self):
+        """The dynamic symbol table (pgdl.dynsym.DynSym), read on first use."""
+        if self._dynsym is None:
+            from .dynsym import DynSym
+            with self.reading():
+                self._dynsym = DynSym(self)
+        return self._dynsym
+
     def symbols(self) -> list[Symbol]:
         """All entries of the dynamic symbol table (index 0 excluded)."""
-        if self._symbols is None:
-            self._symbols = _read_dynsym(self)
-        return self._symbols
+        table = self.dynsym()
+        return [table.symbol(i) for i in range(1, table.count)]
 
     def lookup(self, name: str) -> list[Symbol]:
-        """Dynamic symbols with this name, defined or not."""
-        if self._by_name is None:
-            by_name: dict[str, list[Symbol]] = {}
-            for sym in self.symbols():
-                by_name.setdefault(sym.name, []).append(sym)
-            self._by_name = by_name
-        return self._by_name.get(name, [])
+        """Dynamic symbols with this name that a hash-table search finds, defined or not."""
+        table = self.dynsym()
+        return [table.symbol(i) for i in table.find(name)]
 
     def definition(self, name: str) -> Symbol | None:
         """A global or weak definition of `name` exported by this object."""
-        for sym in self.lookup(name):
-            if sym.defined and sym.bind != STB_LOCAL and sym.visibility in (STV_DEFAULT, STV_PROTECTED):
-                return sym
+        table = self.dynsym()
+        for i in table.find(name):
+            if table.is_exported_definition(i):
+                return table.symbol(i)
         return None
 
     def undefined_symbols(self) -> list[Symbol]:
         return [s for s in self.symbols() if not s.defined and s.bind != STB_LOCAL and s.name]
+
+    def version_names(self) -> dict[int, str]:
+        """Version index -> name, from VERDEF and VERNEED."""
+        return self._version_names
+
+    def version_files(self) -> dict[int, str]:
+        """Version index -> the SONAME a VERNEED entry requires it from."""
+        return self._version_files
+
+    def base_version(self) -> str | None:
+        """The VER_FLG_BASE definition (index 1): the object's own name as a version."""
+        return self._version_names.get(1)
 
     def static_symbol(self, name_prefix: str) -> Symbol | None:
         """A `.symtab` symbol whose name starts with the prefix (unstripped files only)."""
@@ -188,13 +234,15 @@ class ElfObject:
         return _relative_relocation(self, vaddr)
 
 
-_MACHINE_ENUM_NAMES = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
-
-
 def machine_name(machine: int) -> str:
-    """A person's name for e_machine, e.g. "Advanced Micro Devices X86-64"."""
-    enum_name = _MACHINE_ENUM_NAMES.get(machine)
-    return describe_e_machine(enum_name) if enum_name else f"machine {machine}"
+    """A person's name for e_machine, e.g. "Advanced Micro Devices X86-64".
+
+    pyelftools is imported here, not at the top: it takes longer to import
+    than the rest of pgdl, and only an error message for a foreign file needs it."""
+    from elftools.elf.descriptions import describe_e_machine
+    from elftools.elf.enums import ENUM_E_MACHINE
+    names = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
+    return describe_e_machine(names[machine]) if machine in names else f"machine {machine}"
 
 
 def open_elf(path: str) -> ElfObject:
@@ -203,8 +251,42 @@ def open_elf(path: str) -> ElfObject:
         size = os.fstat(f.fileno()).st_size
         head = f.read(64)
         obj = _parse_header(path, size, head)
-        _read_program_headers(obj, f)
+        obj._fd = f.fileno()
+        try:
+            _read_program_headers(obj, f)
+        finally:
+            obj._fd, obj._block = None, (0, b"")
     return obj
+
+
+_ELF_CACHE: OrderedDict[tuple, ElfObject] = OrderedDict()
+_ELF_CACHE_SIZE = 256
+
+
+def cached_elf(path: str) -> ElfObject:
+    """open_elf(), reused while the file is in the same state (see pgdl.filestate).
+
+    The symbol dictionaries of big objects (postgres, libc, libicu...) are
+    then built once per backend instead of once per call."""
+    s = filestate.state(path)
+    if len(s) == 1:
+        raise OSError(s[0], os.strerror(s[0]), path)
+    key = (path, *s)
+    obj = _ELF_CACHE.get(key)
+    if obj is not None:
+        _ELF_CACHE.move_to_end(key)
+        return obj
+    obj = open_elf(path)
+    if not filestate.settled(s):
+        return obj
+    _ELF_CACHE[key] = obj
+    while len(_ELF_CACHE) > _ELF_CACHE_SIZE:
+        _ELF_CACHE.popitem(last=False)
+    return obj
+
+
+def clear_cache() -> None:
+    _ELF_CACHE.clear()
 
 
 def _open_regular(path: str):
@@ -295,7 +377,7 @@ def _read_program_headers(obj: ElfObject, f) -> None:
     obj.flags_1 = obj.dynamic_value(DT_FLAGS_1) or 0
 
 
-def _string_table(obj: ElfObject) -> bytes:
+def string_table(obj: ElfObject) -> bytes:
     cached = getattr(obj, "_dynstr", None)
     if cached is not None:
         return cached
@@ -310,7 +392,7 @@ def _string_table(obj: ElfObject) -> bytes:
     return data
 
 
-def _cstring(table: bytes, offset: int) -> str:
+def cstring(table: bytes, offset: int) -> str:
     if offset < 0 or offset >= len(table):
         raise ElfError(f"string offset {offset:#x} is outside the string table")
     end = table.find(b"\0", offset)
@@ -323,14 +405,14 @@ def _read_dynamic_strings(obj: ElfObject) -> None:
     wanted = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)
     if not any(tag in obj._dyn for tag in wanted):
         return
-    table = _string_table(obj)
-    obj.needed = [_cstring(table, v) for v in obj._dyn.get(DT_NEEDED, [])]
+    table = string_table(obj)
+    obj.needed = [cstring(table, v) for v in obj._dyn.get(DT_NEEDED, [])]
     if DT_SONAME in obj._dyn:
-        obj.soname = _cstring(table, obj._dyn[DT_SONAME][0])
+        obj.soname = cstring(table, obj._dyn[DT_SONAME][0])
     if DT_RPATH in obj._dyn:
-        obj.rpath = ":".join(_cstring(table, v) for v in obj._dyn[DT_RPATH])
+        obj.rpath = ":".join(cstring(table, v) for v in obj._dyn[DT_RPATH])
     if DT_RUNPATH in obj._dyn:
-        obj.runpath = ":".join(_cstring(table, v) for v in obj._dyn[DT_RUNPATH])
+        obj.runpath = ":".join(cstring(table, v) for v in obj._dyn[DT_RUNPATH])
     _read_versions(obj, table)
 
 
@@ -347,7 +429,7 @@ def _read_versions(obj: ElfObject, table: bytes) -> None:
             _vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(_fmt(obj, "HHHHIII"), vd)
             if vd_cnt:
                 vda_name, _vda_next = struct.unpack(_fmt(obj, "II"), obj.read_at(offset + vd_aux, 8))
-                name = _cstring(table, vda_name)
+                name = cstring(table, vda_name)
                 index_names[vd_ndx & 0x7FFF] = name
                 if not vd_flags & VER_FLG_BASE:
                     obj.verdefs.append(name)
@@ -361,14 +443,14 @@ def _read_versions(obj: ElfObject, table: bytes) -> None:
         budget = MAX_VERSION_ENTRIES
         for _ in range(count):
             _vn_version, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack(_fmt(obj, "HHIII"), obj.read_at(offset, 16))
-            file_name = _cstring(table, vn_file)
+            file_name = cstring(table, vn_file)
             aux = offset + vn_aux
             for _ in range(vn_cnt):
                 budget -= 1
                 if budget < 0:
                     raise ElfError("absurd number of version requirements")
                 _hash, vna_flags, vna_other, vna_name, vna_next = struct.unpack(_fmt(obj, "IHHII"), obj.read_at(aux, 16))
-                name = _cstring(table, vna_name)
+                name = cstring(table, vna_name)
                 index_names[vna_other & 0x7FFF] = name
                 index_files[vna_other & 0x7FFF] = file_name
                 obj.verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
@@ -378,79 +460,8 @@ def _read_versions(obj: ElfObject, table: bytes) -> None:
             if vn_next == 0:
                 break
             offset += vn_next
-    obj._version_names = index_names  # type: ignore[attr-defined]
-    obj._version_files = index_files  # type: ignore[attr-defined]
-
-
-def _symbol_count(obj: ElfObject) -> int:
-    """Number of .dynsym entries, from DT_HASH or DT_GNU_HASH as the loader knows it."""
-    e = _fmt(obj, "")
-    hash_addr = obj.dynamic_value(DT_HASH)
-    if hash_addr is not None:
-        _nbucket, nchain = struct.unpack(e + "II", obj.read_vaddr(hash_addr, 8))
-        return nchain
-    gnu = obj.dynamic_value(DT_GNU_HASH)
-    if gnu is None:
-        return 0
-    nbuckets, symoffset, bloom_size, _shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
-    if nbuckets > MAX_SYMBOLS or bloom_size > MAX_SYMBOLS:
-        raise ElfError("absurd GNU hash table")
-    word = 8 if obj.elf_class == 64 else 4
-    buckets_at = gnu + 16 + bloom_size * word
-    buckets = struct.unpack(e + f"{nbuckets}I", obj.read_vaddr(buckets_at, 4 * nbuckets)) if nbuckets else ()
-    last = max(buckets, default=0)
-    if last < symoffset:
-        return symoffset
-    chain_at = buckets_at + 4 * nbuckets
-    index = last
-    while True:
-        if index - symoffset > MAX_SYMBOLS:
-            raise ElfError("unterminated GNU hash chain")
-        (value,) = struct.unpack(e + "I", obj.read_vaddr(chain_at + 4 * (index - symoffset), 4))
-        if value & 1:
-            return index + 1
-        index += 1
-
-
-def _read_dynsym(obj: ElfObject) -> list[Symbol]:
-    symtab = obj.dynamic_value(DT_SYMTAB)
-    if symtab is None:
-        return []
-    count = _symbol_count(obj)
-    if count > MAX_SYMBOLS:
-        raise ElfError(f"absurd symbol count ({count})")
-    if count <= 1:
-        return []
-    table = _string_table(obj)
-    entsize = 24 if obj.elf_class == 64 else 16
-    raw = obj.read_vaddr(symtab, count * entsize)
-    versym_addr = obj.dynamic_value(DT_VERSYM)
-    versym = None
-    if versym_addr is not None:
-        versym = struct.unpack(_fmt(obj, f"{count}H"), obj.read_vaddr(versym_addr, 2 * count))
-    names = getattr(obj, "_version_names", {})
-    files = getattr(obj, "_version_files", {})
-    spec = "IBBHQQ" if obj.elf_class == 64 else "IIIBBH"
-    symbols = []
-    for i, fields in enumerate(struct.iter_unpack(_fmt(obj, spec), raw)):
-        if i == 0:
-            continue
-        if obj.elf_class == 64:
-            st_name, st_info, st_other, st_shndx, st_value, st_size = fields
-        else:
-            st_name, st_value, st_size, st_info, st_other, st_shndx = fields
-        version = file = None
-        hidden = False
-        if versym is not None:
-            ndx = versym[i]
-            hidden = bool(ndx & VERSYM_HIDDEN)
-            ndx &= 0x7FFF
-            if ndx > VER_NDX_GLOBAL:
-                version = names.get(ndx)
-                file = files.get(ndx)
-        symbols.append(Symbol(_cstring(table, st_name), st_value, st_size, st_info >> 4, st_info & 0xF,
-                              st_other & 0x3, st_shndx, version, hidden, file))
-    return symbols
+    obj._version_names = index_names
+    obj._version_files = index_files
 
 
 def _section_headers(obj: ElfObject) -> list[tuple[int, int, int, int, int, int]]:
@@ -487,7 +498,7 @@ def _find_symtab_symbol(obj: ElfObject, prefix: str) -> Symbol | None:
             else:
                 st_name, st_value, st_size, st_info, st_other, st_shndx = fields
             if st_name < len(strings) and strings.startswith(wanted, st_name):
-                name = _cstring(strings, st_name)
+                name = cstring(strings, st_name)
                 return Symbol(name, st_value, st_size, st_info >> 4, st_info & 0xF, st_other & 3, st_shndx)
     return None
 

@@ -13,7 +13,7 @@ import glob
 import os
 from dataclasses import dataclass
 
-from .elf import ElfError, open_elf
+from .elf import ElfError, cached_elf
 
 # Places where other copies of a library typically live.
 SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/lib*/", "/opt/*/lib*/",
@@ -49,7 +49,7 @@ def providers_of(symbol: str, paths: list[str]) -> list[str]:
     found = []
     for path in paths[:MAX_FILES_TO_READ]:
         try:
-            if open_elf(path).definition(symbol) is not None:
+            if cached_elf(path).definition(symbol) is not None:
                 found.append(path)
         except (ElfError, OSError):
             continue

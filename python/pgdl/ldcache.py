@@ -258,6 +258,8 @@ class LdCache:
     _raw: list[_Raw] = field(default_factory=list, repr=False, compare=False)
     _entry_size: int = field(default=NEW_ENTRY_SIZE, repr=False, compare=False)
     _hwcaps_index: list[int] = field(default_factory=list, repr=False, compare=False)
+    _answers: dict = field(default_factory=dict, repr=False, compare=False)  # lookup() results
+    _paths: dict | None = field(default=None, repr=False, compare=False)     # paths_of() index
 
     def lookup(self, soname: str, *, elf_class: int = 64, machine_flags: int | None = None,
                host: HostCaps | None = None) -> str | None:
@@ -294,8 +296,19 @@ class LdCache:
             accepted = (1, DEFAULT_ID_I386)
         else:
             accepted = (machine_flags,)
-        name = os.fsencode(soname).split(b"\0", 1)[0]
-        return self._search(name, machine_flags, accepted, host)
+        key = (soname, machine_flags, host)
+        if key not in self._answers:
+            name = os.fsencode(soname).split(b"\0", 1)[0]
+            self._answers[key] = self._search(name, machine_flags, accepted, host)
+        return self._answers[key]
+
+    def paths_of(self, soname: str) -> list[str]:
+        """Every path the cache lists for this name, in file order (any class or flags)."""
+        if self._paths is None:
+            self._paths = {}
+            for entry in self.entries:
+                self._paths.setdefault(entry.name, []).append(entry.path)
+        return self._paths.get(soname, [])
 
     # -- glibc's search_cache -------------------------------------------------
 

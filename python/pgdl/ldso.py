@@ -28,11 +28,10 @@ from __future__ import annotations
 import errno as errnos
 import os
 import stat
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from . import ldcache
-from .elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, open_elf
+from . import filestate, ldcache
+from .elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
 from .loadfile import read_header
 from .openverify import verify_header
 from .server import Server
@@ -152,6 +151,16 @@ def capability_subdirs(machine: int = EM_X86_64, host: ldcache.HostCaps | None =
     return subdirs
 
 
+_CAPS: dict[int, list[str]] = {}
+
+
+def _capability_subdirs(machine: int) -> list[str]:
+    """capability_subdirs() of this host: the CPU does not change under a backend."""
+    if machine not in _CAPS:
+        _CAPS[machine] = capability_subdirs(machine)
+    return _CAPS[machine]
+
+
 # -- dynamic string tokens -------------------------------------------------
 
 def _is_dst(text: str, at: int, ref: str) -> int:
@@ -248,17 +257,23 @@ class Loader:
     def __init__(self, server: Server, cache=None, preloaded: list[LinkMap] | None = None):
         self.server = server
         self.cache = _load_cache() if cache is None else (cache or None)
-        self.caps = capability_subdirs(server.machine)
+        self.caps = _capability_subdirs(server.machine)
         self.system_dirs = system_dirs(server.machine)
         self.platform = _PLATFORMS.get(server.machine, "x86_64")
         self.lib = dst_lib(server.machine)
         self.cwd = server.data_directory or "/"
         self.main = _main_map(server)
         self.maps: list[LinkMap] = [self.main] if self.main else []
+        self._shared: set[int] = set()            # maps shared with other Loaders: copy before changing
         if preloaded is None:
-            preloaded = preloaded_maps(server, self)
-        for m in preloaded:
-            self._add_preloaded(m)
+            preloaded, main_names = _startup_maps(server, self)
+            self.maps.extend(preloaded)                # already merged by identity
+            self._shared = {id(m) for m in preloaded}
+            if self.main is not None:
+                self.main.names |= main_names
+        else:
+            for m in preloaded:
+                self._add_preloaded(m)
 
     # -- environment ------------------------------------------------------
 
@@ -309,8 +324,12 @@ class Loader:
             realname, via = self.search(loader, name, search)
         detail = "; ".join(search.notes) or None
         ident = _identity(self.fs(realname))
-        for m in self.maps:
+        for k, m in enumerate(self.maps):
             if ident in m.ids:
+                if id(m) in self._shared:
+                    self._shared.discard(id(m))
+                    m = self.maps[k] = LinkMap(m.name, m.obj, set(m.names), set(m.ids), m.loader,
+                                               m.preloaded, m.is_main)
                 m.names.add(name)
                 return m, False, "already loaded (same file as " + (m.name or "the executable") + ")", detail
         obj = self.check_mappable(name, realname)
@@ -412,8 +431,10 @@ class Loader:
 
     def probe(self, candidate: str, search: _Search) -> _Probe:
         """open_verify(): usable, skipped (errno set) or fatal (LoadFailure)."""
+        path = self.fs(candidate)
+        filestate.state(path)            # what was read depends on it
         try:
-            head = read_header(self.fs(candidate))
+            head = read_header(path)
         except IsADirectoryError:
             raise LoadFailure(f"{candidate}: cannot read file data: Is a directory", errnos.EISDIR)
         except OSError as exc:
@@ -463,48 +484,33 @@ class Loader:
         return obj
 
 
-_ELF_CACHE: OrderedDict[tuple, ElfObject] = OrderedDict()
-_ELF_CACHE_SIZE = 256
-
-
-def cached_elf(path: str) -> ElfObject:
-    """open_elf(), reused while the file is unchanged.
-
-    Symbol dictionaries of big objects (postgres, libc, libpython) are built
-    once per process instead of once per call."""
-    st = os.stat(path)
-    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    obj = _ELF_CACHE.get(key)
-    if obj is not None:
-        _ELF_CACHE.move_to_end(key)
-        return obj
-    obj = open_elf(path)
-    _ELF_CACHE[key] = obj
-    while len(_ELF_CACHE) > _ELF_CACHE_SIZE:
-        _ELF_CACHE.popitem(last=False)
-    return obj
+LD_SO_CACHE = "/etc/ld.so.cache"
+_LD_SO_CACHE: dict[tuple, ldcache.LdCache | None] = {}
 
 
 def _load_cache():
+    """/etc/ld.so.cache, parsed once while the file is in the same state."""
+    key = filestate.state(LD_SO_CACHE)
+    if key in _LD_SO_CACHE:
+        return _LD_SO_CACHE[key]
     try:
-        return ldcache.load()
+        parsed = ldcache.load(LD_SO_CACHE)
     except (ldcache.LdCacheError, OSError):
-        return None                      # ld.so ignores an unusable cache
+        parsed = None                    # ld.so ignores an unusable cache
+    _LD_SO_CACHE.clear()
+    if filestate.settled(key):
+        _LD_SO_CACHE[key] = parsed
+    return parsed
 
 
 def _is_dir(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    s = filestate.state(path)
+    return len(s) > 1 and stat.S_ISDIR(s[2])
 
 
 def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino)
+    s = filestate.state(path)
+    return (s[0], s[1]) if len(s) > 1 else None
 
 
 def _main_map(server: Server) -> LinkMap | None:
@@ -549,6 +555,51 @@ def preloaded_maps(server: Server, loader: Loader) -> list[LinkMap]:
             continue
         out.append(LinkMap(lo.path, obj, {obj.soname} if obj.soname else set(), ids, preloaded=True))
     return out
+
+
+_STARTUP: dict[tuple, tuple] = {}
+
+
+def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str]]:
+    """preloaded_maps() merged by file identity as Loader._add_preloaded() merges
+    them, and the names that go to the executable's own map; reused while the
+    files looked at are unchanged.  The maps are shared: a Loader copies one
+    before it changes it (Loader.map_object)."""
+    key = (server.executable, server.machine, server.elf_class, server.data_directory,
+           server.environ.get("LD_LIBRARY_PATH"), tuple(server.loaded), id(loader.cache))
+    hit = _STARTUP.get(key)
+    if hit is not None and hit[1].holds():
+        maps, main_names = hit[2]
+    else:
+        with filestate.watching() as witness:
+            filestate.state(server.executable)      # its DT_NEEDED list is where startup began
+            maps, main_names = _merged(preloaded_maps(server, loader), loader.main)
+        _STARTUP.clear()
+        if witness.settled:
+            # The cache object is kept so that its id, in the key, stays unique.
+            _STARTUP[key] = (loader.cache, witness, (maps, main_names))
+    return maps, set(main_names)
+
+
+def _merged(maps: list[LinkMap], main: LinkMap | None) -> tuple[list[LinkMap], set[str]]:
+    main_names: set[str] = set()
+    out: list[LinkMap] = []
+    for m in maps:
+        if main is not None and main.ids & m.ids:
+            main_names |= m.names
+            continue
+        for existing in out:
+            if existing.ids & m.ids:
+                existing.names |= m.names
+                break
+        else:
+            out.append(m)
+    return out, main_names
+
+
+def clear_caches() -> None:
+    _STARTUP.clear()
+    _LD_SO_CACHE.clear()
 
 
 def executable_closure(server: Server, loader: Loader) -> list[LinkMap]:
@@ -599,9 +650,10 @@ def load_tree(module_path: str, server: Server, cache=None) -> LoadTree:
     tree.maps = list(loader.maps)
     if loader.cache is not None:
         wanted = {d.needed for d in tree.deps[1:]}
-        for entry in getattr(loader.cache, "entries", []):
-            if entry.name in wanted:
-                tree.cache_paths.setdefault(entry.name, []).append(entry.path)
+        for name in sorted(wanted):
+            paths = loader.cache.paths_of(name)
+            if paths:
+                tree.cache_paths[name] = list(paths)
     return tree
 
 

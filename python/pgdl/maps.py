@@ -14,8 +14,12 @@ def read_maps(path: str = "/proc/self/maps") -> list[LoadedObject]:
     seen: dict[str, LoadedObject] = {}
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
+            # A file has one line per mapped segment: parse only its first.
+            start = line.find(" /")
+            if start < 0 or line[start + 1:].rstrip("\n") in seen:
+                continue
             parsed = parse_maps_line(line)
-            if parsed is not None and parsed.path not in seen:
+            if parsed is not None:
                 seen[parsed.path] = parsed
     return list(seen.values())
 

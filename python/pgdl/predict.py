@@ -10,12 +10,13 @@ fmgr.c: fetch_finfo_record(); pg_proc.c: fmgr_c_validator().
 
 from __future__ import annotations
 
-import os
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from .binding import BindResult, bind
-from .elf import ElfError, ElfObject, open_elf
+from . import filestate
+from .elf import ElfError, ElfObject, cached_elf
 from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
 from .ldso import LoadTree, load_tree
 from .loadfile import access_error, check_module_file, dlopen_error, truncation_crash
@@ -37,10 +38,41 @@ class Prediction:
     magic: MagicBlock | None = None
     already_loaded: bool = False
     notes: list[str] = field(default_factory=list)
+    # check_entry_point() answers: they depend on the same files as the prediction.
+    entry_points: dict[str, PgError | None] = field(default_factory=dict, repr=False, compare=False)
+
+
+_REMEMBERED: OrderedDict[tuple, tuple[filestate.Witness, Prediction]] = OrderedDict()
+_REMEMBERED_SIZE = 1024
 
 
 def predict_load(name: str, server: Server, symbol: str | None = None) -> Prediction:
-    """LOAD name (symbol None), or CREATE FUNCTION ... AS name, symbol LANGUAGE C."""
+    """LOAD name (symbol None), or CREATE FUNCTION ... AS name, symbol LANGUAGE C.
+
+    Inside a call (pgdl.filestate.one_call) the answer is remembered, and
+    reused while the server description is equal and every file it looked
+    at is unchanged.  A remembered Prediction is shared: do not modify it."""
+    if not filestate.in_call():
+        return _predict_load(name, server, symbol)
+    key = (name, symbol, server.fingerprint)
+    hit = _REMEMBERED.get(key)
+    if hit is not None and hit[0].holds():
+        _REMEMBERED.move_to_end(key)
+        return hit[1]
+    with filestate.watching() as witness:
+        p = _predict_load(name, server, symbol)
+    if witness.settled:
+        _REMEMBERED[key] = (witness, p)
+    while len(_REMEMBERED) > _REMEMBERED_SIZE:
+        _REMEMBERED.popitem(last=False)
+    return p
+
+
+def clear_cache() -> None:
+    _REMEMBERED.clear()
+
+
+def _predict_load(name: str, server: Server, symbol: str | None) -> Prediction:
     if symbol is None and not server.is_superuser:
         # utility.c: load_file(filename, !superuser())
         denied = _restricted_name_error(name)
@@ -53,10 +85,9 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
         return Prediction(False, "lookup", res.error, resolution=res)
     libname = res.full_name
     p = Prediction(False, "file", libname=libname, resolution=res)
-    try:
-        st = os.stat(libname)
-    except OSError as exc:
-        p.error = access_error(libname, exc.errno or 0, server.major)
+    st = filestate.state(libname)           # internal_load_library()'s stat()
+    if len(st) == 1:
+        p.error = access_error(libname, st[0], server.major)
         return p
     p.already_loaded = _loaded_by_postgres(libname, st, server)
     if not p.already_loaded and not _dlopen_and_magic(p, server):
@@ -80,7 +111,7 @@ def _restricted_name_error(name: str) -> PgError | None:
     return PgError(INSUFFICIENT_PRIVILEGE, f'access to library "{name}" is not allowed')
 
 
-def _loaded_by_postgres(libname: str, st: os.stat_result, server: Server) -> bool:
+def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bool:
     """Whether dfmgr.c's file_list holds this file (same name or same inode).
 
     The list itself is not visible from Python.  A mapped file that carries a
@@ -88,9 +119,9 @@ def _loaded_by_postgres(libname: str, st: os.stat_result, server: Server) -> boo
     module's dependency was not, and LOAD would still dlopen and check it.
     """
     for obj in server.loaded:
-        if obj.path == libname or (obj.dev == st.st_dev and obj.inode == st.st_ino):
+        if obj.path == libname or (obj.dev == st[0] and obj.inode == st[1]):
             try:
-                return open_elf(obj.path).definition("Pg_magic_func") is not None
+                return cached_elf(obj.path).definition("Pg_magic_func") is not None
             except (ElfError, OSError):
                 return False
     return False
@@ -104,7 +135,7 @@ def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
     if p.error is not None:
         return False
     try:
-        module = open_elf(libname)
+        module = cached_elf(libname)
     except (ElfError, OSError) as exc:
         module = None
         p.notes.append(f"pgdl cannot read the module fully: {exc}")
@@ -125,7 +156,7 @@ def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
         return False
     p.stage = "magic"
     try:
-        p.magic = read_magic(p.module or open_elf(libname))
+        p.magic = read_magic(p.module or cached_elf(libname))
     except MagicNotFound:
         p.error = missing_magic_error(libname)
         return False
@@ -164,8 +195,10 @@ def _entry_points(p: Prediction, symbol: str, server: Server) -> bool:
 
 def check_entry_point(p: Prediction, symbol: str, server: Server) -> PgError | None:
     """Only the entry-point stage, for `symbol` in a library `p` predicted to load."""
-    q = replace(p, notes=list(p.notes))
-    return None if _entry_points(q, symbol, server) else q.error
+    if symbol not in p.entry_points:
+        q = replace(p, notes=list(p.notes), entry_points={})
+        p.entry_points[symbol] = None if _entry_points(q, symbol, server) else q.error
+    return p.entry_points[symbol]
 
 
 def _handle_scope(p: Prediction) -> list[ElfObject]:
@@ -173,7 +206,7 @@ def _handle_scope(p: Prediction) -> list[ElfObject]:
     if p.tree is not None:
         return [d.obj for d in p.tree.deps if d.obj is not None]
     try:
-        return [open_elf(p.libname)]
+        return [cached_elf(p.libname)]
     except (ElfError, OSError):
         return []
 

@@ -13,6 +13,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from . import filestate
 from .errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
 from .server import Server
 
@@ -135,17 +136,18 @@ def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suf
 
 def _file_exists(name: str, res: Resolution, rule: str, server: Server) -> bool:
     """dfmgr.c's file_exists(): stat() succeeds and it is not a directory."""
-    try:
-        st = os.stat(name)
-    except OSError as exc:
+    s = filestate.state(name)
+    if len(s) == 1:
+        err = s[0]
         res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, False, False, False))
-        res.last_errno = exc.errno or 0
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+        res.last_errno = err
+        if err in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
             return False
-        raise PgErrorRaised(PgError(errcode_for_file_access(exc.errno or 0, server.major),
-                                    f'could not access file "{name}": {os.strerror(exc.errno or 0)}'))
-    regular = stat.S_ISREG(st.st_mode)
-    chosen = not stat.S_ISDIR(st.st_mode)
+        raise PgErrorRaised(PgError(errcode_for_file_access(err, server.major),
+                                    f'could not access file "{name}": {os.strerror(err)}'))
+    mode = s[2]
+    regular = stat.S_ISREG(mode)
+    chosen = not stat.S_ISDIR(mode)
     res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, True, regular, chosen))
     return chosen
 

@@ -7,6 +7,7 @@ hand to check each PostgreSQL version's rules without a server of that version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class Server:
     gids: tuple[int, ...] = ()
     machine: int = 62                      # e_machine of the server executable
     elf_class: int = 64
+
+    @cached_property
+    def fingerprint(self) -> tuple:
+        """Every field, as plain tuples: equal fingerprints describe the same server.
+
+        Computed once: treat a Server as read-only once it is in use."""
+        return (self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
+                self.data_directory, self.sharedir, self.magic, self.executable,
+                tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
+                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class)
 
     @property
     def major(self) -> int:

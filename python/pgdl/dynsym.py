@@ -1,0 +1,241 @@
+"""An object's dynamic symbol table, read in bulk and searched as ld.so searches it.
+
+A backend checks thousands of references against tens of thousands of
+definitions, so nothing here makes one Python object per symbol: the table
+is read once as bytes and viewed column by column (st_name, st_info, ...),
+names are decoded only when asked for, and a name is found through the
+object's own hash table (DT_GNU_HASH, else DT_HASH), as do_lookup_x() finds
+it: the Bloom filter turns most objects away after a few integer operations.
+
+Every offset comes from a possibly hostile file: bad ones raise ElfError.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+from .elf import (DT_GNU_HASH, DT_HASH, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, STB_LOCAL, STV_DEFAULT,
+                  STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError, ElfObject, SHN_UNDEF, Symbol,
+                  cstring, string_table)
+
+
+class DynSym:
+    """The .dynsym entries of one object, index 0 included (it is the null symbol)."""
+
+    def __init__(self, obj: ElfObject):
+        self.obj = obj
+        self.count = 0
+        self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
+        self._strtab = b""
+        self._gnu = None                # (nbuckets, symoffset, bloom, shift, buckets, chain, word bits)
+        self._sysv = None               # (nbucket, buckets, chains)
+        self._names: dict[int, str] = {}
+        self._read_hash_table()
+        if self.count > MAX_SYMBOLS:
+            raise ElfError(f"absurd symbol count ({self.count})")
+        symtab = obj.dynamic_value(DT_SYMTAB)
+        if symtab is None or self.count <= 1:
+            self.count = 0
+            self._columns(b"")
+            return
+        self._strtab = string_table(obj)
+        entsize = 24 if obj.elf_class == 64 else 16
+        self._columns(obj.read_vaddr(symtab, self.count * entsize))
+        versym_addr = obj.dynamic_value(DT_VERSYM)
+        self.versym = None
+        if versym_addr is not None:
+            self.versym = column(obj, obj.read_vaddr(versym_addr, 2 * self.count), "H", 0, 1)
+        self._version_names = obj.version_names()
+        self._version_files = obj.version_files()
+
+    # -- columns -------------------------------------------------------------
+
+    def _columns(self, raw: bytes) -> None:
+        obj = self.obj
+        self.versym = None
+        if obj.elf_class == 64:      # Elf64_Sym: name I, info B, other B, shndx H, value Q, size Q
+            self.st_name = column(obj, raw, "I", 0, 6)
+            self.st_info, self.st_other = raw[4::24], raw[5::24]
+            self.st_shndx = column(obj, raw, "H", 3, 12)
+            self.st_value = column(obj, raw, "Q", 1, 3)
+            self.st_size = column(obj, raw, "Q", 2, 3)
+        else:                        # Elf32_Sym: name I, value I, size I, info B, other B, shndx H
+            self.st_name = column(obj, raw, "I", 0, 4)
+            self.st_value = column(obj, raw, "I", 1, 4)
+            self.st_size = column(obj, raw, "I", 2, 4)
+            self.st_info, self.st_other = raw[12::16], raw[13::16]
+            self.st_shndx = column(obj, raw, "H", 7, 8)
+
+    # -- one entry -------------------------------------------------------------
+
+    def name(self, i: int) -> str:
+        name = self._names.get(i)
+        if name is None:
+            name = self._names[i] = cstring(self._strtab, self.st_name[i])
+        return name
+
+    def version(self, i: int) -> tuple[str | None, bool, str | None]:
+        """(version name, hidden bit, VERNEED file) of entry i; no name for indexes 0 and 1."""
+        if self.versym is None:
+            return None, False, None
+        ndx = self.versym[i]
+        hidden = bool(ndx & VERSYM_HIDDEN)
+        ndx &= 0x7FFF
+        if ndx <= VER_NDX_GLOBAL:
+            return None, hidden, None
+        return self._version_names.get(ndx), hidden, self._version_files.get(ndx)
+
+    def symbol(self, i: int) -> Symbol:
+        info = self.st_info[i]
+        version, hidden, file = self.version(i)
+        return Symbol(self.name(i), self.st_value[i], self.st_size[i], info >> 4, info & 0xF,
+                      self.st_other[i] & 0x3, self.st_shndx[i], version, hidden, file)
+
+    def is_exported_definition(self, i: int) -> bool:
+        return (self.st_shndx[i] != SHN_UNDEF and self.st_info[i] >> 4 != STB_LOCAL
+                and self.st_other[i] & 0x3 in (STV_DEFAULT, STV_PROTECTED))
+
+    # -- finding names -----------------------------------------------------------
+
+    def find(self, name: str, gnu: int | None = None) -> tuple[int, ...]:
+        """Indexes of the entries named `name` that do_lookup_x() reaches through the
+        hash table, in chain order.  `gnu`: gnu_hash(name), if already known."""
+        if self._gnu is not None:
+            return self._gnu_find(name, gnu_hash_of(name) if gnu is None else gnu)
+        if self._sysv is not None:
+            return self._sysv_find(name)
+        return ()
+
+    def bloom(self) -> tuple | None:
+        """(words, index mask, shift, bits per word) of the GNU hash table's Bloom filter;
+        None if the object has no GNU hash table (every name must then be looked up)."""
+        if self._gnu is None:
+            return None
+        _nbuckets, _symoffset, bloom, bloom_size, shift, _buckets, _chain, bits = self._gnu
+        return bloom, bloom_size - 1, shift, bits
+
+    def _read_hash_table(self) -> None:
+        obj = self.obj
+        gnu = obj.dynamic_value(DT_GNU_HASH)
+        if gnu is not None:
+            e = "<" if obj.little_endian else ">"
+            nbuckets, symoffset, bloom_size, shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
+            if nbuckets > MAX_SYMBOLS or bloom_size > MAX_SYMBOLS or symoffset > MAX_SYMBOLS:
+                raise ElfError("absurd GNU hash table")
+            word = 8 if obj.elf_class == 64 else 4
+            bloom = column(obj, obj.read_vaddr(gnu + 16, bloom_size * word), "Q" if word == 8 else "I", 0, 1)
+            buckets_at = gnu + 16 + bloom_size * word
+            buckets = column(obj, obj.read_vaddr(buckets_at, 4 * nbuckets), "I", 0, 1)
+            last = max(buckets, default=0)
+            count = symoffset
+            chain: list[int] | memoryview = []
+            if last >= symoffset:
+                # The chain of the last non-empty bucket ends at the last symbol.
+                chain_at = buckets_at + 4 * nbuckets
+                n = _chain_end(obj, chain_at, last - symoffset)
+                count = symoffset + n + 1
+                chain = column(obj, obj.read_vaddr(chain_at, 4 * (n + 1)), "I", 0, 1)
+            self.count = count
+            self.first_hashed = symoffset
+            self._gnu = (nbuckets, symoffset, bloom, bloom_size, shift, buckets, chain, word * 8)
+            return
+        sysv = obj.dynamic_value(DT_HASH)
+        if sysv is not None:
+            e = "<" if obj.little_endian else ">"
+            nbucket, nchain = struct.unpack(e + "II", obj.read_vaddr(sysv, 8))
+            if nbucket > MAX_SYMBOLS or nchain > MAX_SYMBOLS:
+                raise ElfError("absurd hash table")
+            self.count = nchain
+            if nbucket:
+                buckets = column(obj, obj.read_vaddr(sysv + 8, 4 * nbucket), "I", 0, 1)
+                chains = column(obj, obj.read_vaddr(sysv + 8 + 4 * nbucket, 4 * nchain), "I", 0, 1)
+                self._sysv = (nbucket, buckets, chains)
+
+    def _gnu_find(self, name: str, h: int) -> tuple[int, ...]:
+        nbuckets, symoffset, bloom, bloom_size, shift, buckets, chain, bits = self._gnu
+        if not nbuckets or not bloom_size:
+            return ()
+        word = bloom[(h // bits) & (bloom_size - 1)]     # glibc requires a power of two
+        if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
+            return ()
+        i = buckets[h % nbuckets]
+        if i < symoffset:
+            return ()
+        out = []
+        while 0 <= i - symoffset < len(chain) and i < self.count:
+            value = chain[i - symoffset]
+            if (value ^ h) >> 1 == 0 and self._name_is(i, name):
+                out.append(i)
+            if value & 1:
+                break
+            i += 1
+        return tuple(out)
+
+    def _sysv_find(self, name: str) -> tuple[int, ...]:
+        nbucket, buckets, chains = self._sysv
+        i = buckets[elf_hash(name.encode("utf-8", "surrogateescape")) % nbucket]
+        out = []
+        steps = 0
+        while i and i < self.count and steps <= self.count:
+            if self._name_is(i, name):
+                out.append(i)
+            i = chains[i] if i < len(chains) else 0
+            steps += 1
+        return tuple(sorted(out))
+
+    def _name_is(self, i: int, name: str) -> bool:
+        try:
+            return self.name(i) == name
+        except ElfError:
+            return False
+
+
+def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:
+    """Index in the GNU chain array of the entry that ends the chain starting at n."""
+    e = "<" if obj.little_endian else ">"
+    while n <= MAX_SYMBOLS:
+        try:
+            raw = obj.read_vaddr(chain_at + 4 * n, 1024)
+        except ElfError:                  # near the end of the segment: word by word
+            raw = obj.read_vaddr(chain_at + 4 * n, 4)
+        for k, (value,) in enumerate(struct.iter_unpack(e + "I", raw)):
+            if value & 1:
+                return n + k
+        n += len(raw) // 4
+    raise ElfError("unterminated GNU hash chain")
+
+
+def gnu_hash_of(name: str) -> int:
+    return gnu_hash(name.encode("utf-8", "surrogateescape"))
+
+
+def gnu_hash(name: bytes) -> int:
+    h = 5381
+    for c in name:
+        h = (h * 33 + c) & 0xFFFFFFFF
+    return h
+
+
+def elf_hash(name: bytes) -> int:
+    h = 0
+    for c in name:
+        h = (h << 4) + c
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+_NATIVE = sys.byteorder == "little"
+
+
+def column(obj: ElfObject, raw: bytes, code: str, first: int, stride: int):
+    """Every `stride`-th item of type `code` in raw, from item `first`: an indexable sequence."""
+    size = struct.calcsize(code)
+    usable = len(raw) - len(raw) % (size * stride) if stride > 1 else len(raw) - len(raw) % size
+    if obj.little_endian == _NATIVE:
+        return memoryview(raw[:usable]).cast(code)[first::stride]
+    e = "<" if obj.little_endian else ">"
+    return struct.unpack(f"{e}{usable // size}{code}", raw[:usable])[first::stride]

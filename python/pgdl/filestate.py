@@ -1,0 +1,137 @@
+"""The state of the files an answer was worked out from.
+
+A backend keeps pgdl's answers between calls.  An answer is reused only
+while every path it looked at is in the same state as then: for a file or
+directory the same (device, inode, mode, size, mtime, ctime), for a path
+that could not be examined the same errno.  A replaced library, a new file
+in a searched directory, a chmod, a new /etc/ld.so.cache: each changes the
+state of a path some answer looked at, and that answer is worked out again.
+
+Within one call (`one_call()`), each path is examined once: the whole call
+sees one consistent picture, and re-checking a remembered answer costs a
+dictionary lookup per path.  Outside a call (the pure core in tests) no
+answer is remembered.
+
+A file written a moment ago may be written again within the same timestamp
+tick, leaving its state unchanged (git's "racily clean" problem).  So a
+state less than a second old is not trusted: nothing that depends on it is
+remembered.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from contextlib import contextmanager
+
+State = tuple
+SETTLED_NS = 1_000_000_000      # how old a change must be before an answer built on it is kept
+
+_call: dict[str, State] | None = None        # this call's states, by path
+_call_number = 0                             # which call _call belongs to
+_witnesses: list["Witness"] = []             # computations under way, innermost last
+
+
+def _examine(path: str) -> State:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return (exc.errno or errno.EIO,)
+    except ValueError:                       # an embedded NUL byte
+        return (errno.EINVAL,)
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def state(path: str) -> State:
+    """stat(path) as a comparable value, noted by every computation under way."""
+    if _call is None:
+        s = _examine(path)
+    else:
+        s = _call.get(path)
+        if s is None:
+            s = _call[path] = _examine(path)
+    if _witnesses:
+        settled_state = settled(s)
+        for w in _witnesses:
+            w.seen.setdefault(path, s)
+            w.settled = w.settled and settled_state
+    return s
+
+
+def settled(s: State) -> bool:
+    """Whether a state is old enough that an unseen change within its timestamp is ruled out."""
+    return len(s) == 1 or time.time_ns() - max(s[4], s[5]) >= SETTLED_NS
+
+
+def in_call() -> bool:
+    return _call is not None
+
+
+@contextmanager
+def one_call():
+    """One SQL function call: answers may be remembered and reused."""
+    global _call, _call_number
+    if _call is not None:
+        yield                                # already inside one
+        return
+    _call, _call_number = {}, _call_number + 1
+    try:
+        yield
+    finally:
+        _call = None
+
+
+class Witness:
+    """Every path one computation looked at, with its state at that moment.
+
+    A remembered answer used inside another computation is recorded as a
+    part (its own Witness) rather than path by path, and each part is
+    checked at most once per call."""
+
+    def __init__(self):
+        self.seen: dict[str, State] = {}
+        self.parts: list[Witness] = []
+        self.settled = True        # False: something looked at changed too recently to keep the answer
+        self._held_in = 0          # the call in which holds() last said yes
+
+    def holds(self) -> bool:
+        """Whether every path is still as it was (and so is the answer).
+
+        Computations under way now depend on this answer too: it becomes one of their parts."""
+        ok = (_call is not None and self._held_in == _call_number) or self._check()
+        if ok:
+            if _call is not None:
+                self._held_in = _call_number
+            for w in _witnesses:
+                w.parts.append(self)
+                w.settled = w.settled and self.settled
+        return ok
+
+    def _check(self) -> bool:
+        known = _call if _call is not None else {}
+        outer = _witnesses[:]
+        _witnesses.clear()                   # parts are noted whole, not path by path
+        try:
+            for path, s in self.seen.items():
+                now = known.get(path)
+                if now is None:
+                    now = _examine(path)
+                    if _call is not None:
+                        known[path] = now
+                if now != s:
+                    return False
+            return all(part.holds() for part in self.parts)
+        finally:
+            _witnesses.extend(outer)
+
+
+@contextmanager
+def watching():
+    """Collect the paths looked at inside the block into a new Witness."""
+    w = Witness()
+    _witnesses.append(w)
+    try:
+        yield w
+    finally:
+        _witnesses.remove(w)

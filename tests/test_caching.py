@@ -1,0 +1,144 @@
+"""Remembered answers: reused only while every file they looked at is unchanged.
+
+The backend keeps answers between calls (pgdl.filestate).  These tests change
+files between two calls in one session and check that the second answer is
+the one a fresh backend gives, and the one the real server then acts out.
+Answers that depend on a file changed less than a second ago are never kept
+(pgdl.filestate.SETTLED_NS), so the tests wait that long after changing files:
+with fresh files they would prove nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+from conftest import ServerError, pg_config
+from modules import GOOD_MODULE
+from pgdl import filestate
+from pgdl.predict import as_error_row, predict_load
+from pgdl.server import Server
+
+PKGLIBDIR = pg_config("--pkglibdir")
+POSTGRES = os.path.join(pg_config("--bindir"), "postgres")
+
+DEP_V1 = "int dep_old(void) { return 1; }\n"
+DEP_V2 = DEP_V1 + "int dep_new(void) { return 2; }\n"
+USES_NEW = GOOD_MODULE + "extern int dep_new(void);\nint use_new(void) { return dep_new(); }\n"
+
+
+def settle() -> None:
+    """Wait until every change made so far is old enough for answers to be kept."""
+    time.sleep(filestate.SETTLED_NS / 1e9 + 0.1)
+
+
+def server() -> Server:
+    return Server(version_num=int(pg_config("--version").split()[1].split(".")[0]) * 10000,
+                  pkglibdir=PKGLIBDIR, executable=POSTGRES, data_directory="/")
+
+
+# -- pgdl.filestate --------------------------------------------------------------
+
+def test_witness_sees_a_changed_file(tmp_path):
+    f = tmp_path / "lib.so"
+    f.write_bytes(b"one")
+    settle()
+    with filestate.one_call(), filestate.watching() as w:
+        filestate.state(str(f))
+        filestate.state(str(tmp_path / "absent.so"))
+    assert w.settled
+    with filestate.one_call():
+        assert w.holds()
+    f.write_bytes(b"two")
+    settle()
+    with filestate.one_call():
+        assert not w.holds()
+
+
+def test_witness_sees_a_new_file(tmp_path):
+    with filestate.one_call(), filestate.watching() as w:
+        filestate.state(str(tmp_path / "later.so"))
+    (tmp_path / "later.so").write_bytes(b"x")
+    with filestate.one_call():
+        assert not w.holds()
+
+
+def test_recent_change_is_not_trusted(tmp_path):
+    f = tmp_path / "fresh.so"
+    f.write_bytes(b"x")
+    with filestate.watching() as w:
+        filestate.state(str(f))
+    assert not w.settled
+
+
+def test_one_call_sees_one_picture(tmp_path):
+    f = tmp_path / "lib.so"
+    with filestate.one_call():
+        before = filestate.state(str(f))
+        f.write_bytes(b"x")
+        assert filestate.state(str(f)) == before      # examined once per call
+    assert filestate.state(str(f)) != before
+
+
+# -- predict_load() remembered -------------------------------------------------------
+
+def test_remembered_answer_is_reused_then_renewed(build, tmp_path):
+    dep = build("pgdl_dep", DEP_V2, "-Wl,-soname,libpgdl_dep.so.1", output="libpgdl_dep.so.1")
+    mod = build("uses_dep", USES_NEW, f"-L{tmp_path}", "-l:libpgdl_dep.so.1", f"-Wl,-rpath,{tmp_path}")
+    settle()
+    srv = server()
+    with filestate.one_call():
+        first = predict_load(str(mod), srv)
+    with filestate.one_call():
+        again = predict_load(str(mod), srv)
+    assert first.will_load and again is first              # nothing changed: the same answer object
+
+    # The dependency is replaced by an older build without dep_new (a new inode, as package managers do).
+    old = build("pgdl_dep_old", DEP_V1, "-Wl,-soname,libpgdl_dep.so.1", output="old.so")
+    os.replace(old, dep)
+    settle()
+    with filestate.one_call():
+        renewed = predict_load(str(mod), srv)
+    assert renewed is not first and not renewed.will_load
+    assert renewed.error.message.endswith("undefined symbol: dep_new")
+    assert as_error_row(renewed) == as_error_row(predict_load(str(mod), srv))   # = uncached
+
+
+def test_every_stock_module_same_cached_and_uncached():
+    srv = server()
+    modules = sorted(glob.glob(os.path.join(PKGLIBDIR, "*.so")))
+    uncached = [as_error_row(predict_load(m, srv)) for m in modules]
+    for _ in range(2):                                     # the first fills the caches, the second uses them
+        with filestate.one_call():
+            assert [as_error_row(predict_load(m, srv)) for m in modules] == uncached
+
+
+# -- in a backend: one session, files changing between calls ----------------------------
+
+def test_session_sees_a_replaced_dependency(cluster, build, tmp_path):
+    dep = build("pgdl_sdep", DEP_V2.replace("dep_", "sdep_"), "-Wl,-soname,libpgdl_sdep.so.1",
+                output="libpgdl_sdep.so.1")
+    mod = build("uses_sdep", USES_NEW.replace("dep_", "sdep_"), f"-L{tmp_path}", "-l:libpgdl_sdep.so.1",
+                f"-Wl,-rpath,{tmp_path}")
+    settle()
+    sql = "SELECT will_load, sqlstate, message, detail, hint FROM pgdl.predict_load(%s)"
+    conn = cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, (str(mod),))
+            assert cur.fetchall()[0][0] is True
+            cur.execute(sql, (str(mod),))                  # remembered
+            assert cur.fetchall()[0][0] is True
+            old = build("pgdl_sdep_old", DEP_V1.replace("dep_", "sdep_"), "-Wl,-soname,libpgdl_sdep.so.1",
+                        output="old.so")
+            os.replace(old, dep)
+            settle()
+            cur.execute(sql, (str(mod),))
+            will_load, *error = cur.fetchall()[0]
+    finally:
+        conn.close()
+    assert will_load is False
+    actual = cluster.error_of("LOAD %s", (str(mod),))
+    assert ServerError(*error) == actual
+    assert actual.message.endswith("undefined symbol: sdep_new")
