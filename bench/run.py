@@ -5,11 +5,20 @@ unprivileged test user), or directly as a non-root user once pgdl is installed:
 
     /usr/bin/python3 bench/run.py [--runs N] [--profile]
 
-One throwaway server (testing.postgresql).  pgdl is timed with
-`pgdl.predict_load()` over every `*.so` in pkglibdir and, when the installed
-version has it, with `pgdl.audit()` too.  Every figure is the median of N
-runs.  `ldd -r` runs the dynamic loader on each file: that is the baseline
-being compared against, never something pgdl does.
+One throwaway server (testing.postgresql).  Each run, in this order: a loop
+of `ldd -r` over every `*.so` in pkglibdir, the same with pax-utils'
+`lddtree`, then pgdl in new backends: `pgdl.audit()` (which checks every
+shared object in pkglibdir, every extension's module, the preload settings
+and the database's C functions, with full symbol binding), `pgdl.diagnose
+('dblink')`, and `pgdl.predict_load()` called once per file.  Every figure is
+the median of N runs; ratios are medians of the per-run ratios.  `ldd -r`
+runs the dynamic loader on each file: it is the baseline being compared
+against, never something pgdl does.
+
+"Cold" is a new backend whose pgdl caches are empty.  It is timed three ways:
+the first call of the session (PL/Python starts its interpreter, pgdl is
+imported), after PL/Python has started (a `DO ... LANGUAGE plpython3u` first),
+and, for diagnose, after pgdl is imported too (a `pgdl.resolve()` call first).
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 LDDTREE = "/usr/bin/lddtree"          # pax-utils (dpkg -L pax-utils): a Python script
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNDEFINED = re.compile(r"undefined symbol:\s*(\S+?)(?:,\s*version\s+\S+)?\s+\(")
+START_PLPYTHON = "DO $$ pass $$ LANGUAGE plpython3u"
+IMPORT_PGDL = "SELECT count(*) FROM pgdl.resolve('plpgsql')"
+
+# Issue #5's targets.
+COLD_RATIO, WARM_S, DIAGNOSE_S, RSS_MIB = 0.25, 0.020, 0.050, 30.0
 
 
 def pg_config(option: str) -> str:
@@ -63,100 +77,96 @@ def modules(pkglibdir: str) -> list[str]:
 
 # -- pgdl inside a backend ----------------------------------------------------
 
-class Bench:
-    def __init__(self, pg, pkglibdir: str):
+class Session:
+    """A new backend: run statements, time them, read its VmRSS."""
+
+    def __init__(self, dsn):
         import psycopg2
-        self.psycopg2 = psycopg2
-        self.dsn = pg.dsn()
-        self.pkglibdir = pkglibdir
-        self.has_audit = bool(self.query_once(
-            "SELECT count(*) FROM pg_proc WHERE proname = 'audit' "
-            "AND pronamespace = 'pgdl'::regnamespace")[0][0])
-        predict = ("SELECT {} FROM pg_ls_dir(%s) f, pgdl.predict_load(%s || '/' || f) p "
-                   "WHERE f LIKE '%%.so'")
-        # (label, count query, rows query, params)
-        self.checks = [("pgdl.predict_load() over pg_ls_dir(pkglibdir)", predict.format("count(*)"),
-                        predict.format("f || ' ' || p::text") + " ORDER BY f", (pkglibdir, pkglibdir))]
-        if self.has_audit:
-            self.checks.insert(0, ("pgdl.audit()", "SELECT count(*) FROM pgdl.audit()",
-                                   "SELECT a::text FROM pgdl.audit() a", ()))
+        self.conn = psycopg2.connect(**dsn)
+        self.conn.autocommit = True
+        self.cur = self.conn.cursor()
+        self.cur.execute("SELECT pg_backend_pid()")
+        self.pid = self.cur.fetchone()[0]
 
-    @staticmethod
-    def create_extension(pg):
-        import psycopg2
-        conn = psycopg2.connect(**pg.dsn())
-        conn.autocommit = True
-        try:
-            conn.cursor().execute("CREATE EXTENSION pgdl CASCADE")
-        finally:
-            conn.close()
-
-    def connect(self):
-        conn = self.psycopg2.connect(**self.dsn)
-        conn.autocommit = True
-        return conn
-
-    def query_once(self, sql, params=()):
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
-
-    @staticmethod
-    def timed(cur, sql, params=()):
+    def timed(self, sql, params=()):
         t0 = time.perf_counter()
-        cur.execute(sql, params)
-        rows = cur.fetchall()
+        self.cur.execute(sql, params)
+        rows = self.cur.fetchall()
         return time.perf_counter() - t0, rows
 
-    @staticmethod
-    def rss_kb(pid: int) -> int:
-        with open(f"/proc/{pid}/status") as f:
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return -1
+                    return int(line.split()[1]) / 1024
+        return float("nan")
 
-    def audit_run(self, check):
-        """A new backend: (cold s, warm s, rss before kB, after cold kB, after warm kB, counts)."""
-        _label, count_sql, _rows_sql, params = check
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_backend_pid()")
-                pid = cur.fetchone()[0]
-                before = self.rss_kb(pid)
-                cold, c1 = self.timed(cur, count_sql, params)
-                after_cold = self.rss_kb(pid)
-                warm, c2 = self.timed(cur, count_sql, params)
-                after_warm = self.rss_kb(pid)
-            return cold, warm, before, after_cold, after_warm, (c1[0][0], c2[0][0])
-        finally:
-            conn.close()
+    def close(self):
+        self.conn.close()
 
-    def diagnose_run(self):
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cold, _rows = self.timed(cur, "SELECT count(*) FROM pgdl.diagnose('dblink')")
-            return cold
-        finally:
-            conn.close()
 
-    def cold_and_warm_rows(self, check):
-        _label, _count_sql, rows_sql, params = check
-        conn = self.connect()
+class Pgdl:
+    def __init__(self, pg, pkglibdir: str):
+        self.dsn = pg.dsn()
+        self.pkglibdir = pkglibdir
+        s = Session(self.dsn)
+        s.cur.execute("CREATE EXTENSION IF NOT EXISTS pgdl CASCADE")
+        s.close()
+
+    def audit(self) -> dict:
+        """One new backend, first call; then warm; then a second backend with PL/Python started first."""
+        out = {}
+        s = Session(self.dsn)
         try:
-            with conn.cursor() as cur:
-                _t, cold = self.timed(cur, rows_sql, params)
-                _t, warm = self.timed(cur, rows_sql, params)
-            return [r[0] for r in cold], [r[0] for r in warm]
+            out["rss_new"] = s.rss_mib()
+            out["cold_first"], cold_rows = s.timed("SELECT a::text FROM pgdl.audit() a")
+            out["rss_cold"] = s.rss_mib()
+            out["warm"], warm_rows = s.timed("SELECT a::text FROM pgdl.audit() a")
+            out["rss_warm"] = s.rss_mib()
         finally:
-            conn.close()
+            s.close()
+        out["rows"] = len(cold_rows)
+        out["same"] = cold_rows == warm_rows
+        out["cold_rows"] = [r[0] for r in cold_rows]
+        s = Session(self.dsn)
+        try:
+            s.timed(START_PLPYTHON)
+            out["rss_plpython"] = s.rss_mib()
+            out["cold_plpython"], _rows = s.timed("SELECT count(*) FROM pgdl.audit()")
+            out["rss_plpython_cold"] = s.rss_mib()
+        finally:
+            s.close()
+        return out
+
+    def diagnose(self) -> dict:
+        sql = "SELECT count(*) FROM pgdl.diagnose('dblink')"
+        out = {}
+        for label, setup in (("first", ()), ("plpython", (START_PLPYTHON,)),
+                             ("imported", (START_PLPYTHON, IMPORT_PGDL))):
+            s = Session(self.dsn)
+            try:
+                for statement in setup:
+                    s.timed(statement)
+                out[label], _rows = s.timed(sql)
+                if label == "imported":
+                    out["warm"], _rows = s.timed(sql)
+            finally:
+                s.close()
+        return out
+
+    def predict_each(self) -> tuple[float, float]:
+        """pgdl.predict_load() once per file (one SQL call each), cold and warm, one backend."""
+        sql = ("SELECT f || ' ' || p::text FROM pg_ls_dir(%s) f, pgdl.predict_load(%s || '/' || f) p "
+               "WHERE f LIKE '%%.so' ORDER BY f")
+        s = Session(self.dsn)
+        try:
+            cold, c = s.timed(sql, (self.pkglibdir, self.pkglibdir))
+            warm, w = s.timed(sql, (self.pkglibdir, self.pkglibdir))
+        finally:
+            s.close()
+        if c != w:
+            raise SystemExit("predict_load: warm answers differ from cold ones")
+        return cold, warm
 
 
 # -- baselines ----------------------------------------------------------------
@@ -194,6 +204,7 @@ def profile(files: list[str], top: int) -> None:
     import io
     import pstats
     t0 = time.perf_counter()
+    from pgdl import filestate
     from pgdl.predict import predict_load
     from pgdl.server import Server
     import_s = time.perf_counter() - t0
@@ -203,12 +214,14 @@ def profile(files: list[str], top: int) -> None:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    results = [predict_load(path, server) for path in files]
+    with filestate.one_call():
+        results = [predict_load(path, server) for path in files]
     prof.disable()
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for path in files:
-        predict_load(path, server)
+    with filestate.one_call():
+        for path in files:
+            predict_load(path, server)
     warm = time.perf_counter() - t0
     bad = [(p, r.error.message) for p, r in zip(files, results) if not r.will_load]
     print(f"\nprofile (plain Python process, {len(files)} modules): import pgdl {import_s * 1000:.0f} ms, "
@@ -216,12 +229,10 @@ def profile(files: list[str], top: int) -> None:
           f"{len(bad)} predicted not to load")
     for p, msg in bad:
         print(f"  {os.path.basename(p)}: {msg}")
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
-    print(out.getvalue())
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-    print(out.getvalue())
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(order).print_stats(top)
+        print(out.getvalue())
 
 
 # -- main -----------------------------------------------------------------------
@@ -243,37 +254,50 @@ def main() -> int:
     files = modules(pkglibdir)
     n = args.runs
     print(f"machine: {machine()}")
-    print(f"server:  {pg_config('--version')}, pkglibdir {pkglibdir}: {len(files)} .so files; runs: {n} (median)")
+    print(f"server:  {pg_config('--version')}, pkglibdir {pkglibdir}: {len(files)} .so files; "
+          f"runs: {n} (median)")
 
+    ldd, tree, tree1, audits, diags, each = [], [], [], [], [], []
     with testing.postgresql.Postgresql() as pg:
-        Bench.create_extension(pg)
-        b = Bench(pg, pkglibdir)
-        results = []
-        for check in b.checks:
-            runs = [b.audit_run(check) for _ in range(n)]
-            results.append((check[0], runs, b.cold_and_warm_rows(check)))
-        diag = [b.diagnose_run() for _ in range(n)]
+        p = Pgdl(pg, pkglibdir)
+        for _ in range(n):                      # interleaved: each run sees the same machine
+            ldd.append(ldd_loop(files))
+            tree.append(lddtree_loop(files))
+            tree1.append(lddtree_once(files))
+            audits.append(p.audit())
+            diags.append(p.diagnose())
+            each.append(p.predict_each())
 
-    ldd = [ldd_loop(files) for _ in range(n)]
-    tree = [lddtree_loop(files) for _ in range(n)]
-    tree1 = [lddtree_once(files) for _ in range(n)]
-    ldd_s = median([t for t, _u in ldd])
-    tree_s = median(tree)
+    def med(key, runs=audits):
+        return median([r[key] for r in runs])
+
+    ldd_s, tree_s = median([t for t, _u in ldd]), median(tree)
+    ratio_first = median([a["cold_first"] / l[0] for a, l in zip(audits, ldd)])
+    ratio_plpython = median([a["cold_plpython"] / l[0] for a, l in zip(audits, ldd)])
+    rss_growth = med("rss_warm") - med("rss_new")
+    rss_growth_pgdl = med("rss_plpython_cold") - med("rss_plpython")
     print()
-    print(f"ldd -r, one process per file                       {ldd_s:8.3f} s")
+    print(f"ldd -r, one process per file ({len(files)} files)        {ldd_s:8.3f} s")
     print(f"lddtree (pax-utils), one process per file          {tree_s:8.3f} s   "
           f"(all files in one lddtree process: {median(tree1):.3f} s)")
-    print(f"pgdl.diagnose('dblink'), cold (new backend)        {median(diag):8.3f} s")
-    for label, runs, _rows in results:
-        cold = median([r[0] for r in runs])
-        warm = median([r[1] for r in runs])
-        print(f"{label}, full symbol binding (rows {sorted({r[5] for r in runs})}):")
-        print(f"  cold (new backend, first call) {cold:8.3f} s   warm (same backend, second call) {warm:8.3f} s")
-        print(f"  ratio pgdl/ldd -r   cold {cold / ldd_s:6.2f}   warm {warm / ldd_s:6.2f}")
-        print(f"  ratio pgdl/lddtree  cold {cold / tree_s:6.2f}   warm {warm / tree_s:6.2f}")
-        print(f"  backend VmRSS: before {median([r[2] for r in runs]) / 1024:.1f} MiB, "
-              f"after cold call {median([r[3] for r in runs]) / 1024:.1f} MiB, "
-              f"after warm call {median([r[4] for r in runs]) / 1024:.1f} MiB")
+    print(f"pgdl.audit() ({audits[0]['rows']} rows: every .so in pkglibdir, every extension's module, "
+          "C functions, preloads):")
+    print(f"  cold, first call of a new backend       {med('cold_first'):8.3f} s   "
+          f"ratio to ldd -r {ratio_first:5.2f}, to lddtree {med('cold_first') / tree_s:5.2f}")
+    print(f"  cold, PL/Python already started         {med('cold_plpython'):8.3f} s   "
+          f"ratio to ldd -r {ratio_plpython:5.2f}")
+    print(f"  warm, second call in the same backend   {med('warm'):8.3f} s")
+    print(f"  backend VmRSS: new {med('rss_new'):.1f} MiB, after cold call {med('rss_cold'):.1f} MiB, "
+          f"after warm call {med('rss_warm'):.1f} MiB (growth {rss_growth:.1f} MiB; "
+          f"PL/Python's own start {med('rss_plpython') - med('rss_new'):.1f} MiB, "
+          f"pgdl after it {rss_growth_pgdl:.1f} MiB)")
+    print("pgdl.diagnose('dblink'):")
+    print(f"  cold, first call of a new backend       {med('first', diags):8.3f} s")
+    print(f"  cold, PL/Python already started         {med('plpython', diags):8.3f} s")
+    print(f"  cold caches, pgdl already imported      {med('imported', diags):8.3f} s")
+    print(f"  warm                                    {med('warm', diags):8.3f} s")
+    print(f"pgdl.predict_load() per file, {len(files)} SQL calls in one backend: "
+          f"cold {median([c for c, _w in each]):.3f} s, warm {median([w for _c, w in each]):.3f} s")
 
     # ldd -r's undefined symbols: the ones the postgres executable provides are false alarms.
     exe = open_elf(postgres)
@@ -285,21 +309,29 @@ def main() -> int:
           f"files; false alarms (defined by {postgres}): {len(false_alarms)}; other: {len(real)}")
     for f, s in real:
         print(f"  not in postgres: {os.path.basename(f)}: {s}")
-    all_same = True
-    for label, _runs, (cold_rows, warm_rows) in results:
-        pgdl_undefined = [r for r in cold_rows if "undefined symbol" in r.lower()]
-        print(f"{label}: undefined-symbol problems: {len(pgdl_undefined)}")
-        for r in pgdl_undefined:
-            print(f"  {r}")
-        same = cold_rows == warm_rows
-        all_same = all_same and same
-        print(f"{label}: warm answers identical to cold: {'yes' if same else 'NO'} ({len(cold_rows)} rows"
-              f"{'' if same else f', {len(set(cold_rows) ^ set(warm_rows))} differ'})")
+    pgdl_undefined = [r for r in audits[0]["cold_rows"] if "undefined symbol" in r.lower()]
+    print(f"pgdl.audit() undefined-symbol problems: {len(pgdl_undefined)}")
+    for r in pgdl_undefined:
+        print(f"  {r}")
+    same = all(a["same"] for a in audits)
+    print(f"cached answers (warm) identical to uncached ones (cold), every run: {'yes' if same else 'NO'}")
+
+    print("targets (issue #5):")
+    for label, value, limit in (
+            ("cold audit / ldd -r, first call of a new backend", ratio_first, COLD_RATIO),
+            ("cold audit / ldd -r, PL/Python already started", ratio_plpython, COLD_RATIO),
+            ("warm audit (s)", med("warm"), WARM_S),
+            ("diagnose('dblink') cold, first call of a new backend (s)", med("first", diags), DIAGNOSE_S),
+            ("diagnose('dblink') cold, PL/Python already started (s)", med("plpython", diags), DIAGNOSE_S),
+            ("diagnose('dblink') cold caches, pgdl imported (s)", med("imported", diags), DIAGNOSE_S),
+            ("backend RSS growth after an audit, from a new backend (MiB)", rss_growth, RSS_MIB),
+            ("backend RSS growth after an audit, from PL/Python started (MiB)", rss_growth_pgdl, RSS_MIB)):
+        print(f"  {'met   ' if value <= limit else 'NOT met'} {label}: {value:.3f} (target <= {limit})")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"(other work on this machine skews every figure)")
     if args.profile:
         profile(files, args.top)
-    return 0 if all_same else 1
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

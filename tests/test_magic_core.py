@@ -101,3 +101,13 @@ def test_version_checked_before_abi():
     err = judge(block, PG15, server_block_bytes(PG15, 15), "/m.so", 15)
     assert err.message == 'incompatible library "/m.so": version mismatch'
     assert err.detail == "Server is version 15, library is version 16."
+
+
+def test_common_machine_names_are_pyelftools_own():
+    """pgdl.elf names common machines without importing pyelftools: the same words."""
+    from elftools.elf.descriptions import describe_e_machine
+    from elftools.elf.enums import ENUM_E_MACHINE
+    from pgdl.elf import COMMON_MACHINES
+    names = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
+    for machine, text in COMMON_MACHINES.items():
+        assert describe_e_machine(names[machine]) == text

@@ -22,6 +22,7 @@ import re
 import struct
 from collections import namedtuple
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
@@ -70,8 +71,9 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     scope = global_scope(shared)
     for m in new:
         result.problems.extend(_version_problems(m, tree.maps, new))
+    local_objects = Objects(local)
     for m in _relocation_order(tree, new):
-        result.problems.extend(_undefined_problems(m, scope, local, server.machine))
+        result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
     if result.problems:
         result.error = result.problems[0].dlerror
     return result
@@ -87,11 +89,16 @@ def _new_maps(tree: LoadTree) -> list[LinkMap]:
     return out
 
 
+@lru_cache(maxsize=1024)
+def _rtld_local(name: str) -> bool:
+    return _RTLD_LOCAL_HINT.search(name) is not None
+
+
 def _scope(tree: LoadTree, new: list[LinkMap]) -> tuple[list[LinkMap], list[LinkMap]]:
     """(the global scope before this dlopen, the objects it maps anew)."""
     new_ids = {id(m) for m in new}
     shared = [m for m in tree.maps if id(m) not in new_ids and m.obj is not None
-              and (m.is_main or not _RTLD_LOCAL_HINT.search(m.name))]
+              and (m.is_main or not _rtld_local(m.name))]
     return shared, new
 
 
@@ -174,17 +181,15 @@ def _children(tree: LoadTree, m: LinkMap, module: LinkMap | None, new_ids: set[i
 _Ref = namedtuple("_Ref", "name version plt copy")
 
 
-class GlobalScope:
-    """The objects in the process's global scope, searched for many references.
+class Objects:
+    """Objects searched in turn for a definition, as do_lookup_x() searches them:
+    each object's Bloom filter turns most names away before its hash table is
+    read, and the name's hash is computed once for all of them.
 
-    As in do_lookup_x(), each object's Bloom filter turns most names away
-    before its hash table is read; the name's hash is computed once for all
-    objects, and each reference's answer is remembered.  Built once per set
-    of objects and reused by every module checked against it."""
+    Which object defines a name never changes whether one does, so the
+    objects that define the most are moved to the front."""
 
     def __init__(self, maps: list[LinkMap]):
-        self.maps = maps
-        self.answers: dict[_Ref, bool] = {}
         self._filters: list[tuple[LinkMap, tuple | None]] = []
         for m in maps:
             try:
@@ -192,24 +197,35 @@ class GlobalScope:
             except (ElfError, struct.error, ValueError):
                 continue                         # unreadable: it defines nothing here
 
-    def defines(self, ref: _Ref) -> bool:
-        """Whether some object in the scope satisfies `ref`."""
+    def define(self, ref: _Ref, h: int) -> bool:
+        """Whether one of the objects satisfies `ref`; h = gnu_hash(ref.name)."""
+        for k, (m, bloom) in enumerate(self._filters):
+            if ref.copy and m.is_main:
+                continue
+            if bloom is not None:
+                words, mask, shift, bits = bloom
+                word = words[(h // bits) & mask]
+                if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
+                    continue
+            if _defines(m, ref, h):
+                if k:
+                    self._filters.insert(0, self._filters.pop(k))
+                return True
+        return False
+
+
+class GlobalScope(Objects):
+    """The process's global scope: searched for every module checked, so each
+    reference's answer is remembered.  Built once per set of objects."""
+
+    def __init__(self, maps: list[LinkMap]):
+        super().__init__(maps)
+        self.answers: dict[_Ref, bool] = {}
+
+    def define(self, ref: _Ref, h: int) -> bool:
         answer = self.answers.get(ref)
         if answer is None:
-            h = gnu_hash_of(ref.name)
-            answer = False
-            for m, bloom in self._filters:
-                if ref.copy and m.is_main:
-                    continue
-                if bloom is not None:
-                    words, mask, shift, bits = bloom
-                    word = words[(h // bits) & mask]
-                    if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
-                        continue
-                if _defines(m, ref, h):
-                    answer = True
-                    break
-            self.answers[ref] = answer
+            answer = self.answers[ref] = super().define(ref, h)
         return answer
 
 
@@ -227,7 +243,7 @@ def global_scope(maps: list[LinkMap]) -> GlobalScope:
     return scope
 
 
-def _undefined_problems(m: LinkMap, scope: GlobalScope, local: list[LinkMap], machine: int) -> list[BindingProblem]:
+def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine: int) -> list[BindingProblem]:
     obj = m.obj
     try:
         table = obj.dynsym()
@@ -239,8 +255,8 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: list[LinkMap], ma
     plt_class = _PLT_CLASS.get(machine, set())
     copy_type = _COPY.get(machine)
     for symidx, rtype in relocs.items():     # glibc's l_lookup_cache: the first use decides, roughly
-        if symidx >= table.count:
-            continue
+        if symidx >= table.count or _defined_here(table, symidx):
+            continue                             # the object is in its own scope and defines it
         info = table.st_info[symidx]
         bind, visibility = info >> 4, table.st_other[symidx] & 0x3
         if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) or visibility in (STV_HIDDEN, STV_INTERNAL):
@@ -248,17 +264,21 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: list[LinkMap], ma
         if bind == STB_WEAK:
             continue                             # found or not, a weak reference is no problem
         plt = rtype in plt_class
-        if _defined_here(table, symidx, plt):
-            continue                             # the object is in its own scope and defines it
         try:
-            name = table.name(symidx)
+            name = table.read_name(symidx)
         except ElfError as exc:
             out.append(BindingProblem("undefined", None, None, m.name, None,
                                       f"{m.name}: pgdl cannot read a symbol name: {exc}"))
             continue
         version, _hidden, version_file = table.version(symidx)
+        known = scope.answers.get((name, version, plt, rtype == copy_type))   # equal to the _Ref
+        if known:
+            continue
         ref = _Ref(name, version, plt, rtype == copy_type)
-        if scope.defines(ref) or any(_defines(d, ref, gnu_hash_of(name)) for d in local):
+        # The few objects of this dlopen first: a name they define needs no
+        # search of the whole global scope.
+        h = gnu_hash_of(name)
+        if local.define(ref, h) or (known is None and scope.define(ref, h)):
             continue
         suffix = f", version {version}" if version else ""
         out.append(BindingProblem("undefined", name, version, m.name, version_file,
@@ -266,11 +286,13 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: list[LinkMap], ma
     return out
 
 
-def _defined_here(table, i: int, plt: bool) -> bool:
+def _defined_here(table, i: int) -> bool:
     """Whether entry i is itself a definition do_lookup_x() accepts for a reference to it.
 
     Its name and version are the reference's own, so only the value, type and
-    reachability through the hash table matter."""
+    reachability through the hash table matter (and a defined entry is never
+    turned away for a PLT reference).  Checked first: it is the common case
+    in big libraries, and whatever the binding and visibility, nothing is left to find."""
     shndx = table.st_shndx[i]
     if shndx == SHN_UNDEF or i < table.first_hashed:
         return False

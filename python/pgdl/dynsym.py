@@ -15,9 +15,9 @@ from __future__ import annotations
 import struct
 import sys
 
-from .elf import (DT_GNU_HASH, DT_HASH, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, STB_LOCAL, STV_DEFAULT,
-                  STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError, ElfObject, SHN_UNDEF, Symbol,
-                  cstring, string_table)
+from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_STRTAB, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, MAX_TABLE,
+                  SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
+                  ElfObject, Symbol, cstring, string_table)
 
 
 class DynSym:
@@ -27,7 +27,7 @@ class DynSym:
         self.obj = obj
         self.count = 0
         self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
-        self._strtab = b""
+        self._strtab: bytes | _PagedStrings = b""
         self._gnu = None                # (nbuckets, symoffset, bloom, shift, buckets, chain, word bits)
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
@@ -39,7 +39,9 @@ class DynSym:
             self.count = 0
             self._columns(b"")
             return
-        self._strtab = string_table(obj)
+        strsz = obj.dynamic_value(DT_STRSZ) or 0
+        # Most tables are read whole; libLLVM's is 3 MB, of which a few names are used.
+        self._strtab = string_table(obj) if strsz <= PAGED_STRINGS else _PagedStrings(obj)
         entsize = 24 if obj.elf_class == 64 else 16
         self._columns(obj.read_vaddr(symtab, self.count * entsize))
         versym_addr = obj.dynamic_value(DT_VERSYM)
@@ -70,10 +72,17 @@ class DynSym:
     # -- one entry -------------------------------------------------------------
 
     def name(self, i: int) -> str:
+        """The name of entry i, remembered (hash chains compare the same entries often)."""
         name = self._names.get(i)
         if name is None:
-            name = self._names[i] = cstring(self._strtab, self.st_name[i])
+            name = self._names[i] = self.read_name(i)
         return name
+
+    def read_name(self, i: int) -> str:
+        offset = self.st_name[i]
+        if isinstance(self._strtab, _PagedStrings):
+            return self._strtab.string(offset)
+        return cstring(self._strtab, offset)
 
     def version(self, i: int) -> tuple[str | None, bool, str | None]:
         """(version name, hidden bit, VERNEED file) of entry i; no name for indexes 0 and 1."""
@@ -191,6 +200,43 @@ class DynSym:
             return False
 
 
+class _PagedStrings:
+    """A big DT_STRTAB read page by page as names are asked for."""
+
+    PAGE = 16384
+
+    def __init__(self, obj: ElfObject):
+        self.obj = obj
+        self.start = obj.dynamic_value(DT_STRTAB)
+        self.size = obj.dynamic_value(DT_STRSZ) or 0
+        if self.start is None or self.size > MAX_TABLE:
+            raise ElfError("dynamic section has no usable string table")
+        self.pages: dict[int, bytes] = {}
+
+    def _page(self, n: int) -> bytes:
+        page = self.pages.get(n)
+        if page is None:
+            at = n * self.PAGE
+            page = self.pages[n] = self.obj.read_vaddr(self.start + at, min(self.PAGE, self.size - at))
+        return page
+
+    def string(self, offset: int) -> str:
+        if offset < 0 or offset >= self.size:
+            raise ElfError(f"string offset {offset:#x} is outside the string table")
+        parts = []
+        n, at = divmod(offset, self.PAGE)
+        while True:
+            page = self._page(n)
+            end = page.find(b"\0", at)
+            if end >= 0:
+                parts.append(page[at:end])
+                return b"".join(parts).decode("utf-8", "surrogateescape")
+            parts.append(page[at:])
+            n, at = n + 1, 0
+            if n * self.PAGE >= self.size:
+                raise ElfError("unterminated string in string table")
+
+
 def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:
     """Index in the GNU chain array of the entry that ends the chain starting at n."""
     e = "<" if obj.little_endian else ">"
@@ -229,6 +275,7 @@ def elf_hash(name: bytes) -> int:
 
 
 _NATIVE = sys.byteorder == "little"
+PAGED_STRINGS = 1 << 20       # bigger string tables are read page by page
 
 
 def column(obj: ElfObject, raw: bytes, code: str, first: int, stride: int):

@@ -184,6 +184,10 @@ class ElfObject:
 
     # -- symbols -----------------------------------------------------------
 
+    def forget_symbols(self) -> None:
+        """Drop the symbol table (read again if needed): for objects done with."""
+        self._dynsym = None
+
     def dynsym(self):
         """The dynamic symbol table (pgdl.dynsym.DynSym), read on first use."""
         if self._dynsym is None:
@@ -234,11 +238,16 @@ class ElfObject:
         return _relative_relocation(self, vaddr)
 
 
-def machine_name(machine: int) -> str:
-    """A person's name for e_machine, e.g. "Advanced Micro Devices X86-64".
+# pyelftools' descriptions of the machines PostgreSQL servers run on, so that
+# naming them does not import pyelftools (it takes longer than all of pgdl).
+COMMON_MACHINES = {EM_X86_64: "Advanced Micro Devices X86-64", EM_AARCH64: "AArch64", EM_386: "Intel 80386",
+                   EM_ARM: "ARM"}
 
-    pyelftools is imported here, not at the top: it takes longer to import
-    than the rest of pgdl, and only an error message for a foreign file needs it."""
+
+def machine_name(machine: int) -> str:
+    """A person's name for e_machine, e.g. "Advanced Micro Devices X86-64"."""
+    if machine in COMMON_MACHINES:
+        return COMMON_MACHINES[machine]
     from elftools.elf.descriptions import describe_e_machine
     from elftools.elf.enums import ENUM_E_MACHINE
     names = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
@@ -378,18 +387,15 @@ def _read_program_headers(obj: ElfObject, f) -> None:
 
 
 def string_table(obj: ElfObject) -> bytes:
-    cached = getattr(obj, "_dynstr", None)
-    if cached is not None:
-        return cached
+    """DT_STRTAB.  Not kept on the object: only the few objects whose symbols
+    are searched need it after open_elf(), and pgdl.dynsym keeps its own copy."""
     strtab = obj.dynamic_value(DT_STRTAB)
     strsz = obj.dynamic_value(DT_STRSZ)
     if strtab is None or strsz is None:
         raise ElfError("dynamic section has no string table")
     if strsz > MAX_TABLE:
         raise ElfError(f"absurd string table size ({strsz})")
-    data = obj.read_vaddr(strtab, strsz)
-    obj._dynstr = data  # type: ignore[attr-defined]
-    return data
+    return obj.read_vaddr(strtab, strsz)
 
 
 def cstring(table: bytes, offset: int) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 
 State = tuple
@@ -135,3 +136,33 @@ def watching():
         yield w
     finally:
         _witnesses.remove(w)
+
+
+class Memo:
+    """Answers remembered between calls while their witnesses hold.
+
+    At most `size` answers; the least recently used is dropped first.  Only
+    inside a call: outside one, every answer is worked out afresh."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[object, tuple[Witness, object]] = OrderedDict()
+
+    def get(self, key, compute):
+        """The remembered answer for `key` if it still holds, else compute() (remembered if settled)."""
+        if _call is None:
+            return compute()
+        hit = self._items.get(key)
+        if hit is not None and hit[0].holds():
+            self._items.move_to_end(key)
+            return hit[1]
+        with watching() as witness:
+            value = compute()
+        if witness.settled:
+            self._items[key] = (witness, value)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -34,7 +34,7 @@ import os
 import stat
 import struct
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "CacheEntry", "LdCache", "LdCacheError", "HostCaps", "parse", "load",

@@ -11,7 +11,6 @@ fmgr.c: fetch_finfo_record(); pg_proc.c: fmgr_c_validator().
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from .binding import BindResult, bind
@@ -42,8 +41,8 @@ class Prediction:
     entry_points: dict[str, PgError | None] = field(default_factory=dict, repr=False, compare=False)
 
 
-_REMEMBERED: OrderedDict[tuple, tuple[filestate.Witness, Prediction]] = OrderedDict()
-_REMEMBERED_SIZE = 1024
+_PREDICTIONS = filestate.Memo(1024)
+_LOADINGS = filestate.Memo(512)
 
 
 def predict_load(name: str, server: Server, symbol: str | None = None) -> Prediction:
@@ -52,27 +51,28 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
     Inside a call (pgdl.filestate.one_call) the answer is remembered, and
     reused while the server description is equal and every file it looked
     at is unchanged.  A remembered Prediction is shared: do not modify it."""
-    if not filestate.in_call():
-        return _predict_load(name, server, symbol)
-    key = (name, symbol, server.fingerprint)
-    hit = _REMEMBERED.get(key)
-    if hit is not None and hit[0].holds():
-        _REMEMBERED.move_to_end(key)
-        return hit[1]
-    with filestate.watching() as witness:
-        p = _predict_load(name, server, symbol)
-    if witness.settled:
-        _REMEMBERED[key] = (witness, p)
-    while len(_REMEMBERED) > _REMEMBERED_SIZE:
-        _REMEMBERED.popitem(last=False)
-    return p
+    return _PREDICTIONS.get((name, symbol, server.fingerprint), lambda: _predict(name, server, symbol))
 
 
 def clear_cache() -> None:
-    _REMEMBERED.clear()
+    _PREDICTIONS.clear()
+    _LOADINGS.clear()
 
 
-def _predict_load(name: str, server: Server, symbol: str | None) -> Prediction:
+@dataclass
+class Loading:
+    """What internal_load_library() does with one file once it is found: dlopen
+    (file, dependencies, versions, symbols) and the magic block check."""
+    stage: str
+    error: PgError | None = None
+    module: ElfObject | None = None
+    tree: LoadTree | None = None
+    binding: BindResult | None = None
+    magic: MagicBlock | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
     if symbol is None and not server.is_superuser:
         # utility.c: load_file(filename, !superuser())
         denied = _restricted_name_error(name)
@@ -128,44 +128,65 @@ def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bo
 
 
 def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
-    libname = p.libname
-    p.stage = "elf"
+    # Shared by LOAD and every C function of the library.  The errno left by
+    # the name lookup (see Resolution.last_errno) can show in the error.
     stale = p.resolution.last_errno
-    p.error, _verdict = check_module_file(libname, server, stale)
-    if p.error is not None:
-        return False
+    done = _LOADINGS.get((p.libname, stale, server.fingerprint), lambda: _load(p.libname, stale, server))
+    p.stage, p.error, p.module, p.tree, p.binding, p.magic = \
+        done.stage, done.error, done.module, done.tree, done.binding, done.magic
+    p.notes.extend(done.notes)
+    return done.error is None
+
+
+def _load(libname: str, stale: int, server: Server) -> Loading:
+    done = _dlopen(libname, stale, server)
+    if done.tree is not None:
+        # The objects this dlopen maps anew are not in the process: their symbol
+        # tables (megabytes for libLLVM) need not stay in the backend's memory.
+        for dep in done.tree.deps:
+            if dep.status == "ok" and dep.obj is not None:
+                dep.obj.forget_symbols()
+    return done
+
+
+def _dlopen(libname: str, stale: int, server: Server) -> Loading:
+    done = Loading("elf")
+    done.error, _verdict = check_module_file(libname, server, stale)
+    if done.error is not None:
+        return done
     try:
         module = cached_elf(libname)
     except (ElfError, OSError) as exc:
         module = None
-        p.notes.append(f"pgdl cannot read the module fully: {exc}")
+        done.notes.append(f"pgdl cannot read the module fully: {exc}")
     if module is not None:
-        p.error = truncation_crash(libname, module)
-        if p.error is not None:
-            return False
-    p.stage = "dependencies"
-    p.tree = load_tree(libname, server)
-    if p.tree.error is not None:
-        p.error = dlopen_error(libname, p.tree.error, p.tree.errno or stale, server.major)
-        return False
-    p.module = p.tree.deps[0].obj if p.tree.deps else None
-    p.stage = "symbols"
-    p.binding = bind(p.tree, server)
-    if p.binding.error is not None:
-        p.error = dlopen_error(libname, p.binding.error, p.binding.errno or stale, server.major)
-        return False
-    p.stage = "magic"
+        done.error = truncation_crash(libname, module)
+        if done.error is not None:
+            return done
+    done.stage = "dependencies"
+    done.tree = load_tree(libname, server)
+    if done.tree.error is not None:
+        done.error = dlopen_error(libname, done.tree.error, done.tree.errno or stale, server.major)
+        return done
+    done.module = done.tree.deps[0].obj if done.tree.deps else None
+    done.stage = "symbols"
+    done.binding = bind(done.tree, server)
+    if done.binding.error is not None:
+        done.error = dlopen_error(libname, done.binding.error, done.binding.errno or stale, server.major)
+        return done
+    done.stage = "magic"
     try:
-        p.magic = read_magic(p.module or cached_elf(libname))
+        done.magic = read_magic(done.module or cached_elf(libname))
     except MagicNotFound:
-        p.error = missing_magic_error(libname)
-        return False
+        done.error = missing_magic_error(libname)
+        return done
     except ElfError as exc:
-        p.notes.append(f"the magic block could not be read statically: {exc}")
-        return True
+        done.notes.append(f"the magic block could not be read statically: {exc}")
+        return done
     srv = server.server_magic()
-    p.error = judge(p.magic, srv, server_block_bytes(srv, server.major, server.elf_class), libname, server.major)
-    return p.error is None
+    done.error = judge(done.magic, srv, server_block_bytes(srv, server.major, server.elf_class), libname,
+                       server.major)
+    return done
 
 
 def _entry_points(p: Prediction, symbol: str, server: Server) -> bool:
