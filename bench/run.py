@@ -5,12 +5,13 @@ unprivileged test user), or directly as a non-root user once pgdl is installed:
 
     /usr/bin/python3 bench/run.py [--runs N] [--profile]
 
-One throwaway server (testing.postgresql).  Each run, in this order: a loop
-of `ldd -r` over every `*.so` in pkglibdir, the same with pax-utils'
-`lddtree`, then pgdl in new backends: `pgdl.audit()` (which checks every
-shared object in pkglibdir, every extension's module, the preload settings
-and the database's C functions, with full symbol binding), `pgdl.diagnose
-('dblink')`, and `pgdl.predict_load()` called once per file.  Every figure is
+One throwaway server (testing.postgresql).  Each run, in this order, each
+after the same one-second idle: pgdl in new backends, `pgdl.audit()` (which
+checks every shared object in pkglibdir, every extension's module, the
+preload settings and the database's C functions, with full symbol binding);
+a loop of `ldd -r` over every `*.so` in pkglibdir; `pgdl.diagnose('dblink')`;
+the same loop with pax-utils' `lddtree`, and one `lddtree` over all files;
+`pgdl.predict_load()` called once per file.  Every figure is
 the median of N runs; ratios are medians of the per-run ratios.  `ldd -r`
 runs the dynamic loader on each file: it is the baseline being compared
 against, never something pgdl does.
@@ -40,6 +41,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 UNDEFINED = re.compile(r"undefined symbol:\s*(\S+?)(?:,\s*version\s+\S+)?\s+\(")
 START_PLPYTHON = "DO $$ pass $$ LANGUAGE plpython3u"
 IMPORT_PGDL = "SELECT count(*) FROM pgdl.resolve('plpgsql')"
+
+IDLE_S = 1.0                          # before each measurement, for every tool alike
 
 # Issue #5's targets.
 COLD_RATIO, WARM_S, DIAGNOSE_S, RSS_MIB = 0.25, 0.020, 0.050, 30.0
@@ -91,7 +94,7 @@ class Session:
     def timed(self, sql, params=()):
         t0 = time.perf_counter()
         self.cur.execute(sql, params)
-        rows = self.cur.fetchall()
+        rows = self.cur.fetchall() if self.cur.description else []
         return time.perf_counter() - t0, rows
 
     def rss_mib(self) -> float:
@@ -260,13 +263,14 @@ def main() -> int:
     ldd, tree, tree1, audits, diags, each = [], [], [], [], [], []
     with testing.postgresql.Postgresql() as pg:
         p = Pgdl(pg, pkglibdir)
-        for _ in range(n):                      # interleaved: each run sees the same machine
-            ldd.append(ldd_loop(files))
-            tree.append(lddtree_loop(files))
-            tree1.append(lddtree_once(files))
-            audits.append(p.audit())
-            diags.append(p.diagnose())
-            each.append(p.predict_each())
+        # Interleaved, so that every tool sees the same machine; each measurement
+        # starts after the same short idle, so none inherits another's heat.
+        for _ in range(n):
+            for results, measure in ((audits, p.audit), (ldd, lambda: ldd_loop(files)), (diags, p.diagnose),
+                                     (tree, lambda: lddtree_loop(files)), (tree1, lambda: lddtree_once(files)),
+                                     (each, p.predict_each)):
+                time.sleep(IDLE_S)
+                results.append(measure())
 
     def med(key, runs=audits):
         return median([r[key] for r in runs])

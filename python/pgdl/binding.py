@@ -186,32 +186,49 @@ class Objects:
     each object's Bloom filter turns most names away before its hash table is
     read, and the name's hash is computed once for all of them.
 
-    Which object defines a name never changes whether one does, so the
-    objects that define the most are moved to the front."""
+    Which object defines a name never changes whether one does, so the search
+    may start anywhere: with the object a versioned reference names (its
+    VERNEED file), then with the objects that have defined the most."""
 
     def __init__(self, maps: list[LinkMap]):
         self._filters: list[tuple[LinkMap, tuple | None]] = []
+        self._by_name: dict[str, tuple[LinkMap, tuple | None]] = {}
         for m in maps:
             try:
-                self._filters.append((m, m.obj.dynsym().bloom()))
-            except (ElfError, struct.error, ValueError):
+                entry = (m, m.obj.bloom())
+            except (ElfError, OSError, struct.error, ValueError):
                 continue                         # unreadable: it defines nothing here
+            self._filters.append(entry)
+            for name in m.names:
+                self._by_name.setdefault(name, entry)
 
-    def define(self, ref: _Ref, h: int) -> bool:
-        """Whether one of the objects satisfies `ref`; h = gnu_hash(ref.name)."""
-        for k, (m, bloom) in enumerate(self._filters):
-            if ref.copy and m.is_main:
-                continue
-            if bloom is not None:
-                words, mask, shift, bits = bloom
-                word = words[(h // bits) & mask]
-                if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
-                    continue
-            if _defines(m, ref, h):
+    def holds(self, soname: str | None) -> bool:
+        return soname in self._by_name
+
+    def define(self, ref: _Ref, h: int, soname: str | None = None) -> bool:
+        """Whether one of the objects satisfies `ref`; h = gnu_hash(ref.name),
+        soname: the object to try first."""
+        first = self._by_name.get(soname) if soname else None
+        if first is not None and _may_define(first, ref, h):
+            return True
+        for k, entry in enumerate(self._filters):
+            if entry is not first and _may_define(entry, ref, h):
                 if k:
                     self._filters.insert(0, self._filters.pop(k))
                 return True
         return False
+
+
+def _may_define(entry: tuple[LinkMap, tuple | None], ref: _Ref, h: int) -> bool:
+    m, bloom = entry
+    if ref.copy and m.is_main:
+        return False
+    if bloom is not None:
+        words, mask, shift, bits = bloom
+        word = words[(h // bits) & mask]
+        if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
+            return False
+    return _defines(m, ref, h)
 
 
 class GlobalScope(Objects):
@@ -222,10 +239,10 @@ class GlobalScope(Objects):
         super().__init__(maps)
         self.answers: dict[_Ref, bool] = {}
 
-    def define(self, ref: _Ref, h: int) -> bool:
+    def define(self, ref: _Ref, h: int, soname: str | None = None) -> bool:
         answer = self.answers.get(ref)
         if answer is None:
-            answer = self.answers[ref] = super().define(ref, h)
+            answer = self.answers[ref] = super().define(ref, h, soname)
         return answer
 
 
@@ -246,19 +263,29 @@ def global_scope(maps: list[LinkMap]) -> GlobalScope:
 def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine: int) -> list[BindingProblem]:
     obj = m.obj
     try:
-        table = obj.dynsym()
-        relocs = _symbol_relocations(obj)
-    except (ElfError, struct.error, ValueError) as exc:
+        with obj.reading():
+            table = obj.dynsym()
+            relocs = _symbol_relocations(obj)
+    except (ElfError, OSError, struct.error, ValueError) as exc:
         return [BindingProblem("undefined", None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
     out = []
     plt_class = _PLT_CLASS.get(machine, set())
     copy_type = _COPY.get(machine)
+    count, first_hashed = table.count, table.first_hashed
+    st_shndx, st_info, st_value, st_other = table.st_shndx, table.st_info, table.st_value, table.st_other
     for symidx, rtype in relocs.items():     # glibc's l_lookup_cache: the first use decides, roughly
-        if symidx >= table.count or _defined_here(table, symidx):
-            continue                             # the object is in its own scope and defines it
-        info = table.st_info[symidx]
-        bind, visibility = info >> 4, table.st_other[symidx] & 0x3
+        if symidx >= count:
+            continue
+        shndx, info = st_shndx[symidx], st_info[symidx]
+        if shndx != SHN_UNDEF and symidx >= first_hashed and (info & 0xF) in ALLOWED_TYPES \
+                and (st_value[symidx] or shndx == SHN_ABS or info & 0xF == STT_TLS):
+            # The entry is itself a definition do_lookup_x() accepts for a reference
+            # to it (its name and version are the reference's own), and the object
+            # is in its own scope: whatever the binding and visibility, nothing is
+            # left to find.  The common case in big libraries, so tested first.
+            continue
+        bind, visibility = info >> 4, st_other[symidx] & 0x3
         if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) or visibility in (STV_HIDDEN, STV_INTERNAL):
             continue                             # RESOLVE_MAP: bound to the object itself
         if bind == STB_WEAK:
@@ -275,31 +302,17 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
         if known:
             continue
         ref = _Ref(name, version, plt, rtype == copy_type)
-        # The few objects of this dlopen first: a name they define needs no
-        # search of the whole global scope.
         h = gnu_hash_of(name)
-        if local.define(ref, h) or (known is None and scope.define(ref, h)):
-            continue
+        if known is None and scope.holds(version_file):
+            # A versioned reference names its provider: already in the process.
+            if scope.define(ref, h, version_file) or local.define(ref, h):
+                continue
+        elif local.define(ref, h, version_file) or (known is None and scope.define(ref, h)):
+            continue                             # the few objects of this dlopen first
         suffix = f", version {version}" if version else ""
         out.append(BindingProblem("undefined", name, version, m.name, version_file,
                                   f"{m.name}: undefined symbol: {name}{suffix}"))
     return out
-
-
-def _defined_here(table, i: int) -> bool:
-    """Whether entry i is itself a definition do_lookup_x() accepts for a reference to it.
-
-    Its name and version are the reference's own, so only the value, type and
-    reachability through the hash table matter (and a defined entry is never
-    turned away for a PLT reference).  Checked first: it is the common case
-    in big libraries, and whatever the binding and visibility, nothing is left to find."""
-    shndx = table.st_shndx[i]
-    if shndx == SHN_UNDEF or i < table.first_hashed:
-        return False
-    kind = table.st_info[i] & 0xF
-    if table.st_value[i] == 0 and shndx != SHN_ABS and kind != STT_TLS:
-        return False
-    return kind in ALLOWED_TYPES
 
 
 def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
@@ -308,7 +321,7 @@ def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
     try:
         table = obj.dynsym()
         candidates = table.find(ref.name, h)
-    except (ElfError, struct.error, ValueError):
+    except (ElfError, OSError, struct.error, ValueError):
         return False
     if not candidates:
         return False

@@ -116,14 +116,6 @@ class DynSym:
             return self._sysv_find(name)
         return ()
 
-    def bloom(self) -> tuple | None:
-        """(words, index mask, shift, bits per word) of the GNU hash table's Bloom filter;
-        None if the object has no GNU hash table (every name must then be looked up)."""
-        if self._gnu is None:
-            return None
-        _nbuckets, _symoffset, bloom, bloom_size, shift, _buckets, _chain, bits = self._gnu
-        return bloom, bloom_size - 1, shift, bits
-
     def _read_hash_table(self) -> None:
         obj = self.obj
         gnu = obj.dynamic_value(DT_GNU_HASH)
@@ -235,6 +227,22 @@ class _PagedStrings:
             n, at = n + 1, 0
             if n * self.PAGE >= self.size:
                 raise ElfError("unterminated string in string table")
+
+
+def read_bloom(obj: ElfObject) -> tuple | None:
+    """(words, index mask, shift, bits per word) of the object's GNU hash Bloom
+    filter, read alone: most objects of a process are never searched further.
+    None if the object has no GNU hash table (every name must then be looked up)."""
+    gnu = obj.dynamic_value(DT_GNU_HASH)
+    if gnu is None:
+        return None
+    e = "<" if obj.little_endian else ">"
+    _nbuckets, _symoffset, bloom_size, shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
+    if bloom_size > MAX_SYMBOLS:
+        raise ElfError("absurd GNU hash table")
+    word = 8 if obj.elf_class == 64 else 4
+    words = column(obj, obj.read_vaddr(gnu + 16, bloom_size * word), "Q" if word == 8 else "I", 0, 1)
+    return words, bloom_size - 1, shift, word * 8
 
 
 def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:

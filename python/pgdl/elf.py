@@ -58,7 +58,7 @@ MAX_DYNAMIC = 1 << 20         # bytes of PT_DYNAMIC read
 MAX_TABLE = 64 << 20          # bytes of one symbol/string/version table
 MAX_SYMBOLS = 4_000_000
 MAX_VERSION_ENTRIES = 100_000
-BLOCK = 4096                  # read-ahead for small reads
+BLOCK = 16384                 # read-ahead for small reads: a small module's tables in one read
 
 
 class ElfError(Exception):
@@ -113,6 +113,7 @@ class ElfObject:
     _loads: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
     _dyn: dict[int, list[int]] = field(default_factory=dict, repr=False)
     _dynsym: object = field(default=None, repr=False)      # pgdl.dynsym.DynSym, read on first use
+    _bloom: object = field(default=False, repr=False)      # read on first use (None: no GNU hash)
     _fd: int | None = field(default=None, repr=False, compare=False)  # open while reading()
     _block: tuple[int, bytes] = field(default=(0, b""), repr=False, compare=False)  # read-ahead, while open
     _version_names: dict[int, str] = field(default_factory=dict, repr=False)
@@ -187,6 +188,13 @@ class ElfObject:
     def forget_symbols(self) -> None:
         """Drop the symbol table (read again if needed): for objects done with."""
         self._dynsym = None
+
+    def bloom(self):
+        """The GNU hash table's Bloom filter (pgdl.dynsym.read_bloom), or None."""
+        if self._bloom is False:
+            from .dynsym import read_bloom
+            self._bloom = read_bloom(self)
+        return self._bloom
 
     def dynsym(self):
         """The dynamic symbol table (pgdl.dynsym.DynSym), read on first use."""
@@ -356,8 +364,7 @@ def _read_program_headers(obj: ElfObject, f) -> None:
     table = f.read(phnum * expected)
     spec = "IIQQQQQQ" if obj.elf_class == 64 else "IIIIIIII"
     dynamic = None
-    for i in range(phnum):
-        fields = struct.unpack_from(_fmt(obj, spec), table, i * expected)
+    for fields in struct.iter_unpack(_fmt(obj, spec), table[:len(table) - len(table) % expected]):
         if obj.elf_class == 64:
             p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
         else:
@@ -377,8 +384,7 @@ def _read_program_headers(obj: ElfObject, f) -> None:
     raw = f.read(d_size)
     entsize = 16 if obj.elf_class == 64 else 8
     spec = "qQ" if obj.elf_class == 64 else "iI"
-    for i in range(len(raw) // entsize):
-        tag, value = struct.unpack_from(_fmt(obj, spec), raw, i * entsize)
+    for tag, value in struct.iter_unpack(_fmt(obj, spec), raw[:len(raw) - len(raw) % entsize]):
         if tag == DT_NULL:
             break
         obj._dyn.setdefault(tag & 0xFFFFFFFFFFFFFFFF, []).append(value)

@@ -266,14 +266,16 @@ class Loader:
         self.maps: list[LinkMap] = [self.main] if self.main else []
         self._shared: set[int] = set()            # maps shared with other Loaders: copy before changing
         if preloaded is None:
-            preloaded, main_names = _startup_maps(server, self)
+            preloaded, main_names, by_name, by_id = _startup_maps(server, self)
             self.maps.extend(preloaded)                # already merged by identity
             self._shared = {id(m) for m in preloaded}
             if self.main is not None:
                 self.main.names |= main_names
+            self._by_name, self._by_id = dict(by_name), dict(by_id)
         else:
             for m in preloaded:
                 self._add_preloaded(m)
+            self._by_name, self._by_id = _indexes(self.maps)
 
     # -- environment ------------------------------------------------------
 
@@ -299,10 +301,9 @@ class Loader:
     # -- _dl_map_object -----------------------------------------------------
 
     def find_by_name(self, name: str) -> LinkMap | None:
-        for m in self.maps:
-            if (name == m.name and not m.is_main) or name in m.names:
-                return m
-        return None
+        """The first map whose l_name (not the executable's) or l_libname/SONAME is `name`."""
+        k = self._by_name.get(name)
+        return None if k is None else self.maps[k]
 
     def map_object(self, loader: LinkMap | None, name: str, callmap: bool = False
                    ) -> tuple[LinkMap, bool, str, str | None]:
@@ -324,18 +325,21 @@ class Loader:
             realname, via = self.search(loader, name, search)
         detail = "; ".join(search.notes) or None
         ident = _identity(self.fs(realname))
-        for k, m in enumerate(self.maps):
-            if ident in m.ids:
-                if id(m) in self._shared:
-                    self._shared.discard(id(m))
-                    m = self.maps[k] = LinkMap(m.name, m.obj, set(m.names), set(m.ids), m.loader,
-                                               m.preloaded, m.is_main)
-                m.names.add(name)
-                return m, False, "already loaded (same file as " + (m.name or "the executable") + ")", detail
+        k = self._by_id.get(ident) if ident else None
+        if k is not None:
+            m = self.maps[k]
+            if id(m) in self._shared:
+                self._shared.discard(id(m))
+                m = self.maps[k] = LinkMap(m.name, m.obj, set(m.names), set(m.ids), m.loader,
+                                           m.preloaded, m.is_main)
+            m.names.add(name)
+            self._by_name.setdefault(name, k)
+            return m, False, "already loaded (same file as " + (m.name or "the executable") + ")", detail
         obj = self.check_mappable(name, realname)
         m = LinkMap(realname, obj, {name} | ({obj.soname} if obj.soname else set()),
                     {ident} if ident else set(), None if callmap else loader)
         self.maps.append(m)
+        _index_map(m, len(self.maps) - 1, self._by_name, self._by_id)
         return m, True, via, detail
 
     def search(self, loader: LinkMap | None, name: str, search: _Search) -> tuple[str, str]:
@@ -560,25 +564,47 @@ def preloaded_maps(server: Server, loader: Loader) -> list[LinkMap]:
 _STARTUP: dict[tuple, tuple] = {}
 
 
-def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str]]:
+def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str], dict, dict]:
     """preloaded_maps() merged by file identity as Loader._add_preloaded() merges
-    them, and the names that go to the executable's own map; reused while the
-    files looked at are unchanged.  The maps are shared: a Loader copies one
-    before it changes it (Loader.map_object)."""
-    key = (server.executable, server.machine, server.elf_class, server.data_directory,
-           server.environ.get("LD_LIBRARY_PATH"), tuple(server.loaded), id(loader.cache))
+    them, the names that go to the executable's own map, and the Loader's
+    indexes of the executable and these maps; reused while the files looked at
+    are unchanged.  The maps are shared: a Loader copies one before it changes
+    it (Loader.map_object)."""
+    key = (server.fingerprint, id(loader.cache))
     hit = _STARTUP.get(key)
     if hit is not None and hit[1].holds():
-        maps, main_names = hit[2]
+        maps, main_names, by_name, by_id = hit[2]
     else:
         with filestate.watching() as witness:
             filestate.state(server.executable)      # its DT_NEEDED list is where startup began
             maps, main_names = _merged(preloaded_maps(server, loader), loader.main)
+        main = loader.main
+        listed = maps if main is None else \
+            [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
+        by_name, by_id = _indexes(listed)
         _STARTUP.clear()
         if witness.settled:
             # The cache object is kept so that its id, in the key, stays unique.
-            _STARTUP[key] = (loader.cache, witness, (maps, main_names))
-    return maps, set(main_names)
+            _STARTUP[key] = (loader.cache, witness, (maps, main_names, by_name, by_id))
+    return maps, set(main_names), by_name, by_id
+
+
+def _indexes(maps: list[LinkMap]) -> tuple[dict[str, int], dict[tuple[int, int], int]]:
+    """Positions by name (find_by_name) and by file identity: the first map in order wins."""
+    by_name: dict[str, int] = {}
+    by_id: dict[tuple[int, int], int] = {}
+    for k, m in enumerate(maps):
+        _index_map(m, k, by_name, by_id)
+    return by_name, by_id
+
+
+def _index_map(m: LinkMap, k: int, by_name: dict, by_id: dict) -> None:
+    if not m.is_main:                    # the executable's l_name is "": never matched by name
+        by_name.setdefault(m.name, k)
+    for name in m.names:
+        by_name.setdefault(name, k)
+    for ident in m.ids:
+        by_id.setdefault(ident, k)
 
 
 def _merged(maps: list[LinkMap], main: LinkMap | None) -> tuple[list[LinkMap], set[str]]:
@@ -608,8 +634,9 @@ def executable_closure(server: Server, loader: Loader) -> list[LinkMap]:
     if main is None or main.obj is None:
         return []
     maps: list[LinkMap] = []
-    saved = loader.maps
-    loader.maps = [main]
+    saved = loader.maps, loader._shared, getattr(loader, "_by_name", None), getattr(loader, "_by_id", None)
+    loader.maps, loader._shared = [main], set()
+    loader._by_name, loader._by_id = _indexes(loader.maps)
     try:
         queue = [main]
         edges = 0
@@ -628,7 +655,7 @@ def executable_closure(server: Server, loader: Loader) -> list[LinkMap]:
                     maps.append(m)
                     queue.append(m)
     finally:
-        loader.maps = saved
+        loader.maps, loader._shared, loader._by_name, loader._by_id = saved
     return maps
 
 

@@ -36,6 +36,7 @@ class Prediction:
     binding: BindResult | None = None
     magic: MagicBlock | None = None
     already_loaded: bool = False
+    has_pg_init: bool = False           # the module defines _PG_init()
     notes: list[str] = field(default_factory=list)
     # check_entry_point() answers: they depend on the same files as the prediction.
     entry_points: dict[str, PgError | None] = field(default_factory=dict, repr=False, compare=False)
@@ -69,6 +70,7 @@ class Loading:
     tree: LoadTree | None = None
     binding: BindResult | None = None
     magic: MagicBlock | None = None
+    has_pg_init: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,7 +97,7 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
     if symbol is not None and not _entry_points(p, symbol, server):
         return p
     p.will_load, p.stage = True, "loaded"
-    if not p.already_loaded and p.module is not None and p.module.definition("_PG_init") is not None:
+    if not p.already_loaded and p.has_pg_init:
         p.notes.append("the module's _PG_init() runs on load and may still refuse (some modules must be "
                        "listed in shared_preload_libraries)")
     if p.already_loaded:
@@ -132,8 +134,8 @@ def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
     # the name lookup (see Resolution.last_errno) can show in the error.
     stale = p.resolution.last_errno
     done = _LOADINGS.get((p.libname, stale, server.fingerprint), lambda: _load(p.libname, stale, server))
-    p.stage, p.error, p.module, p.tree, p.binding, p.magic = \
-        done.stage, done.error, done.module, done.tree, done.binding, done.magic
+    p.stage, p.error, p.module, p.tree, p.binding, p.magic, p.has_pg_init = \
+        done.stage, done.error, done.module, done.tree, done.binding, done.magic, done.has_pg_init
     p.notes.extend(done.notes)
     return done.error is None
 
@@ -175,6 +177,10 @@ def _dlopen(libname: str, stale: int, server: Server) -> Loading:
         done.error = dlopen_error(libname, done.binding.error, done.binding.errno or stale, server.major)
         return done
     done.stage = "magic"
+    try:
+        done.has_pg_init = done.module is not None and done.module.definition("_PG_init") is not None
+    except (ElfError, OSError):
+        pass                              # only a note depends on it
     try:
         done.magic = read_magic(done.module or cached_elf(libname))
     except MagicNotFound:
