@@ -16,9 +16,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from . import filestate
 from .catalog import CFunction, read_control
 from .predict import Prediction, check_entry_point, predict_load
-from .resolve import resolve
 from .server import Server
 
 OK, WARNING, ERROR = "ok", "warning", "error"
@@ -39,22 +39,30 @@ class AuditRow:
 
 
 class _Libraries:
-    """predict_load() once per file: keyed by the name's expansion, as dfmgr.c keys its list."""
+    """predict_load() once per name in this audit (the work shared between names
+    of one file is remembered by pgdl.predict itself)."""
 
     def __init__(self, server: Server):
         self.server = server
-        self.cache: dict[tuple[str, bool], Prediction] = {}
         self.by_name: dict[tuple[str, bool], Prediction] = {}
 
     def predict(self, name: str, server: Server | None = None) -> Prediction:
         server = server or self.server
-        if (name, server.is_superuser) not in self.by_name:
-            res = resolve(name, server)
-            key = (res.full_name if res.error is None else name, server.is_superuser)
-            if key not in self.cache:
-                self.cache[key] = predict_load(name, server)
-            self.by_name[name, server.is_superuser] = self.cache[key]
-        return self.by_name[name, server.is_superuser]
+        key = (name, server.is_superuser)
+        if key not in self.by_name:
+            self.by_name[key] = predict_load(name, server)
+        return self.by_name[key]
+
+
+_CONTROL_FILES = filestate.Memo(1024)
+
+
+def _read_control(path: str) -> dict[str, str]:
+    """read_control(), remembered while the file is unchanged."""
+    def read():
+        filestate.state(path)
+        return read_control(path)
+    return _CONTROL_FILES.get(path, read)
 
 
 def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
@@ -134,7 +142,7 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
         try:
             if not os.path.isfile(control):     # a FIFO would block the read
                 raise OSError(errno.EINVAL, "not a regular file")
-            params = read_control(control)
+            params = _read_control(control)
         except OSError as exc:
             rows.append(AuditRow("extension", name, ERROR, f"cannot read {control}: {exc.strerror}"))
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from functools import lru_cache
 
 from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_STRTAB, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, MAX_TABLE,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
@@ -260,7 +261,9 @@ def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:
     raise ElfError("unterminated GNU hash chain")
 
 
+@lru_cache(maxsize=8192)
 def gnu_hash_of(name: str) -> int:
+    """gnu_hash() of a name; remembered, as the same names are looked up in many objects."""
     return gnu_hash(name.encode("utf-8", "surrogateescape"))
 
 

@@ -47,27 +47,36 @@ def dlopen_error(libname: str, dlerror: str, err: int, major: int = 15) -> PgErr
 
 def check_module_file(libname: str, server: Server, stale_errno: int = 0) -> tuple[PgError | None, Verdict | None]:
     """The error dlopen(libname) raises before mapping the module, if any (glibc open_verify)."""
+    failure, verdict = module_file_failure(libname, server)
+    if failure is None:
+        return None, verdict
+    text, err = failure
+    return dlopen_error(libname, text, err or stale_errno, server.major), verdict
+
+
+def module_file_failure(libname: str, server: Server) -> tuple[tuple[str, int] | None, Verdict | None]:
+    """((dlerror, errno), verdict) if dlopen(libname) fails before mapping the module.
+
+    errno 0: dlopen leaves errno as it was (see dlopen_error)."""
     try:
         head = read_header(libname)
     except IsADirectoryError:
-        return dlopen_error(libname, f"{libname}: cannot read file data: Is a directory", errno.EISDIR,
-                            server.major), None
+        return (f"{libname}: cannot read file data: Is a directory", errno.EISDIR), None
     except OSError as exc:
         code = exc.errno or errno.EIO
-        return dlopen_error(libname, f"{libname}: cannot open shared object file: {os.strerror(code)}", code,
-                            server.major), None
+        return (f"{libname}: cannot open shared object file: {os.strerror(code)}", code), None
     verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
     if verdict.ok:
         return None, verdict
     if verdict.other_class:
         # Not fatal in a search; by path, glibc ends with this text and error code 0.
-        text, code = "wrong ELF class: " + ("ELFCLASS32" if server.elf_class == 64 else "ELFCLASS64"), stale_errno
+        text, code = "wrong ELF class: " + ("ELFCLASS32" if server.elf_class == 64 else "ELFCLASS64"), 0
     elif verdict.other_machine:
         # Rejected silently with errno ENOENT, so the final message is the generic one.
         text, code = "cannot open shared object file: No such file or directory", errno.ENOENT
     else:
-        text, code = verdict.error, stale_errno
-    return dlopen_error(libname, f"{libname}: {text}", code, server.major), verdict
+        text, code = verdict.error, 0
+    return (f"{libname}: {text}", code), verdict
 
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

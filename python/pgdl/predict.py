@@ -18,7 +18,7 @@ from . import filestate
 from .elf import ElfError, ElfObject, cached_elf
 from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
 from .ldso import LoadTree, load_tree
-from .loadfile import access_error, check_module_file, dlopen_error, truncation_crash
+from .loadfile import access_error, dlopen_error, module_file_failure, truncation_crash
 from .magic import MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
 from .resolve import Resolution, resolve
 from .server import Server
@@ -65,7 +65,9 @@ class Loading:
     """What internal_load_library() does with one file once it is found: dlopen
     (file, dependencies, versions, symbols) and the magic block check."""
     stage: str
-    error: PgError | None = None
+    error: PgError | None = None       # a failure whatever the errno
+    dlerror: str | None = None         # or: dlopen() fails with this dlerror() ...
+    dl_errno: int = 0                  # ... and errno (0: left as it was, see Resolution.last_errno)
     module: ElfObject | None = None
     tree: LoadTree | None = None
     binding: BindResult | None = None
@@ -130,18 +132,19 @@ def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bo
 
 
 def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
-    # Shared by LOAD and every C function of the library.  The errno left by
-    # the name lookup (see Resolution.last_errno) can show in the error.
-    stale = p.resolution.last_errno
-    done = _LOADINGS.get((p.libname, stale, server.fingerprint), lambda: _load(p.libname, stale, server))
+    # Shared by every name of the file and every C function in it.
+    done = _LOADINGS.get((p.libname, server.fingerprint), lambda: _load(p.libname, server))
     p.stage, p.error, p.module, p.tree, p.binding, p.magic, p.has_pg_init = \
         done.stage, done.error, done.module, done.tree, done.binding, done.magic, done.has_pg_init
+    if done.dlerror is not None:
+        # The errno left by this name's lookup can show in the error.
+        p.error = dlopen_error(p.libname, done.dlerror, done.dl_errno or p.resolution.last_errno, server.major)
     p.notes.extend(done.notes)
-    return done.error is None
+    return p.error is None
 
 
-def _load(libname: str, stale: int, server: Server) -> Loading:
-    done = _dlopen(libname, stale, server)
+def _load(libname: str, server: Server) -> Loading:
+    done = _dlopen(libname, server)
     if done.tree is not None:
         # The objects this dlopen maps anew are not in the process: their symbol
         # tables (megabytes for libLLVM) need not stay in the backend's memory.
@@ -151,10 +154,11 @@ def _load(libname: str, stale: int, server: Server) -> Loading:
     return done
 
 
-def _dlopen(libname: str, stale: int, server: Server) -> Loading:
+def _dlopen(libname: str, server: Server) -> Loading:
     done = Loading("elf")
-    done.error, _verdict = check_module_file(libname, server, stale)
-    if done.error is not None:
+    failure, _verdict = module_file_failure(libname, server)
+    if failure is not None:
+        done.dlerror, done.dl_errno = failure
         return done
     try:
         module = cached_elf(libname)
@@ -168,25 +172,24 @@ def _dlopen(libname: str, stale: int, server: Server) -> Loading:
     done.stage = "dependencies"
     done.tree = load_tree(libname, server)
     if done.tree.error is not None:
-        done.error = dlopen_error(libname, done.tree.error, done.tree.errno or stale, server.major)
+        done.dlerror, done.dl_errno = done.tree.error, done.tree.errno
         return done
     done.module = done.tree.deps[0].obj if done.tree.deps else None
     done.stage = "symbols"
     done.binding = bind(done.tree, server)
     if done.binding.error is not None:
-        done.error = dlopen_error(libname, done.binding.error, done.binding.errno or stale, server.major)
+        done.dlerror, done.dl_errno = done.binding.error, done.binding.errno
         return done
     done.stage = "magic"
     try:
-        done.has_pg_init = done.module is not None and done.module.definition("_PG_init") is not None
-    except (ElfError, OSError):
-        pass                              # only a note depends on it
-    try:
-        done.magic = read_magic(done.module or cached_elf(libname))
+        module = done.module or cached_elf(libname)
+        with module.reading():
+            done.has_pg_init = module.definition("_PG_init") is not None
+            done.magic = read_magic(module)
     except MagicNotFound:
         done.error = missing_magic_error(libname)
         return done
-    except ElfError as exc:
+    except (ElfError, OSError) as exc:
         done.notes.append(f"the magic block could not be read statically: {exc}")
         return done
     srv = server.server_magic()
