@@ -15,7 +15,7 @@ import os
 import time
 
 from conftest import ServerError, pg_config
-from modules import GOOD_MODULE
+from modules import GOOD_MODULE, NO_MAGIC_MODULE
 from pgdl import filestate
 from pgdl.predict import as_error_row, predict_load
 from pgdl.server import Server
@@ -142,3 +142,26 @@ def test_session_sees_a_replaced_dependency(cluster, build, tmp_path):
     actual = cluster.error_of("LOAD %s", (str(mod),))
     assert ServerError(*error) == actual
     assert actual.message.endswith("undefined symbol: sdep_new")
+
+
+def test_remembered_audit_sees_a_new_module(build, tmp_path):
+    """The whole audit is remembered; a module added to pkglibdir changes the directory it listed."""
+    from pgdl.audit import audit
+    (tmp_path / "lib").mkdir()
+    build("good", GOOD_MODULE, output="lib/good.so")
+    srv = server()
+    srv.pkglibdir, srv.sharedir = str(tmp_path / "lib"), str(tmp_path / "share")
+    settle()
+    with filestate.one_call():
+        first = audit(srv, [], {})
+    with filestate.one_call():
+        assert audit(srv, [], {}) is first
+    build("nomagic", NO_MAGIC_MODULE, output="lib/nomagic.so")
+    settle()
+    with filestate.one_call():
+        renewed = audit(srv, [], {})
+    assert renewed is not first
+    rows = {(r.kind, r.subject): r for r in renewed}
+    assert rows["pkglibdir", "nomagic.so"].status == "error"
+    assert "missing magic block" in rows["pkglibdir", "nomagic.so"].message
+    assert renewed == audit(srv, [], {})                   # = uncached

@@ -10,9 +10,9 @@ in this backend.  Pure: it works from a Server and plain lists; the adapter
 from __future__ import annotations
 
 import errno
-import glob
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -65,8 +65,19 @@ def _read_control(path: str) -> dict[str, str]:
     return _CONTROL_FILES.get(path, read)
 
 
+_AUDITS = filestate.Memo(4)
+
+
 def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
-    """`functions`: the database's C functions; `settings`: the preload settings' values."""
+    """`functions`: the database's C functions; `settings`: the preload settings' values.
+
+    Every file and directory it reads is noted (pgdl.filestate): inside a call
+    the whole answer is remembered and reused while none of them changed."""
+    key = (server.fingerprint, tuple(functions), tuple(sorted(settings.items())))
+    return _AUDITS.get(key, lambda: _audit(server, functions, settings))
+
+
+def _audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
     # Libraries are loaded whoever calls the function or starts the session,
     # so judge as the server itself does; local_preload_libraries alone is restricted.
     server = replace(server, is_superuser=True)
@@ -137,10 +148,10 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
     rows = []
     directory = os.path.join(server.sharedir, "extension")
     listings: dict[str, dict[str, list[str]] | None] = {}
-    for control in sorted(glob.glob(os.path.join(glob.escape(directory), "*.control"))):
+    for control in _files(directory, ".control"):
         name = os.path.basename(control)[:-len(".control")]
         try:
-            if not os.path.isfile(control):     # a FIFO would block the read
+            if not _is_file(control):           # a FIFO would block the read
                 raise OSError(errno.EINVAL, "not a regular file")
             params = _read_control(control)
         except OSError as exc:
@@ -148,7 +159,7 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
             continue
         problems = []
         for req in (r.strip() for r in params.get("requires", "").split(",")):
-            if req and not os.path.isfile(os.path.join(directory, f"{req}.control")):
+            if req and not _is_file(os.path.join(directory, f"{req}.control")):
                 problems.append((ERROR, f"requires {req}, which is not available", f"Install the {req} extension."))
         script_dir = params.get("directory") or directory
         script_dir = os.path.join(server.sharedir, script_dir) if not os.path.isabs(script_dir) else script_dir
@@ -197,6 +208,7 @@ def _installable(script_dir: str, name: str, version: str, listings: dict[str, d
 
 def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
     """name -> the "V" or "A--B" of every name--V.sql / name--A--B.sql (names cannot contain "--")."""
+    filestate.state(script_dir)          # an added or removed script changes the directory
     try:
         files = os.listdir(script_dir)
     except OSError:
@@ -211,9 +223,27 @@ def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
 
 def _pkglibdir(server: Server, libs: _Libraries) -> list[AuditRow]:
     rows = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(server.pkglibdir), "*" + server.dlsuffix))):
+    for path in _files(server.pkglibdir, server.dlsuffix):
         rows.append(_library_row("pkglibdir", os.path.basename(path), path, libs.predict(path)))
     return rows
+
+
+def _files(directory: str, suffix: str) -> list[str]:
+    """glob(directory/*suffix), sorted.  The directory's state is noted: adding
+    or removing an entry changes it."""
+    if len(filestate.state(directory)) == 1:
+        return []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if n.endswith(suffix) and not n.startswith("."))
+
+
+def _is_file(path: str) -> bool:
+    """os.path.isfile(), noted."""
+    st = filestate.state(path)
+    return len(st) > 1 and stat.S_ISREG(st[2])
 
 
 DELETED = " (deleted)"
@@ -231,11 +261,8 @@ def _stale(server: Server) -> list[AuditRow]:
         path = obj.path[:-len(DELETED)] if obj.path.endswith(DELETED) else obj.path
         if path != server.executable and not SHARED_OBJECT.search(path):
             continue
-        try:
-            st = os.stat(path)
-            replaced = (st.st_dev, st.st_ino) != (obj.dev, obj.inode)
-        except OSError:
-            replaced = True
+        st = filestate.state(path)
+        replaced = len(st) == 1 or (st[0], st[1]) != (obj.dev, obj.inode)
         if obj.path.endswith(DELETED) or replaced:
             rows.append(AuditRow("stale", path, WARNING,
                                  f"this backend runs a copy of {path} that has since been replaced or removed",

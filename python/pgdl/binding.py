@@ -18,15 +18,13 @@ change whether one is found, so the union is searched.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections import namedtuple
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
-                  STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, DT_VERSYM, ElfError,
+                  STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
                   ElfObject)
 from .dynsym import column, gnu_hash_of
 from .ldso import LinkMap, LoadTree
@@ -40,8 +38,6 @@ ALLOWED_TYPES = {STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_
 # a value do not count as definitions for them) and COPY (skips the executable).
 _PLT_CLASS = {EM_X86_64: {7, 16, 17, 18, 36}, EM_AARCH64: {1026, 1028, 1029, 1030, 1031}}
 _COPY = {EM_X86_64: 5, EM_AARCH64: 1024}
-# Python extension modules are dlopen'ed RTLD_LOCAL: not in the global scope.
-_RTLD_LOCAL_HINT = re.compile(r"(/lib-dynload/|/site-packages/|/dist-packages/|\.cpython-[^/]*\.so$|\.abi3\.so$)")
 
 
 @dataclass
@@ -66,40 +62,16 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     result = BindResult()
     if tree.error is not None or not tree.maps:
         return result                       # mapping failed: nothing gets bound
-    new = _new_maps(tree)
-    shared, local = _scope(tree, new)
-    scope = global_scope(shared)
+    new = tree.maps[tree.first_new:]        # breadth-first, the search list order
+    scope = global_scope([m for m in tree.global_maps if m.obj is not None])
     for m in new:
         result.problems.extend(_version_problems(m, tree.maps, new))
-    local_objects = Objects(local)
+    local_objects = Objects(new)
     for m in _relocation_order(tree, new):
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
     if result.problems:
         result.error = result.problems[0].dlerror
     return result
-
-
-def _new_maps(tree: LoadTree) -> list[LinkMap]:
-    """Newly mapped objects in breadth-first (search list) order."""
-    by_obj = {id(m.obj): m for m in tree.maps if m.obj is not None}
-    out = []
-    for dep in tree.deps:
-        if dep.status == "ok" and dep.obj is not None and id(dep.obj) in by_obj:
-            out.append(by_obj[id(dep.obj)])
-    return out
-
-
-@lru_cache(maxsize=1024)
-def _rtld_local(name: str) -> bool:
-    return _RTLD_LOCAL_HINT.search(name) is not None
-
-
-def _scope(tree: LoadTree, new: list[LinkMap]) -> tuple[list[LinkMap], list[LinkMap]]:
-    """(the global scope before this dlopen, the objects it maps anew)."""
-    new_ids = {id(m) for m in new}
-    shared = [m for m in tree.maps if id(m) not in new_ids and m.obj is not None
-              and (m.is_main or not _rtld_local(m.name))]
-    return shared, new
 
 
 # -- versions (dl-version.c) -----------------------------------------------

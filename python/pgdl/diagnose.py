@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import grp
-import re
 import stat
 from dataclasses import dataclass
 

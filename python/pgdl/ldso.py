@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno as errnos
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 
@@ -95,6 +96,8 @@ class LoadTree:
     # DT_NEEDED resolved to objects (l_initfini without itself).
     maps: list[LinkMap] = field(default_factory=list, repr=False, compare=False)
     links: dict[int, list[LinkMap]] = field(default_factory=dict, repr=False, compare=False)
+    first_new: int = 0                     # maps[first_new:] are the objects this dlopen maps
+    global_maps: list[LinkMap] = field(default_factory=list, repr=False, compare=False)  # the global scope
 
 
 class LoadFailure(Exception):
@@ -266,16 +269,18 @@ class Loader:
         self.maps: list[LinkMap] = [self.main] if self.main else []
         self._shared: set[int] = set()            # maps shared with other Loaders: copy before changing
         if preloaded is None:
-            preloaded, main_names, by_name, by_id = _startup_maps(server, self)
+            preloaded, main_names, by_name, by_id, global_maps = _startup_maps(server, self)
             self.maps.extend(preloaded)                # already merged by identity
             self._shared = {id(m) for m in preloaded}
             if self.main is not None:
                 self.main.names |= main_names
             self._by_name, self._by_id = dict(by_name), dict(by_id)
+            self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
         else:
             for m in preloaded:
                 self._add_preloaded(m)
             self._by_name, self._by_id = _indexes(self.maps)
+            self.global_maps = _global_scope(self.maps)
 
     # -- environment ------------------------------------------------------
 
@@ -564,7 +569,7 @@ def preloaded_maps(server: Server, loader: Loader) -> list[LinkMap]:
 _STARTUP: dict[tuple, tuple] = {}
 
 
-def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str], dict, dict]:
+def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str], dict, dict, list[LinkMap]]:
     """preloaded_maps() merged by file identity as Loader._add_preloaded() merges
     them, the names that go to the executable's own map, and the Loader's
     indexes of the executable and these maps; reused while the files looked at
@@ -573,7 +578,7 @@ def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[st
     key = (server.fingerprint, id(loader.cache))
     hit = _STARTUP.get(key)
     if hit is not None and hit[1].holds():
-        maps, main_names, by_name, by_id = hit[2]
+        maps, main_names, by_name, by_id, global_maps = hit[2]
     else:
         with filestate.watching() as witness:
             filestate.state(server.executable)      # its DT_NEEDED list is where startup began
@@ -582,11 +587,22 @@ def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[st
         listed = maps if main is None else \
             [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
         by_name, by_id = _indexes(listed)
+        global_maps = _global_scope(maps)
         _STARTUP.clear()
         if witness.settled:
             # The cache object is kept so that its id, in the key, stays unique.
-            _STARTUP[key] = (loader.cache, witness, (maps, main_names, by_name, by_id))
-    return maps, set(main_names), by_name, by_id
+            _STARTUP[key] = (loader.cache, witness, (maps, main_names, by_name, by_id, global_maps))
+    return maps, set(main_names), by_name, by_id, global_maps
+
+
+# Python extension modules are dlopen'ed RTLD_LOCAL: not in the global scope.
+_RTLD_LOCAL_HINT = re.compile(r"(/lib-dynload/|/site-packages/|/dist-packages/|\.cpython-[^/]*\.so$|\.abi3\.so$)")
+
+
+def _global_scope(maps: list[LinkMap]) -> list[LinkMap]:
+    """The objects of the global scope: the executable, and the others but
+    those loaded RTLD_LOCAL.  PostgreSQL loads modules RTLD_GLOBAL."""
+    return [m for m in maps if m.obj is not None and (m.is_main or not _RTLD_LOCAL_HINT.search(m.name))]
 
 
 def _indexes(maps: list[LinkMap]) -> tuple[dict[str, int], dict[tuple[int, int], int]]:
@@ -673,6 +689,8 @@ def load_tree(module_path: str, server: Server, cache=None) -> LoadTree:
         tree.deps.append(Dependency(0, module_path, None, None, "path given", "error", str(exc)))
         tree.error = f"{module_path}: pgdl cannot describe the server: {exc}"
         return tree
+    tree.first_new = len(loader.maps)
+    tree.global_maps = loader.global_maps
     _walk(tree, loader, module_path)
     tree.maps = list(loader.maps)
     if loader.cache is not None:
