@@ -33,6 +33,7 @@ from .server import Server
 DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
 DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFFF9, 0x6FFFFFFA
 MAX_RELOCS = 2_000_000
+RELOC_CHUNK = 4096            # relocations read at a time
 ALLOWED_TYPES = {STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC}
 # Relocation types looked up with ELF_RTYPE_CLASS_PLT (undefined entries with
 # a value do not count as definitions for them) and COPY (skips the executable).
@@ -237,26 +238,16 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     try:
         with obj.reading():
             table = obj.dynsym()
-            relocs = _symbol_relocations(obj)
+            lookups = _lookups(obj, table)
     except (ElfError, OSError, struct.error, ValueError) as exc:
         return [BindingProblem("undefined", None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
     out = []
     plt_class = _PLT_CLASS.get(machine, set())
     copy_type = _COPY.get(machine)
-    count, first_hashed = table.count, table.first_hashed
-    st_shndx, st_info, st_value, st_other = table.st_shndx, table.st_info, table.st_value, table.st_other
-    for symidx, rtype in relocs.items():     # glibc's l_lookup_cache: the first use decides, roughly
-        if symidx >= count:
-            continue
-        shndx, info = st_shndx[symidx], st_info[symidx]
-        if shndx != SHN_UNDEF and symidx >= first_hashed and (info & 0xF) in ALLOWED_TYPES \
-                and (st_value[symidx] or shndx == SHN_ABS or info & 0xF == STT_TLS):
-            # The entry is itself a definition do_lookup_x() accepts for a reference
-            # to it (its name and version are the reference's own), and the object
-            # is in its own scope: whatever the binding and visibility, nothing is
-            # left to find.  The common case in big libraries, so tested first.
-            continue
+    st_info, st_other = table.st_info, table.st_other
+    for symidx, rtype in lookups:            # glibc's l_lookup_cache: the first use decides, roughly
+        info = st_info[symidx]
         bind, visibility = info >> 4, st_other[symidx] & 0x3
         if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) or visibility in (STV_HIDDEN, STV_INTERNAL):
             continue                             # RESOLVE_MAP: bound to the object itself
@@ -345,14 +336,38 @@ def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
     return cached
 
 
-def _symbol_relocations(obj: ElfObject) -> dict[int, int]:
-    """Symbol index -> type of its first relocation, in the order ld.so applies them.
+def _lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
+    """(symbol index, relocation type) of each symbol the object's relocations
+    make ld.so look up, at its first use, in the order they are applied.
 
+    Left out: symbols the object itself defines (it is in its own scope, the
+    entry is the reference's own name and version, so do_lookup_x() accepts it
+    whatever the binding and visibility) -- most of a big library's.  And
     elf/do-rel.h applies the first DT_RELACOUNT (DT_RELCOUNT) entries of the
-    DT_RELA (DT_REL) range as RELATIVE without looking at their symbol, so
-    they are skipped unread: most of a big library's relocations."""
+    DT_RELA (DT_REL) range as RELATIVE without looking at their symbol: they
+    are not read at all."""
+    count, first_hashed = table.count, table.first_hashed
+    st_shndx, st_info, st_value = table.st_shndx, table.st_info, table.st_value
+    seen = bytearray(count)
+    shift, mask = (32, 0xFFFFFFFF) if obj.elf_class == 64 else (8, 0xFF)
+    out = []
+    for infos in _relocation_infos(obj):
+        for info in infos:
+            symidx = info >> shift
+            if not symidx or symidx >= count or seen[symidx]:
+                continue
+            seen[symidx] = 1
+            shndx, kind = st_shndx[symidx], st_info[symidx] & 0xF
+            if shndx != SHN_UNDEF and symidx >= first_hashed and kind in ALLOWED_TYPES \
+                    and (st_value[symidx] or shndx == SHN_ABS or kind == STT_TLS):
+                continue
+            out.append((symidx, info & mask))
+    return out
+
+
+def _relocation_infos(obj: ElfObject):
+    """The r_info words of the relocations ld.so applies, in order, a chunk at a time."""
     is64 = obj.elf_class == 64
-    out: dict[int, int] = {}
     jmprel = obj.dynamic_value(DT_JMPREL)
     pltsz = obj.dynamic_value(DT_PLTRELSZ) or 0
     pltrel = obj.dynamic_value(DT_PLTREL)
@@ -370,22 +385,11 @@ def _symbol_relocations(obj: ElfObject) -> dict[int, int]:
             ranges.append((start + skip * entsize, size - skip * entsize))
         if plt_here:
             ranges.append((jmprel, pltsz))
+        word = 8 if is64 else 4
         for where, nbytes in ranges:
-            _read_relocs(obj, where, nbytes, entsize, out)
-    return out
-
-
-def _read_relocs(obj: ElfObject, where: int, nbytes: int, entsize: int, out: dict[int, int]) -> None:
-    count = min(nbytes // entsize, MAX_RELOCS)
-    if count <= 0:
-        return
-    raw = obj.read_vaddr(where, count * entsize)
-    is64 = obj.elf_class == 64
-    word = 8 if is64 else 4
-    # r_info is the second word of Elf_Rel and Elf_Rela alike.
-    infos = column(obj, raw, "Q" if is64 else "I", 1, entsize // word)
-    shift, mask = (32, 0xFFFFFFFF) if is64 else (8, 0xFF)
-    for info in infos:
-        symidx = info >> shift
-        if symidx and symidx not in out:
-            out[symidx] = info & mask
+            total = min(nbytes // entsize, MAX_RELOCS)
+            for first in range(0, max(total, 0), RELOC_CHUNK):
+                n = min(RELOC_CHUNK, total - first)
+                raw = obj.read_vaddr(where + first * entsize, n * entsize)
+                # r_info is the second word of Elf_Rel and Elf_Rela alike.
+                yield column(obj, raw, "Q" if is64 else "I", 1, entsize // word)
