@@ -29,7 +29,7 @@ class DynSym:
         self.count = 0
         self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
         self._strtab: bytes | _PagedStrings = b""
-        self._gnu = None                # (nbuckets, symoffset, bloom, shift, buckets, chain, word bits)
+        self._gnu = None                # (nbuckets, symoffset, bloom, bloom words, shift, buckets, chain, bits)
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
         self._read_hash_table()
@@ -110,7 +110,8 @@ class DynSym:
 
     def find(self, name: str, gnu: int | None = None) -> tuple[int, ...]:
         """Indexes of the entries named `name` that do_lookup_x() reaches through the
-        hash table, in chain order.  `gnu`: gnu_hash(name), if already known."""
+        hash table, in index order (a GNU hash chain's order).  `gnu`: gnu_hash(name),
+        if already known."""
         if self._gnu is not None:
             return self._gnu_find(name, gnu_hash_of(name) if gnu is None else gnu)
         if self._sysv is not None:
