@@ -29,6 +29,7 @@ PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "lo
 
 @dataclass(frozen=True)
 class AuditRow:
+    """One finding of audit(): a row of pgdl.audit()."""
     kind: str
     subject: str
     status: str

@@ -43,6 +43,7 @@ _COPY = {EM_X86_64: 5, EM_AARCH64: 1024}
 
 @dataclass
 class BindingProblem:
+    """A version requirement or symbol reference dlopen() cannot satisfy."""
     kind: str                 # "version" or "undefined"
     symbol: str | None        # the undefined symbol (None for a version problem)
     version: str | None       # the version wanted, if any
@@ -53,6 +54,7 @@ class BindingProblem:
 
 @dataclass
 class BindResult:
+    """Every binding problem of one dlopen(), and the one glibc reports."""
     problems: list[BindingProblem] = field(default_factory=list)
     error: str | None = None  # the dlerror() glibc reports: the first problem in its order
     errno: int = 0            # errcode 0: dlopen leaves errno unspecified

@@ -16,6 +16,7 @@ from .server import Server
 
 @dataclass
 class MagicReport:
+    """check_magic(): the module's magic block field by field, and the verdict."""
     libname: str | None                      # the expanded name the server would use
     fields: list[MagicField] = field(default_factory=list)
     block: MagicBlock | None = None

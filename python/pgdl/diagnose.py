@@ -24,6 +24,7 @@ OK, WARNING, ERROR = "ok", "warning", "error"
 
 @dataclass(frozen=True)
 class Finding:
+    """One row of pgdl.diagnose()."""
     check: str
     status: str
     subject: str | None

@@ -67,6 +67,7 @@ class ElfError(Exception):
 
 @dataclass(frozen=True)
 class Symbol:
+    """One .dynsym entry, with its version from .gnu.version."""
     name: str
     value: int
     size: int
@@ -85,6 +86,7 @@ class Symbol:
 
 @dataclass(frozen=True)
 class VersionNeed:
+    """One DT_VERNEED requirement: a version wanted from a SONAME."""
     file: str           # the SONAME the versions are required from
     version: str
     weak: bool
@@ -92,6 +94,7 @@ class VersionNeed:
 
 @dataclass
 class ElfObject:
+    """An ELF file as the dynamic linker sees it: header, segments, dynamic section."""
     path: str
     size: int
     elf_class: int              # 32 or 64

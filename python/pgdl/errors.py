@@ -19,6 +19,7 @@ FEATURE_NOT_SUPPORTED = "0A000"
 
 @dataclass(frozen=True)
 class PgError:
+    """An error as the server reports it: SQLSTATE, message, detail, hint."""
     sqlstate: str | None     # None: the client loses the connection instead
     message: str
     detail: str | None = None

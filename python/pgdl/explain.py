@@ -23,6 +23,7 @@ MAX_FILES_TO_READ = 200
 
 @dataclass(frozen=True)
 class Provider:
+    """A file that would satisfy what the chosen library lacks."""
     path: str
     why: str        # "same SONAME" or "PostgreSQL module"
 

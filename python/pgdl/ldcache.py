@@ -106,6 +106,7 @@ class LdCacheError(ValueError):
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """One library entry of /etc/ld.so.cache."""
     name: str                  # soname key, e.g. "libpq.so.5"
     path: str                  # e.g. "/lib/x86_64-linux-gnu/libpq.so.5"
     flags: int                 # raw flags (int32)
@@ -239,6 +240,7 @@ def detect_host_caps() -> HostCaps:
 
 @dataclass
 class _Raw:
+    """An entry as stored: flags, string offsets, hwcap."""
     flags: int
     key: int
     value: int
@@ -247,6 +249,7 @@ class _Raw:
 
 @dataclass
 class LdCache:
+    """A parsed /etc/ld.so.cache, searched as ld.so searches it."""
     entries: list[CacheEntry]                      # in file order
     format: str = "new"                            # "new", "old" or "old+new"
     generator: str | None = None                   # extension tag 0 text

@@ -85,6 +85,7 @@ class Dependency:
 
 @dataclass
 class LoadTree:
+    """What dlopen() of one module would map, and where it would fail."""
     module: str
     deps: list[Dependency]          # breadth-first, the order glibc maps them
     error: str | None = None        # dlerror() of the first mapping failure
@@ -238,6 +239,7 @@ def split_path_list(value: str, separators: str, expand) -> list[str]:
 
 @dataclass
 class _Probe:
+    """What open_verify() made of one candidate file."""
     ok: bool
     err: int = 0
     other_class: bool = False

@@ -33,6 +33,7 @@ MAX_MAGIC_LEN = 256
 
 @dataclass(frozen=True)
 class MagicBlock:
+    """A module's Pg_magic_data, decoded."""
     length: int
     version: int                     # PG_VERSION_NUM / 100 of the build
     funcmaxargs: int | None = None
@@ -126,6 +127,7 @@ def _locate_struct(obj: ElfObject, func_addr: int, func_size: int) -> tuple[int,
 
 @dataclass(frozen=True)
 class MagicField:
+    """One field of the magic block next to the server's value."""
     field: str
     library_value: str | None
     server_value: str | None

@@ -20,6 +20,7 @@ ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 
 @dataclass(frozen=True)
 class Verdict:
+    """glibc open_verify()'s judgement of a file's first bytes."""
     ok: bool
     error: str | None = None      # glibc's errstring, e.g. "invalid ELF header"
     other_class: bool = False     # skipped: wrong ELFCLASS (search continues)

@@ -26,6 +26,7 @@ from .staticreturn import returned_address
 
 @dataclass
 class Prediction:
+    """What LOAD (or CREATE FUNCTION) would do, stage by stage."""
     will_load: bool
     stage: str                          # where it stops, or "loaded"
     error: PgError | None = None

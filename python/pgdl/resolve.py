@@ -20,6 +20,7 @@ from .server import Server
 
 @dataclass(frozen=True)
 class Candidate:
+    """One file name dfmgr.c tries, and what it found there."""
     step: int
     rule: str
     candidate: str
@@ -30,6 +31,7 @@ class Candidate:
 
 @dataclass
 class Resolution:
+    """expand_dynamic_library_name(): the names tried and the one used."""
     name: str                 # the name as given
     searched_name: str        # after version-specific rewriting (PG 18 strips "$libdir/")
     candidates: list[Candidate] = field(default_factory=list)

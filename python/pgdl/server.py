@@ -32,6 +32,7 @@ class LoadedObject:
 
 @dataclass
 class Server:
+    """A PostgreSQL server as one session sees it."""
     version_num: int                       # server_version_num, e.g. 150018
     pkglibdir: str
     dynamic_library_path: str = "$libdir"
