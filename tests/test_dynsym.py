@@ -1,0 +1,128 @@
+"""pgdl.dynsym and the relocation scan: the fast paths against plain reference readings.
+
+The fast paths read tables in bulk, search through the objects' own hash
+tables and Bloom filters, skip what glibc skips and page big string tables;
+each test compares them with a slow, obvious reading of the same file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import struct
+
+import pytest
+
+from conftest import pg_config
+from pgdl import binding, dynsym, elf
+from test_ldso import assert_same, gcc, helper  # noqa: F401  (fixture)
+
+POSTGRES = os.path.join(pg_config("--bindir"), "postgres")
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+OBJECTS = [POSTGRES, LIBC, *sorted(glob.glob(os.path.join(pg_config("--pkglibdir"), "*.so")))[:12]]
+LLVM = sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libLLVM-*.so*"))
+
+
+def plain_symbols(obj: elf.ElfObject) -> list[tuple[str, int, int, int, int]]:
+    """(name, value, info, other, shndx) of every .dynsym entry, one struct at a time."""
+    table = obj.dynsym()
+    strtab = obj.read_vaddr(obj.dynamic_value(elf.DT_STRTAB), obj.dynamic_value(elf.DT_STRSZ))
+    raw = obj.read_vaddr(obj.dynamic_value(elf.DT_SYMTAB), table.count * 24)
+    out = []
+    for st_name, info, other, shndx, value, _size in struct.iter_unpack("<IBBHQQ", raw):
+        out.append((elf.cstring(strtab, st_name), value, info, other, shndx))
+    return out
+
+
+@pytest.mark.parametrize("path", OBJECTS)
+def test_columns_and_names_match_a_plain_reading(path):
+    obj = elf.open_elf(path)
+    table = obj.dynsym()
+    for i, (name, value, info, other, shndx) in enumerate(plain_symbols(obj)):
+        if i == 0:
+            continue
+        assert (table.name(i), table.st_value[i], table.st_info[i], table.st_other[i], table.st_shndx[i]) == \
+            (name, value, info, other, shndx)
+
+
+@pytest.mark.parametrize("path", OBJECTS)
+def test_hash_lookup_finds_exactly_the_hashed_entries(path):
+    obj = elf.open_elf(path)
+    table = obj.dynsym()
+    symbols = plain_symbols(obj)
+    by_name: dict[str, list[int]] = {}
+    for i in range(table.first_hashed, table.count):
+        by_name.setdefault(symbols[i][0], []).append(i)
+    names = list(by_name)
+    for name in random.Random(5).sample(names, min(len(names), 2000)):
+        assert table.find(name) == tuple(by_name[name])
+    for i in range(1, table.first_hashed):                  # unhashed: ld.so cannot find them by name
+        if symbols[i][0] not in by_name:
+            assert table.find(symbols[i][0]) == ()
+    assert table.find("pgdl_no_such_symbol_anywhere") == ()
+
+
+def test_sysv_hash_table(tmp_path):
+    lib = gcc(tmp_path / "libsysv.so", "int one(void) { return 1; }\nint two(void) { return 2; }\n",
+              "-Wl,--hash-style=sysv")
+    obj = elf.open_elf(str(lib))
+    assert obj.dynamic_value(elf.DT_GNU_HASH) is None and obj.bloom() is None
+    assert obj.definition("two").name == "two"
+    assert obj.definition("three") is None
+
+
+def test_sysv_only_library_binds_like_glibc(helper, tmp_path):  # noqa: F811
+    gcc(tmp_path / "lib" / "libold.so", "int old_one(void) { return 1; }\n", "-Wl,--hash-style=sysv",
+        "-Wl,-soname,libold.so")
+    good = gcc(tmp_path / "good.so", "int old_one(void);\nint use(void) { return old_one(); }\n",
+               f"-L{tmp_path}/lib", "-lold", f"-Wl,-rpath,{tmp_path}/lib", "-Wl,--hash-style=sysv")
+    assert_same(helper, good, tmp_path)
+    bad = gcc(tmp_path / "bad.so", "int old_two(void);\nint use(void) { return old_two(); }\n",
+              f"-L{tmp_path}/lib", "-lold", f"-Wl,-rpath,{tmp_path}/lib", "-Wl,--hash-style=sysv")
+    assert_same(helper, bad, tmp_path)
+
+
+@pytest.mark.skipif(not LLVM, reason="libLLVM is not installed")
+def test_paged_string_table_reads_the_same_names():
+    obj = elf.open_elf(LLVM[0])
+    table = obj.dynsym()
+    assert isinstance(table._strtab, dynsym._PagedStrings)
+    strtab = obj.read_vaddr(obj.dynamic_value(elf.DT_STRTAB), obj.dynamic_value(elf.DT_STRSZ))
+    for i in random.Random(3).sample(range(1, table.count), 3000):
+        assert table.read_name(i) == elf.cstring(strtab, table.st_name[i])
+
+
+def plain_lookups(obj: elf.ElfObject) -> list[tuple[int, int]]:
+    """binding._lookups() the obvious way: every relocation read, glibc's rules applied one by one."""
+    table = obj.dynsym()
+    relative_prefix = obj.dynamic_value(binding.DT_RELACOUNT) or 0
+    rela, relasz = obj.dynamic_value(elf.DT_RELA), obj.dynamic_value(elf.DT_RELASZ) or 0
+    jmprel, pltsz = obj.dynamic_value(binding.DT_JMPREL), obj.dynamic_value(binding.DT_PLTRELSZ) or 0
+    entries = []
+    if rela is not None:
+        if jmprel is not None and rela + relasz == jmprel + pltsz:
+            relasz -= pltsz
+        entries += list(struct.iter_unpack("<QQq", obj.read_vaddr(rela, relasz)))[relative_prefix:]
+    if jmprel is not None:
+        entries += list(struct.iter_unpack("<QQq", obj.read_vaddr(jmprel, pltsz)))
+    seen, out = set(), []
+    for _offset, info, _addend in entries:
+        symidx, rtype = info >> 32, info & 0xFFFFFFFF
+        if symidx == 0 or symidx >= table.count or symidx in seen:
+            continue
+        seen.add(symidx)
+        sym = table.symbol(symidx)
+        defined_here = (sym.defined and symidx >= table.first_hashed and sym.type in binding.ALLOWED_TYPES
+                        and (sym.value or sym.shndx == elf.SHN_ABS or sym.type == elf.STT_TLS))
+        if not defined_here:
+            out.append((symidx, rtype))
+    return out
+
+
+@pytest.mark.parametrize("path", OBJECTS + LLVM[:1])
+def test_relocation_scan_matches_a_plain_reading(path):
+    obj = elf.open_elf(path)
+    if obj.dynamic_value(elf.DT_REL) is not None:
+        pytest.skip("REL relocations: not on x86-64")
+    assert binding._lookups(obj, obj.dynsym()) == plain_lookups(obj)
