@@ -247,23 +247,25 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     out = []
     plt_class = _PLT_CLASS.get(machine, set())
     copy_type = _COPY.get(machine)
+    indexes = [symidx for symidx, _rtype in lookups]
+    names = table.names_of(indexes)
+    versions, version_files = table.versions_of(indexes)
+    answers = scope.answers
     st_info, st_other = table.st_info, table.st_other
-    for symidx, rtype in lookups:            # glibc's l_lookup_cache: the first use decides, roughly
+    for (symidx, rtype), name, version, version_file in zip(lookups, names, versions, version_files):
+        # glibc's l_lookup_cache: the first use decides, roughly
         info = st_info[symidx]
         bind, visibility = info >> 4, st_other[symidx] & 0x3
         if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) or visibility in (STV_HIDDEN, STV_INTERNAL):
             continue                             # RESOLVE_MAP: bound to the object itself
         if bind == STB_WEAK:
             continue                             # found or not, a weak reference is no problem
-        plt = rtype in plt_class
-        try:
-            name = table.read_name(symidx)
-        except ElfError as exc:
+        if name is None:
             out.append(BindingProblem("undefined", None, None, m.name, None,
-                                      f"{m.name}: pgdl cannot read a symbol name: {exc}"))
+                                      f"{m.name}: pgdl cannot read the name of symbol {symidx}"))
             continue
-        version, _hidden, version_file = table.version(symidx)
-        known = scope.answers.get((name, version, plt, rtype == copy_type))   # equal to the _Ref
+        plt = rtype in plt_class
+        known = answers.get((name, version, plt, rtype == copy_type))   # equal to the _Ref
         if known:
             continue
         ref = _Ref(name, version, plt, rtype == copy_type)

@@ -12,9 +12,11 @@ Every offset comes from a possibly hostile file: bad ones raise ElfError.
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 from functools import lru_cache
+from itertools import repeat
 
 from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_STRTAB, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, MAX_TABLE,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
@@ -32,6 +34,7 @@ class DynSym:
         self._gnu = None                # (nbuckets, symoffset, bloom, bloom words, shift, buckets, chain, bits)
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
+        self._wanted_versions: dict[int, str] | None = None
         self._read_hash_table()
         if self.count > MAX_SYMBOLS:
             raise ElfError(f"absurd symbol count ({self.count})")
@@ -84,6 +87,32 @@ class DynSym:
         if isinstance(self._strtab, _PagedStrings):
             return self._strtab.string(offset)
         return cstring(self._strtab, offset)
+
+    def names_of(self, indexes: list[int]) -> list[str | None]:
+        """read_name() of many entries at once (None where a name is unreadable)."""
+        table = self._strtab
+        if not isinstance(table, bytes):
+            return [self._name_or_none(i) for i in indexes]
+        find, size, names = table.find, len(table), []
+        for offset in map(self.st_name.__getitem__, indexes):
+            end = find(b"\0", offset) if offset < size else -1
+            names.append(table[offset:end].decode("utf-8", "surrogateescape") if end >= 0 else None)
+        return names
+
+    def _name_or_none(self, i: int) -> str | None:
+        try:
+            return self.read_name(i)
+        except (ElfError, OSError):
+            return None
+
+    def versions_of(self, indexes: list[int]) -> tuple[list[str | None], list[str | None]]:
+        """(version names, VERNEED files) of many entries at once, as version() gives them."""
+        if self.versym is None:
+            return [None] * len(indexes), [None] * len(indexes)
+        if self._wanted_versions is None:
+            self._wanted_versions = {k: v for k, v in self._version_names.items() if k > VER_NDX_GLOBAL}
+        ndx = list(map(operator.and_, map(self.versym.__getitem__, indexes), repeat(0x7FFF)))
+        return list(map(self._wanted_versions.get, ndx)), list(map(self._version_files.get, ndx))
 
     def version(self, i: int) -> tuple[str | None, bool, str | None]:
         """(version name, hidden bit, VERNEED file) of entry i; no name for indexes 0 and 1."""

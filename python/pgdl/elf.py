@@ -15,7 +15,6 @@ import os
 import stat
 import struct
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import filestate
@@ -159,18 +158,9 @@ class ElfObject:
             raise ElfError("file changed while being read")
         return data
 
-    @contextmanager
-    def reading(self):
-        """Keep the file open for the reads inside the block (one open, many preads)."""
-        if self._fd is not None:
-            yield
-            return
-        with _open_regular(self.path) as f:
-            self._fd = f.fileno()
-            try:
-                yield
-            finally:
-                self._fd, self._block = None, (0, b"")
+    def reading(self) -> "_Reading":
+        """Keep the file open for the reads inside a `with` block (one open, many preads)."""
+        return _Reading(self)
 
     def vaddr_to_offset(self, vaddr: int, size: int = 1) -> int:
         """File offset of a virtual address, via the PT_LOAD segments."""
@@ -267,16 +257,42 @@ def machine_name(machine: int) -> str:
 
 def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
-    with _open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(64)
-        obj = _parse_header(path, size, head)
-        obj._fd = f.fileno()
+    fd = _open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        obj = _parse_header(path, size, os.pread(fd, 64, 0))
+        obj._fd = fd
         try:
-            _read_program_headers(obj, f)
+            _read_program_headers(obj, fd)
         finally:
             obj._fd, obj._block = None, (0, b"")
+    finally:
+        os.close(fd)
     return obj
+
+
+class _Reading:
+    """ElfObject.reading(): opens the file unless it is open already, closes what it opened.
+
+    If it cannot be opened, nothing is held and each read reports the error itself."""
+
+    __slots__ = ("obj", "opened")
+
+    def __init__(self, obj: ElfObject):
+        self.obj, self.opened = obj, False
+
+    def __enter__(self) -> None:
+        if self.obj._fd is None:
+            try:
+                self.obj._fd = _open_regular(self.obj.path)
+            except (OSError, ElfError):
+                return                    # each read will try, and fail, on its own
+            self.opened = True
+
+    def __exit__(self, *exc) -> None:
+        if self.opened:
+            fd, self.obj._fd, self.obj._block = self.obj._fd, None, (0, b"")
+            os.close(fd)
 
 
 _ELF_CACHE: OrderedDict[tuple, ElfObject] = OrderedDict()
@@ -309,17 +325,16 @@ def clear_cache() -> None:
     _ELF_CACHE.clear()
 
 
-def _open_regular(path: str):
-    """Open a regular file for reading without ever blocking on a FIFO or device."""
+def _open_regular(path: str) -> int:
+    """A descriptor of a regular file, opened without ever blocking on a FIFO or device."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ElfError("not a regular file")
-        return os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)
         raise
+    return fd
 
 
 def _parse_header(path: str, size: int, head: bytes) -> ElfObject:
@@ -353,7 +368,7 @@ def _fmt(obj: ElfObject, spec: str) -> str:
     return ("<" if obj.little_endian else ">") + spec
 
 
-def _read_program_headers(obj: ElfObject, f) -> None:
+def _read_program_headers(obj: ElfObject, fd: int) -> None:
     expected = 56 if obj.elf_class == 64 else 32
     phnum = obj._phnum  # type: ignore[attr-defined]
     if phnum == 0 or obj.phentsize != expected:
@@ -363,8 +378,7 @@ def _read_program_headers(obj: ElfObject, f) -> None:
     phoff = obj._phoff  # type: ignore[attr-defined]
     if phoff + phnum * expected > obj.size:
         raise ElfError("program headers lie outside the file")
-    f.seek(phoff)
-    table = f.read(phnum * expected)
+    table = os.pread(fd, phnum * expected, phoff)
     spec = "IIQQQQQQ" if obj.elf_class == 64 else "IIIIIIII"
     dynamic = None
     for fields in struct.iter_unpack(_fmt(obj, spec), table[:len(table) - len(table) % expected]):
@@ -383,8 +397,7 @@ def _read_program_headers(obj: ElfObject, f) -> None:
     if d_offset >= obj.size:
         return       # truncated file: the segment checks report it
     d_size = min(d_size, MAX_DYNAMIC, obj.size - d_offset)
-    f.seek(d_offset)
-    raw = f.read(d_size)
+    raw = os.pread(fd, d_size, d_offset)
     entsize = 16 if obj.elf_class == 64 else 8
     spec = "qQ" if obj.elf_class == 64 else "iI"
     for tag, value in struct.iter_unpack(_fmt(obj, spec), raw[:len(raw) - len(raw) % entsize]):

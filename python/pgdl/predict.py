@@ -11,6 +11,7 @@ fmgr.c: fetch_finfo_record(); pg_proc.c: fmgr_c_validator().
 from __future__ import annotations
 
 import struct
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 from .binding import BindResult, bind
@@ -145,7 +146,12 @@ def _dlopen_and_magic(p: Prediction, server: Server) -> bool:
 
 
 def _load(libname: str, server: Server) -> Loading:
-    done = _dlopen(libname, server)
+    try:
+        held = cached_elf(libname).reading()     # one open for every read of the module below
+    except (ElfError, OSError):
+        held = nullcontext()
+    with held:
+        done = _dlopen(libname, server)
     if done.tree is not None:
         # The objects this dlopen maps anew are not in the process: their symbol
         # tables (megabytes for libLLVM) need not stay in the backend's memory.
