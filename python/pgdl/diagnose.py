@@ -196,10 +196,10 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
         candidates = [(wanted, dep)]
     elif p.tree is not None:
         candidates = [(d.needed, d) for d in p.tree.deps[1:] if d.path]
-    cache_paths = getattr(p.tree, "cache_paths", {}) if p.tree else {}
     extra_dirs = _search_dirs(p, server)
     for soname, dep in candidates:
-        copies = other_copies(os.path.basename(soname), dep.path, cache_paths.get(soname, []), extra_dirs)
+        cache_paths = p.tree.cache_paths_of(soname) if p.tree else []
+        copies = other_copies(os.path.basename(soname), dep.path, cache_paths, extra_dirs)
         good = providers_of(problem.symbol, copies) if problem.kind == "undefined" else \
             [c for c in copies if _defines_version(c, problem.version)]
         if good:

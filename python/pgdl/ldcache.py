@@ -250,7 +250,6 @@ class _Raw:
 @dataclass
 class LdCache:
     """A parsed /etc/ld.so.cache, searched as ld.so searches it."""
-    entries: list[CacheEntry]                      # in file order
     format: str = "new"                            # "new", "old" or "old+new"
     generator: str | None = None                   # extension tag 0 text
     hwcaps_subdirs: list[str | None] = field(default_factory=list)  # extension tag 1
@@ -263,6 +262,15 @@ class LdCache:
     _hwcaps_index: list[int] = field(default_factory=list, repr=False, compare=False)
     _answers: dict = field(default_factory=dict, repr=False, compare=False)  # lookup() results
     _paths: dict | None = field(default=None, repr=False, compare=False)     # paths_of() index
+    _entries: list[CacheEntry] | None = field(default=None, repr=False, compare=False)
+    _hwcaps_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def entries(self) -> list[CacheEntry]:
+        """Every entry, in file order (decoded on first use: lookups do not need them)."""
+        if self._entries is None:
+            self._entries = _entries(self, self._hwcaps_names)
+        return self._entries
 
     def lookup(self, soname: str, *, elf_class: int = 64, machine_flags: int | None = None,
                host: HostCaps | None = None) -> str | None:
@@ -526,10 +534,8 @@ def parse(data: bytes) -> LdCache:
         for i in range(nlibs):
             flags, key, value = struct.unpack_from("<iII", data, OLD_HEADER_SIZE + i * OLD_ENTRY_SIZE)
             raws.append(_Raw(flags, key, value, 0))
-        cache = LdCache(entries=[], format="old", _data=data, _strbase=strbase,
-                        _strsize=size - strbase, _raw=raws, _entry_size=OLD_ENTRY_SIZE)
-        cache.entries = _entries(cache, {})
-        return cache
+        return LdCache(format="old", _data=data, _strbase=strbase, _strsize=size - strbase, _raw=raws,
+                       _entry_size=OLD_ENTRY_SIZE)
     if size <= NEW_HEADER_SIZE and data.startswith(CACHEMAGIC_VERSION_NEW):
         raise LdCacheError(f"ld.so.cache: file too short ({size} bytes) for its header")
     raise LdCacheError("ld.so.cache: no valid cache magic (neither 'glibc-ld.so.cache1.1' nor 'ld.so-1.7.0')")
@@ -547,8 +553,7 @@ def _parse_new(data: bytes, base: int, nlibs: int, fmt: str) -> LdCache:
             "<iIIIQ", data, base + NEW_HEADER_SIZE + i * NEW_ENTRY_SIZE)
         raws.append(_Raw(flags, key, value, hwcap))
     # ld.so passes the whole file size as the (inexact) string table size.
-    cache = LdCache(entries=[], format=fmt, _data=data, _strbase=base, _strsize=size,
-                    _raw=raws, _entry_size=NEW_ENTRY_SIZE)
+    cache = LdCache(format=fmt, _data=data, _strbase=base, _strsize=size, _raw=raws, _entry_size=NEW_ENTRY_SIZE)
     sections, err = _load_extensions(data, ext_offset)
     cache.extension_error = err
     if err is None:
@@ -561,8 +566,7 @@ def _parse_new(data: bytes, base: int, nlibs: int, fmt: str) -> LdCache:
             cache._hwcaps_index = list(struct.unpack_from(f"<{length // 4}I", data, off))
             cache.hwcaps_subdirs = [os.fsdecode(_cstr(data, i)) if i < size else None
                                     for i in cache._hwcaps_index]
-    names = {i: s for i, s in enumerate(cache.hwcaps_subdirs) if s is not None}
-    cache.entries = _entries(cache, names)
+    cache._hwcaps_names = {i: s for i, s in enumerate(cache.hwcaps_subdirs) if s is not None}
     return cache
 
 

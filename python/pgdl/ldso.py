@@ -90,8 +90,8 @@ class LoadTree:
     deps: list[Dependency]          # breadth-first, the order glibc maps them
     error: str | None = None        # dlerror() of the first mapping failure
     errno: int = 0                  # errno dlopen leaves with it (0 = unknown)
-    # SONAME -> every ld.so.cache path for it (diagnose.py offers other copies).
-    cache_paths: dict[str, list[str]] = field(default_factory=dict)
+    # The ld.so.cache searched (diagnose.py offers other copies: cache_paths_of()).
+    cache: object = field(default=None, repr=False, compare=False)
     # For pgdl.binding: the process's objects after mapping, in glibc's
     # namespace order (already loaded first), and each new object's
     # DT_NEEDED resolved to objects (l_initfini without itself).
@@ -99,6 +99,10 @@ class LoadTree:
     links: dict[int, list[LinkMap]] = field(default_factory=dict, repr=False, compare=False)
     first_new: int = 0                     # maps[first_new:] are the objects this dlopen maps
     global_maps: list[LinkMap] = field(default_factory=list, repr=False, compare=False)  # the global scope
+
+    def cache_paths_of(self, soname: str) -> list[str]:
+        """Every path /etc/ld.so.cache lists for this SONAME (other copies worth a look)."""
+        return list(self.cache.paths_of(soname)) if self.cache is not None else []
 
 
 class LoadFailure(Exception):
@@ -695,12 +699,7 @@ def load_tree(module_path: str, server: Server, cache=None) -> LoadTree:
     tree.global_maps = loader.global_maps
     _walk(tree, loader, module_path)
     tree.maps = list(loader.maps)
-    if loader.cache is not None:
-        wanted = {d.needed for d in tree.deps[1:]}
-        for name in sorted(wanted):
-            paths = loader.cache.paths_of(name)
-            if paths:
-                tree.cache_paths[name] = list(paths)
+    tree.cache = loader.cache
     return tree
 
 
