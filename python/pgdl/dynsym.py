@@ -298,10 +298,17 @@ def gnu_hash_of(name: str) -> int:
 
 
 def gnu_hash(name: bytes) -> int:
-    h = 5381
-    for c in name:
-        h = (h * 33 + c) & 0xFFFFFFFF
-    return h
+    """dl_new_hash(): h = h * 33 + c from 5381, modulo 2**32.
+
+    Evaluated as the polynomial it is, 5381 * 33**n + sum(c[i] * 33**(n-1-i)),
+    so that the loop over the characters runs in C (C++ names are long)."""
+    powers, base = _hash_powers(len(name))
+    return (base + sum(map(operator.mul, name, powers))) & 0xFFFFFFFF
+
+
+@lru_cache(maxsize=256)
+def _hash_powers(n: int) -> tuple[tuple[int, ...], int]:
+    return tuple(pow(33, n - 1 - i, 1 << 32) for i in range(n)), 5381 * pow(33, n, 1 << 32) & 0xFFFFFFFF
 
 
 def elf_hash(name: bytes) -> int:
