@@ -52,11 +52,8 @@ def state(path: str) -> State:
         s = _call.get(path)
         if s is None:
             s = _call[path] = _examine(path)
-    if _witnesses:
-        settled_state = settled(s)
-        for w in _witnesses:
-            w.seen.setdefault(path, s)
-            w.settled = w.settled and settled_state
+    for w in _witnesses:
+        w.seen.setdefault(path, s)
     return s
 
 
@@ -92,9 +89,14 @@ class Witness:
 
     def __init__(self):
         self.seen: dict[str, State] = {}
-        self.parts: list[Witness] = []
-        self.settled = True        # False: something looked at changed too recently to keep the answer
-        self._held_in = 0          # the call in which holds() last said yes
+        self.parts: list[Witness] = []   # remembered answers used: kept only if settled themselves
+        self._held_in = 0                # the call in which holds() last said yes
+
+    @property
+    def settled(self) -> bool:
+        """False if something looked at changed too recently for the answer to be kept."""
+        now = time.time_ns()
+        return all(len(s) == 1 or now - max(s[4], s[5]) >= SETTLED_NS for s in self.seen.values())
 
     def holds(self) -> bool:
         """Whether every path is still as it was (and so is the answer).
@@ -106,7 +108,6 @@ class Witness:
                 self._held_in = _call_number
             for w in _witnesses:
                 w.parts.append(self)
-                w.settled = w.settled and self.settled
         return ok
 
     def _check(self) -> bool:
@@ -127,15 +128,21 @@ class Witness:
             _witnesses.extend(outer)
 
 
-@contextmanager
-def watching():
-    """Collect the paths looked at inside the block into a new Witness."""
-    w = Witness()
-    _witnesses.append(w)
-    try:
-        yield w
-    finally:
-        _witnesses.remove(w)
+def watching() -> "_Watching":
+    """`with watching() as witness:` collects the paths looked at inside the block."""
+    return _Watching()
+
+
+class _Watching:
+    __slots__ = ("witness",)
+
+    def __enter__(self) -> Witness:
+        self.witness = Witness()
+        _witnesses.append(self.witness)
+        return self.witness
+
+    def __exit__(self, *exc) -> None:
+        _witnesses.remove(self.witness)
 
 
 class Memo:

@@ -52,14 +52,15 @@ class Server:
     elf_class: int = 64
 
     @cached_property
-    def fingerprint(self) -> tuple:
-        """Every field, as plain tuples: equal fingerprints describe the same server.
+    def fingerprint(self) -> "Fingerprint":
+        """Every field: equal fingerprints describe the same server.
 
         Computed once: treat a Server as read-only once it is in use."""
-        return (self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
-                self.data_directory, self.sharedir, self.magic, self.executable,
-                tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
-                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class)
+        return Fingerprint((self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
+                            self.data_directory, self.sharedir, self.magic, self.executable,
+                            tuple(sorted(self.environ.items())),
+                            tuple((o.path, o.dev, o.inode) for o in self.loaded),
+                            self.is_superuser, self.uid, self.gids, self.machine, self.elf_class))
 
     @property
     def major(self) -> int:
@@ -67,3 +68,20 @@ class Server:
 
     def server_magic(self) -> ServerMagic:
         return self.magic or ServerMagic(version=self.version_num // 100)
+
+
+class Fingerprint:
+    """A Server's fields as one value whose hash is computed once: it is part
+    of the key of every answer a backend remembers."""
+
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value: tuple):
+        self.value, self._hash = value, hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return self is other or (isinstance(other, Fingerprint) and self._hash == other._hash
+                                 and self.value == other.value)
