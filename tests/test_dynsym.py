@@ -126,3 +126,21 @@ def test_relocation_scan_matches_a_plain_reading(path):
     if obj.dynamic_value(elf.DT_REL) is not None:
         pytest.skip("REL relocations: not on x86-64")
     assert binding._lookups(obj, obj.dynsym()) == plain_lookups(obj)
+
+
+def test_empty_bloom_filter_admits_nothing(tmp_path):
+    """A GNU hash table with no Bloom words (hostile): a scope search finds nothing and raises nothing."""
+    from pgdl.ldso import LinkMap
+    src = os.path.join(pg_config("--pkglibdir"), "plpgsql.so")
+    obj = elf.open_elf(src)
+    at = obj.vaddr_to_offset(obj.dynamic_value(elf.DT_GNU_HASH)) + 8      # bloom_size
+    data = bytearray(open(src, "rb").read())
+    data[at:at + 4] = struct.pack("<I", 0)
+    broken = tmp_path / "plpgsql.so"
+    broken.write_bytes(data)
+    obj = elf.open_elf(str(broken))
+    assert len(obj.bloom()[0]) == 0
+    assert not dynsym.bloom_admits(obj.bloom(), dynsym.gnu_hash_of("plpgsql_call_handler"))
+    scope = binding.Objects([LinkMap(str(broken), obj, set(), set())])
+    ref = binding._Ref("plpgsql_call_handler", None, False, False)
+    assert scope.define(ref, dynsym.gnu_hash_of(ref.name)) is False

@@ -26,7 +26,7 @@ from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
                   ElfObject)
-from .dynsym import column, gnu_hash_of
+from .dynsym import bloom_admits, column, gnu_hash_of
 from .ldso import LinkMap, LoadTree
 from .server import Server
 
@@ -198,11 +198,8 @@ def _may_define(entry: tuple[LinkMap, tuple | None], ref: _Ref, h: int) -> bool:
     m, bloom = entry
     if ref.copy and m.is_main:
         return False
-    if bloom is not None:
-        words, mask, shift, bits = bloom
-        word = words[(h // bits) & mask]
-        if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
-            return False
+    if bloom is not None and not bloom_admits(bloom, h):
+        return False
     return _defines(m, ref, h)
 
 

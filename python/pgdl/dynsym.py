@@ -31,7 +31,8 @@ class DynSym:
         self.count = 0
         self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
         self._strtab: bytes | _PagedStrings = b""
-        self._gnu = None                # (nbuckets, symoffset, bloom, bloom words, shift, buckets, chain, bits)
+        self._gnu = None                # (nbuckets, symoffset, buckets, chain)
+        self._bloom = None              # read_bloom()
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
         self._wanted_versions: dict[int, str] | None = None
@@ -152,12 +153,11 @@ class DynSym:
         gnu = obj.dynamic_value(DT_GNU_HASH)
         if gnu is not None:
             e = "<" if obj.little_endian else ">"
-            nbuckets, symoffset, bloom_size, shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
-            if nbuckets > MAX_SYMBOLS or bloom_size > MAX_SYMBOLS or symoffset > MAX_SYMBOLS:
+            nbuckets, symoffset, bloom_size, _shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
+            if nbuckets > MAX_SYMBOLS or symoffset > MAX_SYMBOLS:
                 raise ElfError("absurd GNU hash table")
-            word = 8 if obj.elf_class == 64 else 4
-            bloom = column(obj, obj.read_vaddr(gnu + 16, bloom_size * word), "Q" if word == 8 else "I", 0, 1)
-            buckets_at = gnu + 16 + bloom_size * word
+            self._bloom = obj.bloom()
+            buckets_at = gnu + 16 + bloom_size * (8 if obj.elf_class == 64 else 4)
             buckets = column(obj, obj.read_vaddr(buckets_at, 4 * nbuckets), "I", 0, 1)
             last = max(buckets, default=0)
             count = symoffset
@@ -170,7 +170,7 @@ class DynSym:
                 chain = column(obj, obj.read_vaddr(chain_at, 4 * (n + 1)), "I", 0, 1)
             self.count = count
             self.first_hashed = symoffset
-            self._gnu = (nbuckets, symoffset, bloom, bloom_size, shift, buckets, chain, word * 8)
+            self._gnu = (nbuckets, symoffset, buckets, chain)
             return
         sysv = obj.dynamic_value(DT_HASH)
         if sysv is not None:
@@ -185,11 +185,8 @@ class DynSym:
                 self._sysv = (nbucket, buckets, chains)
 
     def _gnu_find(self, name: str, h: int) -> tuple[int, ...]:
-        nbuckets, symoffset, bloom, bloom_size, shift, buckets, chain, bits = self._gnu
-        if not nbuckets or not bloom_size:
-            return ()
-        word = bloom[(h // bits) & (bloom_size - 1)]     # glibc requires a power of two
-        if not (word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1:
+        nbuckets, symoffset, buckets, chain = self._gnu
+        if not nbuckets or not bloom_admits(self._bloom, h):
             return ()
         i = buckets[h % nbuckets]
         if i < symoffset:
@@ -274,6 +271,16 @@ def read_bloom(obj: ElfObject) -> tuple | None:
     word = 8 if obj.elf_class == 64 else 4
     words = column(obj, obj.read_vaddr(gnu + 16, bloom_size * word), "Q" if word == 8 else "I", 0, 1)
     return words, bloom_size - 1, shift, word * 8
+
+
+def bloom_admits(bloom: tuple, h: int) -> bool:
+    """do_lookup_x()'s Bloom test: False means the object cannot define a name of hash h.
+    An empty filter admits nothing (glibc would read past it)."""
+    words, mask, shift, bits = bloom
+    if not words:
+        return False
+    word = words[(h // bits) & mask]             # glibc requires a power of two words
+    return bool((word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1)
 
 
 def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:
