@@ -68,7 +68,7 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     new = tree.maps[tree.first_new:]        # breadth-first, the search list order
     scope = global_scope([m for m in tree.global_maps if m.obj is not None])
     for m in new:
-        result.problems.extend(_version_problems(m, tree.maps, new))
+        result.problems.extend(_version_problems(m, tree.maps))
     local_objects = Objects(new)
     for m in _relocation_order(tree, new):
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
@@ -79,10 +79,10 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
 
 # -- versions (dl-version.c) -----------------------------------------------
 
-def _version_problems(m: LinkMap, maps: list[LinkMap], new: list[LinkMap]) -> list[BindingProblem]:
+def _version_problems(m: LinkMap, maps: list[LinkMap]) -> list[BindingProblem]:
     out = []
     for need in m.obj.verneeds:
-        provider = _find_needed(need.file, maps, new)
+        provider = _find_needed(need.file, maps)
         if provider is None or provider.obj is None or provider.obj.dynamic_value(DT_VERDEF) is None:
             continue          # no VERDEF: accepted silently (only ldd's verbose mode warns)
         if need.version in _defined_versions(provider.obj) or need.weak:
@@ -92,7 +92,8 @@ def _version_problems(m: LinkMap, maps: list[LinkMap], new: list[LinkMap]) -> li
     return out
 
 
-def _find_needed(file: str, maps: list[LinkMap], new: list[LinkMap]) -> LinkMap | None:
+def _find_needed(file: str, maps: list[LinkMap]) -> LinkMap | None:
+    """The object a VERNEED file names: matched as Loader.find_by_name() matches."""
     for m in maps:
         if (file == m.name and not m.is_main) or file in m.names:
             return m
@@ -306,12 +307,10 @@ def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
 
 def _check_match(table, i: int, ref: _Ref, has_versym: bool,
                  verdef_index: dict[str, int], versioned_seen: list[int]) -> bool:
-    shndx, kind = table.st_shndx[i], table.st_info[i] & 0xF
-    if table.st_value[i] == 0 and shndx != SHN_ABS and kind != STT_TLS:
+    shndx = table.st_shndx[i]
+    if not _usable(shndx, table.st_info[i] & 0xF, table.st_value[i]):
         return False
     if ref.plt and shndx == SHN_UNDEF:
-        return False
-    if kind not in ALLOWED_TYPES:
         return False
     if not has_versym:
         return True
@@ -326,6 +325,11 @@ def _check_match(table, i: int, ref: _Ref, has_versym: bool,
             versioned_seen.append(i)
         return False
     return True
+
+
+def _usable(shndx: int, kind: int, value: int) -> bool:
+    """check_match()'s first tests: a value (or an absolute or TLS symbol), and a type it binds to."""
+    return (value != 0 or shndx == SHN_ABS or kind == STT_TLS) and kind in ALLOWED_TYPES
 
 
 def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
@@ -358,9 +362,9 @@ def _lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
             if not symidx or symidx >= count or seen[symidx]:
                 continue
             seen[symidx] = 1
-            shndx, kind = st_shndx[symidx], st_info[symidx] & 0xF
-            if shndx != SHN_UNDEF and symidx >= first_hashed and kind in ALLOWED_TYPES \
-                    and (st_value[symidx] or shndx == SHN_ABS or kind == STT_TLS):
+            shndx = st_shndx[symidx]
+            if shndx != SHN_UNDEF and symidx >= first_hashed \
+                    and _usable(shndx, st_info[symidx] & 0xF, st_value[symidx]):
                 continue
             out.append((symidx, info & mask))
     return out
