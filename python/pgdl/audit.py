@@ -55,15 +55,12 @@ class _Libraries:
         return self.by_name[key]
 
 
-_CONTROL_FILES = filestate.Memo(1024)
+_CONTROL_FILES = filestate.FileCache(1024)
 
 
 def _read_control(path: str) -> dict[str, str]:
     """read_control(), remembered while the file is unchanged."""
-    def read():
-        filestate.state(path)
-        return read_control(path)
-    return _CONTROL_FILES.get(path, read)
+    return _CONTROL_FILES.get(path, lambda _state: read_control(path))
 
 
 _AUDITS = filestate.Memo(4)

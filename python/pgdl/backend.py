@@ -89,7 +89,7 @@ def describe_server(plpy) -> Server:
     return server
 
 
-_ABI_EXTRA: dict[tuple, str | None] = {}
+_ABI_EXTRA = filestate.FileCache(64)
 
 
 def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
@@ -101,11 +101,7 @@ def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
     """
     for obj in loaded:
         if obj.path.startswith(pkglibdir.rstrip("/") + "/"):
-            s = filestate.state(obj.path)
-            key = (obj.path, s, version)
-            extra = _ABI_EXTRA[key] if key in _ABI_EXTRA else _abi_extra_of(obj.path, version)
-            if filestate.settled(s):
-                _ABI_EXTRA[key] = extra
+            extra = _ABI_EXTRA.get(obj.path, lambda _state: _abi_extra_of(obj.path, version), version)
             if extra is not None:
                 return extra
     return "PostgreSQL"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from . import filestate
@@ -295,34 +294,21 @@ class _Reading:
             os.close(fd)
 
 
-_ELF_CACHE: OrderedDict[tuple, ElfObject] = OrderedDict()
-_ELF_CACHE_SIZE = 256
+_ELF_FILES = filestate.FileCache(256)
 
 
 def cached_elf(path: str) -> ElfObject:
     """open_elf(), reused while the file is in the same state (see pgdl.filestate).
 
-    The symbol dictionaries of big objects (postgres, libc, libicu...) are
-    then built once per backend instead of once per call."""
-    s = filestate.state(path)
-    if len(s) == 1:
+    The symbol tables of big objects (postgres, libc, libicu...) are then
+    read once per backend instead of once per call."""
+    return _ELF_FILES.get(path, lambda s: _open_examined(path, s))
+
+
+def _open_examined(path: str, s: filestate.State) -> ElfObject:
+    if len(s) == 1:                      # stat() failed: so would open()
         raise OSError(s[0], os.strerror(s[0]), path)
-    key = (path, *s)
-    obj = _ELF_CACHE.get(key)
-    if obj is not None:
-        _ELF_CACHE.move_to_end(key)
-        return obj
-    obj = open_elf(path)
-    if not filestate.settled(s):
-        return obj
-    _ELF_CACHE[key] = obj
-    while len(_ELF_CACHE) > _ELF_CACHE_SIZE:
-        _ELF_CACHE.popitem(last=False)
-    return obj
-
-
-def clear_cache() -> None:
-    _ELF_CACHE.clear()
+    return open_elf(path)
 
 
 def _open_regular(path: str) -> int:

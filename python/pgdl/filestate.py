@@ -57,9 +57,11 @@ def state(path: str) -> State:
     return s
 
 
-def settled(s: State) -> bool:
+def settled(s: State, now: int | None = None) -> bool:
     """Whether a state is old enough that an unseen change within its timestamp is ruled out."""
-    return len(s) == 1 or time.time_ns() - max(s[4], s[5]) >= SETTLED_NS
+    if len(s) == 1:
+        return True
+    return (time.time_ns() if now is None else now) - max(s[4], s[5]) >= SETTLED_NS
 
 
 def in_call() -> bool:
@@ -96,7 +98,7 @@ class Witness:
     def settled(self) -> bool:
         """False if something looked at changed too recently for the answer to be kept."""
         now = time.time_ns()
-        return all(len(s) == 1 or now - max(s[4], s[5]) >= SETTLED_NS for s in self.seen.values())
+        return all(settled(s, now) for s in self.seen.values())
 
     def holds(self) -> bool:
         """Whether every path is still as it was (and so is the answer).
@@ -173,3 +175,29 @@ class Memo:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class FileCache:
+    """Values worked out from one file, kept while the file is in the same state.
+
+    The key is the state itself, so no witness is needed and the cache works
+    outside calls too.  At most `size` values; a value worked out from a state
+    that is not settled is not kept."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, path: str, compute, *extra):
+        """compute(state of path), remembered under (path, state, *extra)."""
+        s = state(path)
+        key = (path, s, *extra)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = compute(s)
+        if settled(s):
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value

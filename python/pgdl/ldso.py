@@ -276,17 +276,18 @@ class Loader:
         self._shared: set[int] = set()            # maps shared with other Loaders: copy before changing
         if preloaded is None:
             preloaded, main_names, by_name, by_id, global_maps = _startup_maps(server, self)
-            self.maps.extend(preloaded)                # already merged by identity
             self._shared = {id(m) for m in preloaded}
-            if self.main is not None:
-                self.main.names |= main_names
-            self._by_name, self._by_id = dict(by_name), dict(by_id)
-            self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
         else:
-            for m in preloaded:
-                self._add_preloaded(m)
-            self._by_name, self._by_id = _indexes(self.maps)
-            self.global_maps = _global_scope(self.maps)
+            preloaded, main_names = _merged(preloaded, self.main)
+            by_name = by_id = global_maps = None
+        self.maps.extend(preloaded)                    # merged by identity
+        if self.main is not None:
+            self.main.names |= main_names
+        if by_name is None:
+            by_name, by_id = _indexes(self.maps)
+            global_maps = _global_scope(preloaded)
+        self._by_name, self._by_id = dict(by_name), dict(by_id)
+        self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
 
     # -- environment ------------------------------------------------------
 
@@ -301,13 +302,6 @@ class Loader:
         elif m is not None and not m.name.startswith("/"):
             origin = os.path.dirname(os.path.join(self.cwd, m.name)) or "/"
         return lambda text: expand_dst(text, origin, self.platform, self.lib)
-
-    def _add_preloaded(self, m: LinkMap) -> None:
-        for existing in self.maps:
-            if existing.ids & m.ids:
-                existing.names |= m.names
-                return
-        self.maps.append(m)
 
     # -- _dl_map_object -----------------------------------------------------
 
@@ -500,22 +494,19 @@ class Loader:
 
 
 LD_SO_CACHE = "/etc/ld.so.cache"
-_LD_SO_CACHE: dict[tuple, ldcache.LdCache | None] = {}
+_LD_SO_CACHE = filestate.FileCache(1)
 
 
 def _load_cache():
     """/etc/ld.so.cache, parsed once while the file is in the same state."""
-    key = filestate.state(LD_SO_CACHE)
-    if key in _LD_SO_CACHE:
-        return _LD_SO_CACHE[key]
+    return _LD_SO_CACHE.get(LD_SO_CACHE, lambda _state: _parse_cache())
+
+
+def _parse_cache():
     try:
-        parsed = ldcache.load(LD_SO_CACHE)
+        return ldcache.load(LD_SO_CACHE)
     except (ldcache.LdCacheError, OSError):
-        parsed = None                    # ld.so ignores an unusable cache
-    _LD_SO_CACHE.clear()
-    if filestate.settled(key):
-        _LD_SO_CACHE[key] = parsed
-    return parsed
+        return None                      # ld.so ignores an unusable cache
 
 
 def _is_dir(path: str) -> bool:
@@ -572,33 +563,29 @@ def preloaded_maps(server: Server, loader: Loader) -> list[LinkMap]:
     return out
 
 
-_STARTUP: dict[tuple, tuple] = {}
+_STARTUP = filestate.Memo(1)
 
 
 def _startup_maps(server: Server, loader: Loader) -> tuple[list[LinkMap], set[str], dict, dict, list[LinkMap]]:
-    """preloaded_maps() merged by file identity as Loader._add_preloaded() merges
-    them, the names that go to the executable's own map, and the Loader's
-    indexes of the executable and these maps; reused while the files looked at
-    are unchanged.  The maps are shared: a Loader copies one before it changes
+    """preloaded_maps() merged by file identity, the names that go to the
+    executable's own map, the Loader's indexes of the executable and these
+    maps, and the global scope; reused while the files looked at are
+    unchanged.  The maps are shared: a Loader copies one before it changes
     it (Loader.map_object)."""
-    key = (server.fingerprint, id(loader.cache))
-    hit = _STARTUP.get(key)
-    if hit is not None and hit[1].holds():
-        maps, main_names, by_name, by_id, global_maps = hit[2]
-    else:
-        with filestate.watching() as witness:
-            filestate.state(server.executable)      # its DT_NEEDED list is where startup began
-            maps, main_names = _merged(preloaded_maps(server, loader), loader.main)
-        main = loader.main
-        listed = maps if main is None else \
-            [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
-        by_name, by_id = _indexes(listed)
-        global_maps = _global_scope(maps)
-        _STARTUP.clear()
-        if witness.settled:
-            # The cache object is kept so that its id, in the key, stays unique.
-            _STARTUP[key] = (loader.cache, witness, (maps, main_names, by_name, by_id, global_maps))
+    # The cache object is kept with the answer, so that its id, in the key, stays unique.
+    _cache, maps, main_names, by_name, by_id, global_maps = _STARTUP.get(
+        (server.fingerprint, id(loader.cache)), lambda: _startup(server, loader))
     return maps, set(main_names), by_name, by_id, global_maps
+
+
+def _startup(server: Server, loader: Loader) -> tuple:
+    filestate.state(server.executable)      # its DT_NEEDED list is where startup began
+    maps, main_names = _merged(preloaded_maps(server, loader), loader.main)
+    main = loader.main
+    listed = maps if main is None else \
+        [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
+    by_name, by_id = _indexes(listed)
+    return loader.cache, maps, main_names, by_name, by_id, _global_scope(maps)
 
 
 # Python extension modules are dlopen'ed RTLD_LOCAL: not in the global scope.
@@ -630,6 +617,9 @@ def _index_map(m: LinkMap, k: int, by_name: dict, by_id: dict) -> None:
 
 
 def _merged(maps: list[LinkMap], main: LinkMap | None) -> tuple[list[LinkMap], set[str]]:
+    """One map per file, as in ld.so's namespace: a file listed again (same
+    st_dev, st_ino) lends its names to its first map; the executable's own
+    names are returned apart, for its map."""
     main_names: set[str] = set()
     out: list[LinkMap] = []
     for m in maps:
@@ -643,11 +633,6 @@ def _merged(maps: list[LinkMap], main: LinkMap | None) -> tuple[list[LinkMap], s
         else:
             out.append(m)
     return out, main_names
-
-
-def clear_caches() -> None:
-    _STARTUP.clear()
-    _LD_SO_CACHE.clear()
 
 
 def executable_closure(server: Server, loader: Loader) -> list[LinkMap]:
