@@ -214,9 +214,6 @@ class ElfObject:
                 return table.symbol(i)
         return None
 
-    def undefined_symbols(self) -> list[Symbol]:
-        return [s for s in self.symbols() if not s.defined and s.bind != STB_LOCAL and s.name]
-
     def version_names(self) -> dict[int, str]:
         """Version index -> name, from VERDEF and VERNEED."""
         return self._version_names

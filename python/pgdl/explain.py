@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 
 from .elf import ElfError, cached_elf
 
@@ -19,13 +18,6 @@ from .elf import ElfError, cached_elf
 SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/lib*/", "/opt/*/lib*/",
                 "/opt/*/*/lib*/", "/usr/lib/postgresql/*/lib/")
 MAX_FILES_TO_READ = 200
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A file that would satisfy what the chosen library lacks."""
-    path: str
-    why: str        # "same SONAME" or "PostgreSQL module"
 
 
 def other_copies(soname: str, chosen: str | None, cache_paths: list[str], extra_dirs: list[str]) -> list[str]:

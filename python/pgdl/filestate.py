@@ -64,10 +64,6 @@ def settled(s: State, now: int | None = None) -> bool:
     return (time.time_ns() if now is None else now) - max(s[4], s[5]) >= SETTLED_NS
 
 
-def in_call() -> bool:
-    return _call is not None
-
-
 @contextmanager
 def one_call():
     """One SQL function call: answers may be remembered and reused."""
@@ -172,9 +168,6 @@ class Memo:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class FileCache:

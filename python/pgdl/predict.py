@@ -57,11 +57,6 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
     return _PREDICTIONS.get((name, symbol, server.fingerprint), lambda: _predict(name, server, symbol))
 
 
-def clear_cache() -> None:
-    _PREDICTIONS.clear()
-    _LOADINGS.clear()
-
-
 @dataclass
 class Loading:
     """What internal_load_library() does with one file once it is found: dlopen
