@@ -71,10 +71,17 @@ _SETTINGS_QUERY = """
            (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::text AS config"""
 
 
-def describe_server(plpy) -> Server:
-    """The server as this session sees it now (settings can change between calls)."""
+def read_settings(plpy) -> tuple[dict, dict[str, str]]:
+    """This session's settings and pgdl._server_config(), in one query."""
     row = plpy.execute(_SETTINGS_QUERY)[0]
-    config = json.loads(row["config"])
+    return row, json.loads(row["config"])
+
+
+def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -> Server:
+    """The server as this session sees it now (settings can change between calls).
+
+    settings: read_settings(), if the caller needs them too."""
+    row, config = settings or read_settings(plpy)
     executable = os.readlink("/proc/self/exe")
     loaded = read_maps()
     version = row["version_num"] // 100
@@ -217,16 +224,16 @@ def _extension_c_functions(plpy, extension):
 
 
 def _audit(plpy):
-    server = describe_server(plpy)
+    settings = read_settings(plpy)
+    server = describe_server(plpy, settings)
     functions = [CFunction(r["sig"], r["probin"], r["prosrc"]) for r in plpy.execute("""
         SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE l.lanname = 'c'
          ORDER BY 1""")]
-    settings = {r["name"]: r["setting"] for r in plpy.execute("SELECT name, setting FROM pgdl._server_config()")
-                if r["name"] in PRELOAD_SETTINGS}
+    preloads = {name: value for name, value in settings[1].items() if name in PRELOAD_SETTINGS}
     return [(r.kind, r.subject, r.status, r.message, r.hint, r.library, r.symbol)
-            for r in audit(server, functions, settings)]
+            for r in audit(server, functions, preloads)]
 
 
 _COLUMNS = {
