@@ -255,35 +255,34 @@ def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
     fd = _open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        obj = _parse_header(path, size, os.pread(fd, 64, 0))
-        obj._fd = fd
-        try:
-            _read_program_headers(obj, fd)
-        finally:
-            obj._fd, obj._block = None, (0, b"")
-    finally:
+        obj = _parse_header(path, os.fstat(fd).st_size, os.pread(fd, 64, 0))
+    except BaseException:
         os.close(fd)
+        raise
+    with _Reading(obj, fd):
+        _read_program_headers(obj)
     return obj
 
 
 class _Reading:
-    """ElfObject.reading(): opens the file unless it is open already, closes what it opened.
+    """ElfObject.reading(): opens the file unless it is open already (or takes
+    the descriptor given), and closes what it opened.
 
     If it cannot be opened, nothing is held and each read reports the error itself."""
 
-    __slots__ = ("obj", "opened")
+    __slots__ = ("obj", "fd", "opened")
 
-    def __init__(self, obj: ElfObject):
-        self.obj, self.opened = obj, False
+    def __init__(self, obj: ElfObject, fd: int | None = None):
+        self.obj, self.fd, self.opened = obj, fd, False
 
     def __enter__(self) -> None:
         if self.obj._fd is None:
-            try:
-                self.obj._fd = _open_regular(self.obj.path)
-            except (OSError, ElfError):
-                return                    # each read will try, and fail, on its own
-            self.opened = True
+            if self.fd is None:
+                try:
+                    self.fd = _open_regular(self.obj.path)
+                except (OSError, ElfError):
+                    return                # each read will try, and fail, on its own
+            self.obj._fd, self.opened = self.fd, True
 
     def __exit__(self, *exc) -> None:
         if self.opened:
@@ -351,7 +350,7 @@ def _fmt(obj: ElfObject, spec: str) -> str:
     return ("<" if obj.little_endian else ">") + spec
 
 
-def _read_program_headers(obj: ElfObject, fd: int) -> None:
+def _read_program_headers(obj: ElfObject) -> None:
     expected = 56 if obj.elf_class == 64 else 32
     phnum = obj._phnum  # type: ignore[attr-defined]
     if phnum == 0 or obj.phentsize != expected:
@@ -361,10 +360,10 @@ def _read_program_headers(obj: ElfObject, fd: int) -> None:
     phoff = obj._phoff  # type: ignore[attr-defined]
     if phoff + phnum * expected > obj.size:
         raise ElfError("program headers lie outside the file")
-    table = os.pread(fd, phnum * expected, phoff)
+    table = obj.read_at(phoff, phnum * expected)
     spec = "IIQQQQQQ" if obj.elf_class == 64 else "IIIIIIII"
     dynamic = None
-    for fields in struct.iter_unpack(_fmt(obj, spec), table[:len(table) - len(table) % expected]):
+    for fields in struct.iter_unpack(_fmt(obj, spec), table):
         if obj.elf_class == 64:
             p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
         else:
@@ -380,10 +379,10 @@ def _read_program_headers(obj: ElfObject, fd: int) -> None:
     if d_offset >= obj.size:
         return       # truncated file: the segment checks report it
     d_size = min(d_size, MAX_DYNAMIC, obj.size - d_offset)
-    raw = os.pread(fd, d_size, d_offset)
     entsize = 16 if obj.elf_class == 64 else 8
+    raw = obj.read_at(d_offset, d_size - d_size % entsize)
     spec = "qQ" if obj.elf_class == 64 else "iI"
-    for tag, value in struct.iter_unpack(_fmt(obj, spec), raw[:len(raw) - len(raw) % entsize]):
+    for tag, value in struct.iter_unpack(_fmt(obj, spec), raw):
         if tag == DT_NULL:
             break
         obj._dyn.setdefault(tag & 0xFFFFFFFFFFFFFFFF, []).append(value)
