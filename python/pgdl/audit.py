@@ -39,22 +39,6 @@ class AuditRow:
     symbol: str | None = None
 
 
-class _Libraries:
-    """predict_load() once per name in this audit (the work shared between names
-    of one file is remembered by pgdl.predict itself)."""
-
-    def __init__(self, server: Server):
-        self.server = server
-        self.by_name: dict[tuple[str, bool], Prediction] = {}
-
-    def predict(self, name: str, server: Server | None = None) -> Prediction:
-        server = server or self.server
-        key = (name, server.is_superuser)
-        if key not in self.by_name:
-            self.by_name[key] = predict_load(name, server)
-        return self.by_name[key]
-
-
 _CONTROL_FILES = filestate.FileCache(1024)
 
 
@@ -79,9 +63,8 @@ def _audit(server: Server, functions: list[CFunction], settings: dict[str, str])
     # Libraries are loaded whoever calls the function or starts the session,
     # so judge as the server itself does; local_preload_libraries alone is restricted.
     server = replace(server, is_superuser=True)
-    libs = _Libraries(server)
-    rows = _functions(functions, libs) + _preloads(settings, libs) + _extensions(server, libs)
-    rows += _pkglibdir(server, libs) + _stale(server)
+    rows = _functions(functions, server) + _preloads(settings, server) + _extensions(server)
+    rows += _pkglibdir(server) + _stale(server)
     counts = Counter(r.status for r in rows)
     worst = ERROR if counts[ERROR] else WARNING if counts[WARNING] else OK
     summary = ", ".join(f"{counts[s]} {s}" for s in (OK, WARNING, ERROR))
@@ -101,20 +84,20 @@ def _library_row(kind: str, subject: str, name: str, p: Prediction) -> AuditRow:
     return AuditRow(kind, subject, ERROR, *_failure(name, p), library=name)
 
 
-def _functions(functions: list[CFunction], libs: _Libraries) -> list[AuditRow]:
+def _functions(functions: list[CFunction], server: Server) -> list[AuditRow]:
     rows = []
     by_library: dict[str, list[CFunction]] = {}
     for f in functions:
         by_library.setdefault(f.library, []).append(f)
     for library, group in sorted(by_library.items()):
-        p = libs.predict(library)
+        p = predict_load(library, server)
         rows.append(_library_row("library", library, library, p))
         for f in group:
             if not p.will_load:
                 rows.append(AuditRow("function", f.signature, ERROR, f"its library {library} will not load",
                                      library=library, symbol=f.symbol))
                 continue
-            e = check_entry_point(p, f.symbol, libs.server)
+            e = check_entry_point(p, f.symbol, server)
             rows.append(AuditRow("function", f.signature, ERROR if e else OK,
                                  e.message if e else f"entry point {f.symbol} found",
                                  e.hint if e else None, library, f.symbol))
@@ -128,21 +111,21 @@ def split_library_list(value: str) -> list[str]:
     return [n for n in names if n]
 
 
-def _preloads(settings: dict[str, str], libs: _Libraries) -> list[AuditRow]:
+def _preloads(settings: dict[str, str], server: Server) -> list[AuditRow]:
     rows = []
     for setting in PRELOAD_SETTINGS:
         for name in split_library_list(settings.get(setting, "")):
-            target, server = name, libs.server
+            target, as_server = name, server
             if setting == "local_preload_libraries":
                 # dfmgr.c load_libraries(): restricted to $libdir/plugins/.
                 if "/" not in name:
                     target = f"$libdir/plugins/{name}"
-                server = replace(server, is_superuser=False)
-            rows.append(_library_row(setting, name, target, libs.predict(target, server)))
+                as_server = replace(server, is_superuser=False)
+            rows.append(_library_row(setting, name, target, predict_load(target, as_server)))
     return rows
 
 
-def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
+def _extensions(server: Server) -> list[AuditRow]:
     rows = []
     directory = os.path.join(server.sharedir, "extension")
     listings: dict[str, dict[str, list[str]] | None] = {}
@@ -169,7 +152,7 @@ def _extensions(server: Server, libs: _Libraries) -> list[AuditRow]:
                              None))
         module = params.get("module_pathname")
         if module:
-            p = libs.predict(module)
+            p = predict_load(module, server)
             if not p.will_load:
                 problems.append((ERROR, *_failure(module, p)))
         for status, message, hint in problems:
@@ -219,10 +202,10 @@ def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
     return out
 
 
-def _pkglibdir(server: Server, libs: _Libraries) -> list[AuditRow]:
+def _pkglibdir(server: Server) -> list[AuditRow]:
     rows = []
     for path in _files(server.pkglibdir, server.dlsuffix):
-        rows.append(_library_row("pkglibdir", os.path.basename(path), path, libs.predict(path)))
+        rows.append(_library_row("pkglibdir", os.path.basename(path), path, predict_load(path, server)))
     return rows
 
 
