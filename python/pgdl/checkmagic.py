@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .elf import ElfError, open_elf
+from .elf import ElfError, cached_elf
 from .errors import PgError
 from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
@@ -43,7 +43,7 @@ def check_magic(name: str, server: Server) -> MagicReport:
     if report.error is not None:
         return report
     try:
-        obj = open_elf(libname)
+        obj = cached_elf(libname)
     except (ElfError, OSError) as exc:
         report.note = f"not a loadable ELF file: {_reason(exc)}"
         return report

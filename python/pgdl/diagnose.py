@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 
 from .catalog import CFunction, c_functions_in_script, read_control
-from .elf import ElfError, open_elf
+from .elf import ElfError, cached_elf
 from .explain import modules_defining, other_copies, providers_of
 from .predict import Prediction, predict_load
 from .server import Server
@@ -249,7 +249,7 @@ def _module_dirs(server: Server) -> list[str]:
 
 def _defines_version(path: str, version: str) -> bool:
     try:
-        return version in open_elf(path).verdefs
+        return version in cached_elf(path).verdefs
     except (ElfError, OSError):
         return False
 

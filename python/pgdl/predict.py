@@ -20,7 +20,7 @@ from .elf import ElfError, ElfObject, cached_elf
 from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
 from .ldso import LoadTree, load_tree
 from .loadfile import access_error, dlopen_error, module_file_failure, truncation_crash
-from .magic import MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
+from .magic import MAGIC_FUNCTION, MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
 from .resolve import Resolution, resolve
 from .server import Server
 from .staticreturn import returned_address
@@ -122,7 +122,7 @@ def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bo
     for obj in server.loaded:
         if obj.path == libname or (obj.dev == st[0] and obj.inode == st[1]):
             try:
-                return cached_elf(obj.path).definition("Pg_magic_func") is not None
+                return cached_elf(obj.path).definition(MAGIC_FUNCTION) is not None
             except (ElfError, OSError):
                 return False
     return False
