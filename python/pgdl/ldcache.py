@@ -324,11 +324,7 @@ class LdCache:
     # -- glibc's search_cache -------------------------------------------------
 
     def _str(self, index: int) -> bytes:
-        start = self._strbase + index
-        if start >= len(self._data):
-            return b""
-        end = self._data.find(b"\0", start)
-        return self._data[start:] if end < 0 else self._data[start:end]
+        return _cstr(self._data, self._strbase + index)
 
     def _search(self, name: bytes, default_id: int, accepted: tuple[int, ...],
                 host: HostCaps) -> str | None:
