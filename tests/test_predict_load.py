@@ -200,6 +200,19 @@ def test_missing_dependency(cluster, build, tmp_path):
     assert "libpgdl_gone.so.1: cannot open shared object file" in actual.message
 
 
+def test_sysv_hash_only_libraries(cluster, build, tmp_path):
+    """Libraries with only a SysV DT_HASH table are searched through it, as glibc does."""
+    dep = build("pgdl_sysv", "int sysv_answer(void) { return 1; }\n", "-Wl,-soname,libpgdl_sysv.so.1",
+                "-Wl,--hash-style=sysv", output="libpgdl_sysv.so.1")
+    for name, symbol, loads in (("uses_sysv", "sysv_answer", True), ("misses_sysv", "sysv_missing", False)):
+        src = GOOD_MODULE + f"extern int {symbol}(void);\nint use_it(void) {{ return {symbol}(); }}\n"
+        path = build(name, src, str(dep), f"-Wl,-rpath,{tmp_path}", "-Wl,--hash-style=sysv")
+        will_load, actual = assert_load_matches(cluster, path)
+        assert will_load is loads
+        if not loads:
+            assert actual.message.endswith(f"undefined symbol: {symbol}")
+
+
 def test_server_provided_symbols_are_fine(cluster, build):
     src = GOOD_MODULE + "#include \"miscadmin.h\"\nint uses_server(void) { return work_mem + (palloc(1) != NULL); }\n"
     assert assert_load_matches(cluster, build("uses_server", src)) == (True, None)
