@@ -11,6 +11,7 @@ with fresh files they would prove nothing.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
 
@@ -165,3 +166,31 @@ def test_remembered_audit_sees_a_new_module(build, tmp_path):
     assert rows["pkglibdir", "nomagic.so"].status == "error"
     assert "missing magic block" in rows["pkglibdir", "nomagic.so"].message
     assert renewed == audit(srv, [], {})                   # = uncached
+
+
+def test_shared_memory_is_not_a_loaded_object(cluster):
+    """A backend maps PostgreSQL's dynamic shared memory (/dev/shm/PostgreSQL.*)
+    shared, never as ld.so maps an object: left out of the server description,
+    a segment created a moment ago (or one that comes and goes with a parallel
+    query) cannot make every remembered answer look stale."""
+    conn = cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""
+                DO $$
+                import json, sys
+                sharedir = plpy.execute("SELECT setting FROM pgdl._server_config() WHERE name = 'SHAREDIR'")[0]["setting"]
+                sys.path.insert(0, sharedir + "/pgdl")
+                from pgdl.backend import describe_server
+                with open("/proc/self/maps") as f:
+                    fields = [line.split(None, 5) for line in f]
+                shared = sorted({x[5].strip() for x in fields if len(x) == 6 and x[1][3] == "s"})
+                loaded = [o.path for o in describe_server(plpy).loaded]
+                plpy.notice(json.dumps([shared, loaded]))
+                $$ LANGUAGE plpython3u""")
+        shared, loaded = json.loads(conn.notices[-1].split("NOTICE:  ", 1)[1])
+    finally:
+        conn.close()
+    assert any(p.startswith("/dev/shm/PostgreSQL.") for p in shared)   # the DSM control segment
+    assert not set(shared) & set(loaded)
+    assert any(os.path.basename(p).startswith("libc.so") for p in loaded)
