@@ -87,7 +87,7 @@ def test_sysv_only_library_binds_like_glibc(helper, tmp_path):  # noqa: F811
 def test_paged_string_table_reads_the_same_names():
     obj = elf.open_elf(LLVM[0])
     table = obj.dynsym()
-    assert isinstance(table._strtab, dynsym._PagedStrings)
+    assert isinstance(table._strtab, dynsym.PagedStrings)
     strtab = obj.read_vaddr(obj.dynamic_value(elf.DT_STRTAB), obj.dynamic_value(elf.DT_STRSZ))
     for i in random.Random(3).sample(range(1, table.count), 3000):
         assert table.read_name(i) == elf.cstring(strtab, table.st_name[i])

@@ -20,7 +20,7 @@ from itertools import repeat
 
 from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_STRTAB, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, MAX_TABLE,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
-                  ElfObject, Symbol, cstring, string_table)
+                  ElfObject, PagedStrings, Symbol, cstring, string_table)
 
 
 class DynSym:
@@ -30,7 +30,7 @@ class DynSym:
         self.obj = obj
         self.count = 0
         self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
-        self._strtab: bytes | _PagedStrings = b""
+        self._strtab: bytes | PagedStrings = b""
         self._gnu = None                # (nbuckets, symoffset, buckets, chain)
         self._bloom = None              # read_bloom()
         self._sysv = None               # (nbucket, buckets, chains)
@@ -46,7 +46,7 @@ class DynSym:
             return
         strsz = obj.dynamic_value(DT_STRSZ) or 0
         # Most tables are read whole; libLLVM's is 3 MB, of which a few names are used.
-        self._strtab = string_table(obj) if strsz <= PAGED_STRINGS else _PagedStrings(obj)
+        self._strtab = string_table(obj) if strsz <= PAGED_STRINGS else PagedStrings(obj)
         entsize = 24 if obj.elf_class == 64 else 16
         self._columns(obj.read_vaddr(symtab, self.count * entsize))
         versym_addr = obj.dynamic_value(DT_VERSYM)
@@ -85,7 +85,7 @@ class DynSym:
 
     def read_name(self, i: int) -> str:
         offset = self.st_name[i]
-        if isinstance(self._strtab, _PagedStrings):
+        if isinstance(self._strtab, PagedStrings):
             return self._strtab.string(offset)
         return cstring(self._strtab, offset)
 
@@ -218,43 +218,6 @@ class DynSym:
             return self.name(i) == name
         except ElfError:
             return False
-
-
-class _PagedStrings:
-    """A big DT_STRTAB read page by page as names are asked for."""
-
-    PAGE = 16384
-
-    def __init__(self, obj: ElfObject):
-        self.obj = obj
-        self.start = obj.dynamic_value(DT_STRTAB)
-        self.size = obj.dynamic_value(DT_STRSZ) or 0
-        if self.start is None or self.size > MAX_TABLE:
-            raise ElfError("dynamic section has no usable string table")
-        self.pages: dict[int, bytes] = {}
-
-    def _page(self, n: int) -> bytes:
-        page = self.pages.get(n)
-        if page is None:
-            at = n * self.PAGE
-            page = self.pages[n] = self.obj.read_vaddr(self.start + at, min(self.PAGE, self.size - at))
-        return page
-
-    def string(self, offset: int) -> str:
-        if offset < 0 or offset >= self.size:
-            raise ElfError(f"string offset {offset:#x} is outside the string table")
-        parts = []
-        n, at = divmod(offset, self.PAGE)
-        while True:
-            page = self._page(n)
-            end = page.find(b"\0", at)
-            if end >= 0:
-                parts.append(page[at:end])
-                return b"".join(parts).decode("utf-8", "surrogateescape")
-            parts.append(page[at:])
-            n, at = n + 1, 0
-            if n * self.PAGE >= self.size:
-                raise ElfError("unterminated string in string table")
 
 
 def read_bloom(obj: ElfObject) -> tuple | None:

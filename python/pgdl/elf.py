@@ -391,15 +391,56 @@ def _read_program_headers(obj: ElfObject) -> None:
 
 
 def string_table(obj: ElfObject) -> bytes:
-    """DT_STRTAB.  Not kept on the object: only the few objects whose symbols
+    """DT_STRTAB, whole.  Not kept on the object: only the few objects whose symbols
     are searched need it after open_elf(), and pgdl.dynsym keeps its own copy."""
+    start, size = _string_table_range(obj)
+    return obj.read_vaddr(start, size)
+
+
+def _string_table_range(obj: ElfObject) -> tuple[int, int]:
     strtab = obj.dynamic_value(DT_STRTAB)
     strsz = obj.dynamic_value(DT_STRSZ)
     if strtab is None or strsz is None:
         raise ElfError("dynamic section has no string table")
     if strsz > MAX_TABLE:
         raise ElfError(f"absurd string table size ({strsz})")
-    return obj.read_vaddr(strtab, strsz)
+    return strtab, strsz
+
+
+class PagedStrings:
+    """DT_STRTAB read a page at a time, as strings are asked for: where only a
+    few of its strings are wanted (DT_NEEDED, SONAME and version names when a
+    file is opened; the names libLLVM's 3 MB table is searched for)."""
+
+    PAGE = BLOCK
+
+    def __init__(self, obj: ElfObject):
+        self.obj = obj
+        self.start, self.size = _string_table_range(obj)
+        self.pages: dict[int, bytes] = {}
+
+    def _page(self, n: int) -> bytes:
+        page = self.pages.get(n)
+        if page is None:
+            at = n * self.PAGE
+            page = self.pages[n] = self.obj.read_vaddr(self.start + at, min(self.PAGE, self.size - at))
+        return page
+
+    def string(self, offset: int) -> str:
+        if offset < 0 or offset >= self.size:
+            raise ElfError(f"string offset {offset:#x} is outside the string table")
+        parts = []
+        n, at = divmod(offset, self.PAGE)
+        while True:
+            page = self._page(n)
+            end = page.find(b"\0", at)
+            if end >= 0:
+                parts.append(page[at:end])
+                return b"".join(parts).decode("utf-8", "surrogateescape")
+            parts.append(page[at:])
+            n, at = n + 1, 0
+            if n * self.PAGE >= self.size:
+                raise ElfError("unterminated string in string table")
 
 
 def cstring(table: bytes, offset: int) -> str:
@@ -415,18 +456,18 @@ def _read_dynamic_strings(obj: ElfObject) -> None:
     wanted = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)
     if not any(tag in obj._dyn for tag in wanted):
         return
-    table = string_table(obj)
-    obj.needed = [cstring(table, v) for v in obj._dyn.get(DT_NEEDED, [])]
+    table = PagedStrings(obj)       # not read whole: libLLVM's is 3 MB, for a few names
+    obj.needed = [table.string(v) for v in obj._dyn.get(DT_NEEDED, [])]
     if DT_SONAME in obj._dyn:
-        obj.soname = cstring(table, obj._dyn[DT_SONAME][0])
+        obj.soname = table.string(obj._dyn[DT_SONAME][0])
     if DT_RPATH in obj._dyn:
-        obj.rpath = ":".join(cstring(table, v) for v in obj._dyn[DT_RPATH])
+        obj.rpath = ":".join(table.string(v) for v in obj._dyn[DT_RPATH])
     if DT_RUNPATH in obj._dyn:
-        obj.runpath = ":".join(cstring(table, v) for v in obj._dyn[DT_RUNPATH])
+        obj.runpath = ":".join(table.string(v) for v in obj._dyn[DT_RUNPATH])
     _read_versions(obj, table)
 
 
-def _read_versions(obj: ElfObject, table: bytes) -> None:
+def _read_versions(obj: ElfObject, table: PagedStrings) -> None:
     """VERDEF and VERNEED chains: version names by index."""
     index_names: dict[int, str] = {}
     index_files: dict[int, str] = {}
@@ -439,7 +480,7 @@ def _read_versions(obj: ElfObject, table: bytes) -> None:
             _vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(_fmt(obj, "HHHHIII"), vd)
             if vd_cnt:
                 vda_name, _vda_next = struct.unpack(_fmt(obj, "II"), obj.read_at(offset + vd_aux, 8))
-                name = cstring(table, vda_name)
+                name = table.string(vda_name)
                 index_names[vd_ndx & 0x7FFF] = name
                 if not vd_flags & VER_FLG_BASE:
                     obj.verdefs.append(name)
@@ -453,14 +494,14 @@ def _read_versions(obj: ElfObject, table: bytes) -> None:
         budget = MAX_VERSION_ENTRIES
         for _ in range(count):
             _vn_version, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack(_fmt(obj, "HHIII"), obj.read_at(offset, 16))
-            file_name = cstring(table, vn_file)
+            file_name = table.string(vn_file)
             aux = offset + vn_aux
             for _ in range(vn_cnt):
                 budget -= 1
                 if budget < 0:
                     raise ElfError("absurd number of version requirements")
                 _hash, vna_flags, vna_other, vna_name, vna_next = struct.unpack(_fmt(obj, "IHHII"), obj.read_at(aux, 16))
-                name = cstring(table, vna_name)
+                name = table.string(vna_name)
                 index_names[vna_other & 0x7FFF] = name
                 index_files[vna_other & 0x7FFF] = file_name
                 obj.verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
