@@ -14,12 +14,26 @@ import os
 import re
 from contextlib import contextmanager
 
-# Importing pgdl creates thousands of objects that live as long as the
-# backend (code, classes, tables) and no garbage; the collections that their
-# number would set off only re-scan them (~5 ms of a new session's first call).
-_collecting = gc.isenabled()
-gc.disable()
-try:
+
+@contextmanager
+def _without_collection():
+    """No cyclic garbage collection inside the block.
+
+    Importing pgdl and each call build what the backend then keeps (code,
+    classes, ELF tables, remembered answers) and make little garbage, almost
+    none of it cyclic: the collections that the number of new objects sets off
+    would only re-scan them (about 5 ms of the import, 2 % of a cold audit).
+    Cycles made meanwhile are collected afterwards."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+with _without_collection():
     from . import filestate
     from .audit import PRELOAD_SETTINGS, audit
     from .catalog import CFunction
@@ -30,9 +44,6 @@ try:
     from .resolve import resolve
     from .server import Server, ServerMagic
     from .validate import check_name
-finally:
-    if _collecting:
-        gc.enable()
 
 MAX_NAME = 4096
 
@@ -62,23 +73,6 @@ def run(plpy, function: str, args_json: str) -> str:
     except Exception as exc:  # a bug in pgdl: say so plainly, without a traceback
         return _error(INTERNAL_ERROR, f"pgdl.{function} failed: {type(exc).__name__}: {exc}",
                       hint="This is a bug in pgdl; please report it with the input that caused it.")
-
-
-@contextmanager
-def _without_collection():
-    """No cyclic garbage collection during one call.
-
-    A call builds what the backend then keeps (ELF tables, remembered
-    answers) and makes little garbage, almost none of it cyclic: collections
-    set off by the number of new objects would only re-scan them, about 8 %
-    of a cold audit.  Cycles made meanwhile are collected after the call."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _error(sqlstate, message, detail=None, hint=None) -> str:

@@ -18,7 +18,7 @@ import sys
 from functools import lru_cache
 from itertools import repeat
 
-from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_STRTAB, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, MAX_TABLE,
+from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
                   ElfObject, PagedStrings, Symbol, cstring, string_table)
 
