@@ -73,7 +73,7 @@ def test_layout_lengths(major, length):
 
 def test_pg18_ignores_module_name_and_version():
     block = block_for(PG18, 18)
-    named = MagicBlock(**{**block.__dict__, "name": "x", "module_version": "9"})
+    named = block.replace(name="x", module_version="9")
     assert judge(named, PG18, server_block_bytes(PG18, 18), "/m.so", 18) is None
 
 

@@ -14,11 +14,11 @@ import os
 import re
 import stat
 from collections import Counter
-from dataclasses import dataclass, replace
 
 from . import filestate
 from .catalog import CFunction, read_control
 from .predict import Prediction, check_entry_point, predict_load
+from .record import Value
 from .server import Server
 
 OK, WARNING, ERROR = "ok", "warning", "error"
@@ -27,16 +27,19 @@ OK, WARNING, ERROR = "ok", "warning", "error"
 PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
 
 
-@dataclass(frozen=True)
-class AuditRow:
+class AuditRow(Value):
     """One finding of audit(): a row of pgdl.audit()."""
-    kind: str
-    subject: str
-    status: str
-    message: str
-    hint: str | None = None
-    library: str | None = None
-    symbol: str | None = None
+    __slots__ = ("kind", "subject", "status", "message", "hint", "library", "symbol")
+
+    def __init__(self, kind: str, subject: str, status: str, message: str, hint: str | None = None,
+                 library: str | None = None, symbol: str | None = None):
+        self.kind = kind
+        self.subject = subject
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.library = library
+        self.symbol = symbol
 
 
 _CONTROL_FILES = filestate.FileCache(1024)
@@ -62,7 +65,7 @@ def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) 
 def _audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
     # Libraries are loaded whoever calls the function or starts the session,
     # so judge as the server itself does; local_preload_libraries alone is restricted.
-    server = replace(server, is_superuser=True)
+    server = server.replace(is_superuser=True)
     rows = _functions(functions, server) + _preloads(settings, server) + _extensions(server)
     rows += _pkglibdir(server) + _stale(server)
     counts = Counter(r.status for r in rows)
@@ -120,7 +123,7 @@ def _preloads(settings: dict[str, str], server: Server) -> list[AuditRow]:
                 # dfmgr.c load_libraries(): restricted to $libdir/plugins/.
                 if "/" not in name:
                     target = f"$libdir/plugins/{name}"
-                as_server = replace(server, is_superuser=False)
+                as_server = server.replace(is_superuser=False)
             rows.append(_library_row(setting, name, target, predict_load(target, as_server)))
     return rows
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import struct
 from collections import namedtuple
-from dataclasses import dataclass, field
 
 from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
@@ -28,6 +27,7 @@ from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU
                   ElfObject)
 from .dynsym import bloom_admits, column, gnu_hash_of
 from .ldso import LinkMap, LoadTree
+from .record import Record
 from .server import Server
 
 DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
@@ -41,23 +41,29 @@ _PLT_CLASS = {EM_X86_64: {7, 16, 17, 18, 36}, EM_AARCH64: {1026, 1028, 1029, 103
 _COPY = {EM_X86_64: 5, EM_AARCH64: 1024}
 
 
-@dataclass
-class BindingProblem:
+class BindingProblem(Record):
     """A version requirement or symbol reference dlopen() cannot satisfy."""
-    kind: str                 # "version" or "undefined"
-    symbol: str | None        # the undefined symbol (None for a version problem)
-    version: str | None       # the version wanted, if any
-    required_by: str          # path of the object that needs it
-    wanted_from: str | None   # the SONAME a version is required from (VERNEED file)
-    dlerror: str              # glibc's text for this problem
+    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror")
+
+    def __init__(self, kind: str, symbol: str | None, version: str | None, required_by: str,
+                 wanted_from: str | None, dlerror: str):
+        self.kind = kind                # "version" or "undefined"
+        self.symbol = symbol            # the undefined symbol (None for a version problem)
+        self.version = version          # the version wanted, if any
+        self.required_by = required_by  # path of the object that needs it
+        self.wanted_from = wanted_from  # the SONAME a version is required from (VERNEED file)
+        self.dlerror = dlerror          # glibc's text for this problem
 
 
-@dataclass
-class BindResult:
+class BindResult(Record):
     """Every binding problem of one dlopen(), and the one glibc reports."""
-    problems: list[BindingProblem] = field(default_factory=list)
-    error: str | None = None  # the dlerror() glibc reports: the first problem in its order
-    errno: int = 0            # errcode 0: dlopen leaves errno unspecified
+    __slots__ = ("problems", "error", "errno")
+
+    def __init__(self, problems: list[BindingProblem] | None = None, error: str | None = None,
+                 errno: int = 0):
+        self.problems = [] if problems is None else problems
+        self.error = error              # the dlerror() glibc reports: the first problem in its order
+        self.errno = errno              # errcode 0: dlopen leaves errno unspecified
 
 
 def bind(tree: LoadTree, server: Server) -> BindResult:
@@ -333,12 +339,10 @@ def _usable(shndx: int, kind: int, value: int) -> bool:
 
 
 def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
-    cached = getattr(obj, "_pgdl_verdef_index", None)
-    if cached is None:
+    if obj._verdef_index is None:
         defined = set(obj.verdefs)
-        cached = {name: ndx for ndx, name in obj.version_names().items() if name in defined}
-        obj._pgdl_verdef_index = cached    # type: ignore[attr-defined]
-    return cached
+        obj._verdef_index = {name: ndx for ndx, name in obj.version_names().items() if name in defined}
+    return obj._verdef_index
 
 
 def _lookups(obj: ElfObject, table) -> list[tuple[int, int]]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from .record import Value
 
 
-@dataclass(frozen=True)
-class CFunction:
+class CFunction(Value):
     """A LANGUAGE C function: pg_proc's signature, probin (library) and prosrc (symbol)."""
-    signature: str
-    library: str
-    symbol: str
+    __slots__ = ("signature", "library", "symbol")
+
+    def __init__(self, signature: str, library: str, symbol: str):
+        self.signature = signature
+        self.library = library
+        self.symbol = symbol
 
 
 def read_control(path: str) -> dict[str, str]:

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from .elf import ElfError, cached_elf
 from .errors import PgError
 from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
 from .loadfile import access_error, check_module_file
+from .record import Record
 from .resolve import resolve
 from .server import Server
 
 
-@dataclass
-class MagicReport:
+class MagicReport(Record):
     """check_magic(): the module's magic block field by field, and the verdict."""
-    libname: str | None                      # the expanded name the server would use
-    fields: list[MagicField] = field(default_factory=list)
-    block: MagicBlock | None = None
-    error: PgError | None = None             # what LOAD would raise at or before the magic check
-    note: str | None = None                  # why the block could not be judged, if so
+    __slots__ = ("libname", "fields", "block", "error", "note")
+
+    def __init__(self, libname: str | None, fields: list[MagicField] | None = None,
+                 block: MagicBlock | None = None, error: PgError | None = None, note: str | None = None):
+        self.libname = libname          # the expanded name the server would use
+        self.fields = [] if fields is None else fields
+        self.block = block
+        self.error = error              # what LOAD would raise at or before the magic check
+        self.note = note                # why the block could not be judged, if so
 
     @property
     def accepted(self) -> bool:

@@ -11,25 +11,28 @@ import os
 import pwd
 import grp
 import stat
-from dataclasses import dataclass
 
 from .catalog import CFunction, c_functions_in_script, read_control
 from .elf import ElfError, cached_elf
 from .explain import modules_defining, other_copies, providers_of
 from .predict import Prediction, predict_load
+from .record import Value
 from .server import Server
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Value):
     """One row of pgdl.diagnose()."""
-    check: str
-    status: str
-    subject: str | None
-    detail: str | None = None
-    hint: str | None = None
+    __slots__ = ("check", "status", "subject", "detail", "hint")
+
+    def __init__(self, check: str, status: str, subject: str | None, detail: str | None = None,
+                 hint: str | None = None):
+        self.check = check
+        self.status = status
+        self.subject = subject
+        self.detail = detail
+        self.hint = hint
 
 
 # -- libraries ---------------------------------------------------------------

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from dataclasses import dataclass, field
 
 from . import filestate
+from .record import Value
 
 # e_ident and header constants (elf.h)
 ELFMAG = b"\x7fELF"
@@ -63,62 +63,84 @@ class ElfError(Exception):
     """The file cannot be read as ELF; the message says why."""
 
 
-@dataclass(frozen=True)
-class Symbol:
+class Symbol(Value):
     """One .dynsym entry, with its version from .gnu.version."""
-    name: str
-    value: int
-    size: int
-    bind: int
-    type: int
-    visibility: int
-    shndx: int
-    version: str | None = None      # version name, or None if unversioned
-    hidden: bool = False            # versym hidden bit (non-default version)
-    version_file: str | None = None  # for undefined: the library named in VERNEED
+    __slots__ = ("name", "value", "size", "bind", "type", "visibility", "shndx", "version", "hidden",
+                 "version_file")
+
+    def __init__(self, name: str, value: int, size: int, bind: int, type: int, visibility: int, shndx: int,
+                 version: str | None = None, hidden: bool = False, version_file: str | None = None):
+        self.name = name
+        self.value = value
+        self.size = size
+        self.bind = bind
+        self.type = type
+        self.visibility = visibility
+        self.shndx = shndx
+        self.version = version            # version name, or None if unversioned
+        self.hidden = hidden              # versym hidden bit (non-default version)
+        self.version_file = version_file  # for undefined: the library named in VERNEED
 
     @property
     def defined(self) -> bool:
         return self.shndx != SHN_UNDEF
 
 
-@dataclass(frozen=True)
-class VersionNeed:
+class VersionNeed(Value):
     """One DT_VERNEED requirement: a version wanted from a SONAME."""
-    file: str           # the SONAME the versions are required from
-    version: str
-    weak: bool
+    __slots__ = ("file", "version", "weak")
+
+    def __init__(self, file: str, version: str, weak: bool):
+        self.file = file                # the SONAME the versions are required from
+        self.version = version
+        self.weak = weak
 
 
-@dataclass
 class ElfObject:
-    """An ELF file as the dynamic linker sees it: header, segments, dynamic section."""
-    path: str
-    size: int
-    elf_class: int              # 32 or 64
-    little_endian: bool
-    osabi: int
-    abiversion: int
-    e_type: int
-    machine: int
-    phentsize: int
-    has_dynamic: bool = False
-    needed: list[str] = field(default_factory=list)
-    soname: str | None = None
-    rpath: str | None = None
-    runpath: str | None = None
-    flags_1: int = 0
-    verdefs: list[str] = field(default_factory=list)      # defined version names
-    verneeds: list[VersionNeed] = field(default_factory=list)
-    # Private state for lazy reading.
-    _loads: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
-    _dyn: dict[int, list[int]] = field(default_factory=dict, repr=False)
-    _dynsym: object = field(default=None, repr=False)      # pgdl.dynsym.DynSym, read on first use
-    _bloom: object = field(default=False, repr=False)      # read on first use (None: no GNU hash)
-    _fd: int | None = field(default=None, repr=False, compare=False)  # open while reading()
-    _block: tuple[int, bytes] = field(default=(0, b""), repr=False, compare=False)  # read-ahead, while open
-    _version_names: dict[int, str] = field(default_factory=dict, repr=False)
-    _version_files: dict[int, str] = field(default_factory=dict, repr=False)
+    """An ELF file as the dynamic linker sees it: header, segments, dynamic section.
+
+    Made by read_header() from the ELF header; open_elf() fills in the rest."""
+    __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
+                 "phentsize", "has_dynamic", "needed", "soname", "rpath", "runpath", "flags_1", "verdefs",
+                 "verneeds", "_phoff", "_phnum", "_shoff", "_shnum", "_shentsize", "_shstrndx", "_loads",
+                 "_dyn", "_dynsym", "_bloom", "_fd", "_block", "_version_names", "_version_files",
+                 "_verdef_index")
+
+    def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
+                 abiversion: int, e_type: int, machine: int, phentsize: int,
+                 phoff: int = 0, phnum: int = 0, shoff: int = 0, shnum: int = 0,
+                 shentsize: int = 0, shstrndx: int = 0):
+        self.path = path
+        self.size = size
+        self.elf_class = elf_class                          # 32 or 64
+        self.little_endian = little_endian
+        self.osabi = osabi
+        self.abiversion = abiversion
+        self.e_type = e_type
+        self.machine = machine
+        self.phentsize = phentsize
+        # From the dynamic section.
+        self.has_dynamic = False
+        self.needed: list[str] = []
+        self.soname: str | None = None
+        self.rpath: str | None = None
+        self.runpath: str | None = None
+        self.flags_1 = 0
+        self.verdefs: list[str] = []                        # defined version names
+        self.verneeds: list[VersionNeed] = []
+        # Private state for lazy reading.
+        self._phoff, self._phnum = phoff, phnum
+        self._shoff, self._shnum = shoff, shnum
+        self._shentsize, self._shstrndx = shentsize, shstrndx
+        self._loads: list[tuple[int, int, int, int]] = []
+        self._dyn: dict[int, list[int]] = {}
+        self._dynsym = None                                 # pgdl.dynsym.DynSym, read on first use
+        self._bloom: object = False                         # read on first use (None: no GNU hash)
+        self._fd: int | None = None                         # open while reading()
+        self._block: tuple[int, bytes] = (0, b"")           # read-ahead, while open
+        self._version_names: dict[int, str] = {}
+        self._version_files: dict[int, str] = {}
+        self._verdef_index: dict[str, int] | None = None    # pgdl.binding's, made on first use
 
     @property
     def machine_name(self) -> str:
@@ -339,10 +361,8 @@ def _parse_header(path: str, size: int, head: bytes) -> ElfObject:
          e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from(e + "HHIIIIIHHHHHH", head, 16)
     obj = ElfObject(path=path, size=size, elf_class=elf_class, little_endian=little,
                     osabi=head[7], abiversion=head[8], e_type=e_type, machine=e_machine,
-                    phentsize=e_phentsize)
-    obj._phoff, obj._phnum = e_phoff, e_phnum            # type: ignore[attr-defined]
-    obj._shoff, obj._shnum = e_shoff, e_shnum            # type: ignore[attr-defined]
-    obj._shentsize, obj._shstrndx = e_shentsize, e_shstrndx  # type: ignore[attr-defined]
+                    phentsize=e_phentsize, phoff=e_phoff, phnum=e_phnum, shoff=e_shoff, shnum=e_shnum,
+                    shentsize=e_shentsize, shstrndx=e_shstrndx)
     return obj
 
 

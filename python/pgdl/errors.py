@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .record import Value
+
 
 # SQLSTATEs used by the code paths pgdl simulates (src/backend/utils/errcodes.txt).
 INTERNAL_ERROR = "XX000"
@@ -17,13 +18,16 @@ IO_ERROR = "58030"
 FEATURE_NOT_SUPPORTED = "0A000"
 
 
-@dataclass(frozen=True)
-class PgError:
+class PgError(Value):
     """An error as the server reports it: SQLSTATE, message, detail, hint."""
-    sqlstate: str | None     # None: the client loses the connection instead
-    message: str
-    detail: str | None = None
-    hint: str | None = None
+    __slots__ = ("sqlstate", "message", "detail", "hint")
+
+    def __init__(self, sqlstate: str | None, message: str, detail: str | None = None,
+                 hint: str | None = None):
+        self.sqlstate = sqlstate        # None: the client loses the connection instead
+        self.message = message
+        self.detail = detail
+        self.hint = hint
 
 
 class PgErrorRaised(Exception):

@@ -33,8 +33,9 @@ import functools
 import os
 import stat
 import struct
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+
+from .record import Record, Value
 
 __all__ = [
     "CacheEntry", "LdCache", "LdCacheError", "HostCaps", "parse", "load",
@@ -104,16 +105,19 @@ class LdCacheError(ValueError):
     """The cache file is unusable (ld.so would ignore it), or unreadable."""
 
 
-@dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(Value):
     """One library entry of /etc/ld.so.cache."""
-    name: str                  # soname key, e.g. "libpq.so.5"
-    path: str                  # e.g. "/lib/x86_64-linux-gnu/libpq.so.5"
-    flags: int                 # raw flags (int32)
-    elf_class: int             # 32 or 64 (from flags), 0 if unknown
-    machine: str               # ldconfig -p's text after "libc6,": "x86-64", "x32", "" ...
-    hwcap: int                 # raw 64-bit hwcap field (0 in the old format)
-    hwcaps_subdir: str | None  # glibc-hwcaps subdirectory name, e.g. "x86-64-v3"
+    __slots__ = ("name", "path", "flags", "elf_class", "machine", "hwcap", "hwcaps_subdir")
+
+    def __init__(self, name: str, path: str, flags: int, elf_class: int, machine: str, hwcap: int,
+                 hwcaps_subdir: str | None):
+        self.name = name                    # soname key, e.g. "libpq.so.5"
+        self.path = path                    # e.g. "/lib/x86_64-linux-gnu/libpq.so.5"
+        self.flags = flags                  # raw flags (int32)
+        self.elf_class = elf_class          # 32 or 64 (from flags), 0 if unknown
+        self.machine = machine              # ldconfig -p's text after "libc6,": "x86-64", "x32", "" ...
+        self.hwcap = hwcap                  # raw 64-bit hwcap field (0 in the old format)
+        self.hwcaps_subdir = hwcaps_subdir  # glibc-hwcaps subdirectory name, e.g. "x86-64-v3"
 
     @property
     def hwcaps_extension(self) -> bool:
@@ -146,8 +150,7 @@ class CacheEntry:
         return f"\t{self.name} ({self.ldconfig_label}) => {self.path}"
 
 
-@dataclass(frozen=True)
-class HostCaps:
+class HostCaps(Value):
     """What one process's ld.so uses to filter cache entries.
 
     hwcap/hwcap_mask/platform: GLRO(dl_hwcap), glibc.cpu.hwcap_mask and
@@ -156,11 +159,15 @@ class HostCaps:
     hwcaps: glibc-hwcaps subdirectory names in preference order, i.e.
     --glibc-hwcaps-prepend names followed by the active built-in ones.
     """
-    hwcap: int = HWCAP_X86_64
-    hwcap_mask: int = HWCAP_X86_64 | HWCAP_X86_AVX512_1
-    platform: str | None = None
-    isa_1: int = ISA_1_BASELINE
-    hwcaps: tuple[str, ...] = ()
+    __slots__ = ("hwcap", "hwcap_mask", "platform", "isa_1", "hwcaps")
+
+    def __init__(self, hwcap: int = HWCAP_X86_64, hwcap_mask: int = HWCAP_X86_64 | HWCAP_X86_AVX512_1,
+                 platform: str | None = None, isa_1: int = ISA_1_BASELINE, hwcaps: tuple[str, ...] = ()):
+        self.hwcap = hwcap
+        self.hwcap_mask = hwcap_mask
+        self.platform = platform
+        self.isa_1 = isa_1
+        self.hwcaps = hwcaps
 
     @staticmethod
     def x86_64(isa_1: int, *, intel: bool = False, avx512_1: bool = False,
@@ -238,32 +245,39 @@ def detect_host_caps() -> HostCaps:
         return HostCaps.x86_64(ISA_1_BASELINE)
 
 
-@dataclass
-class _Raw:
+class _Raw(Record):
     """An entry as stored: flags, string offsets, hwcap."""
-    flags: int
-    key: int
-    value: int
-    hwcap: int
+    __slots__ = ("flags", "key", "value", "hwcap")
+
+    def __init__(self, flags: int, key: int, value: int, hwcap: int):
+        self.flags = flags
+        self.key = key
+        self.value = value
+        self.hwcap = hwcap
 
 
-@dataclass
 class LdCache:
     """A parsed /etc/ld.so.cache, searched as ld.so searches it."""
-    format: str = "new"                            # "new", "old" or "old+new"
-    generator: str | None = None                   # extension tag 0 text
-    hwcaps_subdirs: list[str | None] = field(default_factory=list)  # extension tag 1
-    extension_error: str | None = None             # set if ld.so would ignore the extensions
-    _data: bytes = field(default=b"", repr=False, compare=False)
-    _strbase: int = field(default=0, repr=False, compare=False)      # string table start
-    _strsize: int = field(default=0, repr=False, compare=False)      # glibc's string_table_size
-    _raw: list[_Raw] = field(default_factory=list, repr=False, compare=False)
-    _entry_size: int = field(default=NEW_ENTRY_SIZE, repr=False, compare=False)
-    _hwcaps_index: list[int] = field(default_factory=list, repr=False, compare=False)
-    _answers: dict = field(default_factory=dict, repr=False, compare=False)  # lookup() results
-    _paths: dict | None = field(default=None, repr=False, compare=False)     # paths_of() index
-    _entries: list[CacheEntry] | None = field(default=None, repr=False, compare=False)
-    _hwcaps_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+    __slots__ = ("format", "generator", "hwcaps_subdirs", "extension_error", "_data", "_strbase",
+                 "_strsize", "_raw", "_entry_size", "_hwcaps_index", "_answers", "_paths", "_entries",
+                 "_hwcaps_names")
+
+    def __init__(self, format: str, data: bytes, strbase: int, strsize: int, raw: list[_Raw],
+                 entry_size: int):
+        self.format = format                         # "new", "old" or "old+new"
+        self.generator: str | None = None            # extension tag 0 text
+        self.hwcaps_subdirs: list[str | None] = []   # extension tag 1
+        self.extension_error: str | None = None      # set if ld.so would ignore the extensions
+        self._data = data
+        self._strbase = strbase                      # string table start
+        self._strsize = strsize                      # glibc's string_table_size
+        self._raw = raw
+        self._entry_size = entry_size
+        self._hwcaps_index: list[int] = []
+        self._answers: dict = {}                     # lookup() results
+        self._paths: dict | None = None              # paths_of() index
+        self._entries: list[CacheEntry] | None = None
+        self._hwcaps_names: dict[int, str] = {}
 
     @property
     def entries(self) -> list[CacheEntry]:
@@ -530,8 +544,7 @@ def parse(data: bytes) -> LdCache:
         for i in range(nlibs):
             flags, key, value = struct.unpack_from("<iII", data, OLD_HEADER_SIZE + i * OLD_ENTRY_SIZE)
             raws.append(_Raw(flags, key, value, 0))
-        return LdCache(format="old", _data=data, _strbase=strbase, _strsize=size - strbase, _raw=raws,
-                       _entry_size=OLD_ENTRY_SIZE)
+        return LdCache("old", data, strbase, size - strbase, raws, OLD_ENTRY_SIZE)
     if size <= NEW_HEADER_SIZE and data.startswith(CACHEMAGIC_VERSION_NEW):
         raise LdCacheError(f"ld.so.cache: file too short ({size} bytes) for its header")
     raise LdCacheError("ld.so.cache: no valid cache magic (neither 'glibc-ld.so.cache1.1' nor 'ld.so-1.7.0')")
@@ -549,7 +562,7 @@ def _parse_new(data: bytes, base: int, nlibs: int, fmt: str) -> LdCache:
             "<iIIIQ", data, base + NEW_HEADER_SIZE + i * NEW_ENTRY_SIZE)
         raws.append(_Raw(flags, key, value, hwcap))
     # ld.so passes the whole file size as the (inexact) string table size.
-    cache = LdCache(format=fmt, _data=data, _strbase=base, _strsize=size, _raw=raws, _entry_size=NEW_ENTRY_SIZE)
+    cache = LdCache(fmt, data, base, size, raws, NEW_ENTRY_SIZE)
     sections, err = _load_extensions(data, ext_offset)
     cache.extension_error = err
     if err is None:

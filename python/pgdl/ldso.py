@@ -29,12 +29,12 @@ import errno as errnos
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 
 from . import filestate, ldcache
 from .elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
 from .loadfile import read_header
 from .openverify import verify_header
+from .record import Record
 from .server import Server
 
 # DT_FLAGS_1 bits checked when an object is mapped (elf.h).
@@ -61,7 +61,6 @@ def dst_lib(machine: int) -> str:
     return "lib/" + _TRIPLETS.get(machine, "x86_64-linux-gnu")
 
 
-@dataclass
 class Dependency:
     """One row of pgdl.dependencies().
 
@@ -73,32 +72,41 @@ class Dependency:
       "skipped"        -- a DT_NEEDED entry glibc ignores (its $ORIGIN etc.
                           expands to nothing)
     """
-    depth: int
-    needed: str
-    required_by: str | None
-    path: str | None
-    found_via: str
-    status: str
-    detail: str | None = None
-    obj: ElfObject | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("depth", "needed", "required_by", "path", "found_via", "status", "detail", "obj")
+
+    def __init__(self, depth: int, needed: str, required_by: str | None, path: str | None, found_via: str,
+                 status: str, detail: str | None = None, obj: ElfObject | None = None):
+        self.depth = depth
+        self.needed = needed
+        self.required_by = required_by
+        self.path = path
+        self.found_via = found_via
+        self.status = status
+        self.detail = detail
+        self.obj = obj
 
 
-@dataclass
 class LoadTree:
     """What dlopen() of one module would map, and where it would fail."""
-    module: str
-    deps: list[Dependency]          # breadth-first, the order glibc maps them
-    error: str | None = None        # dlerror() of the first mapping failure
-    errno: int = 0                  # errno dlopen leaves with it (0 = unknown)
-    # The ld.so.cache searched (diagnose.py offers other copies: cache_paths_of()).
-    cache: object = field(default=None, repr=False, compare=False)
-    # For pgdl.binding: the process's objects after mapping, in glibc's
-    # namespace order (already loaded first), and each new object's
-    # DT_NEEDED resolved to objects (l_initfini without itself).
-    maps: list[LinkMap] = field(default_factory=list, repr=False, compare=False)
-    links: dict[int, list[LinkMap]] = field(default_factory=dict, repr=False, compare=False)
-    first_new: int = 0                     # maps[first_new:] are the objects this dlopen maps
-    global_maps: list[LinkMap] = field(default_factory=list, repr=False, compare=False)  # the global scope
+    __slots__ = ("module", "deps", "error", "errno", "cache", "maps", "links", "first_new", "global_maps")
+
+    def __init__(self, module: str, deps: list[Dependency], error: str | None = None, errno: int = 0,
+                 cache: object = None, maps: list[LinkMap] | None = None,
+                 links: dict[int, list[LinkMap]] | None = None, first_new: int = 0,
+                 global_maps: list[LinkMap] | None = None):
+        self.module = module
+        self.deps = deps  # breadth-first, the order glibc maps them
+        self.error = error  # dlerror() of the first mapping failure
+        self.errno = errno  # errno dlopen leaves with it (0 = unknown)
+        # The ld.so.cache searched (diagnose.py offers other copies: cache_paths_of()).
+        self.cache = cache
+        # For pgdl.binding: the process's objects after mapping, in glibc's
+        # namespace order (already loaded first), and each new object's
+        # DT_NEEDED resolved to objects (l_initfini without itself).
+        self.maps = [] if maps is None else maps
+        self.links = {} if links is None else links
+        self.first_new = first_new  # maps[first_new:] are the objects this dlopen maps
+        self.global_maps = [] if global_maps is None else global_maps  # the global scope
 
     def cache_paths_of(self, soname: str) -> list[str]:
         """Every path /etc/ld.so.cache lists for this SONAME (other copies worth a look)."""
@@ -114,16 +122,19 @@ class LoadFailure(Exception):
         self.errno = err
 
 
-@dataclass(eq=False)
 class LinkMap:
     """The part of glibc's struct link_map the search needs."""
-    name: str                        # l_name: the path it was opened as
-    obj: ElfObject | None
-    names: set[str]                  # l_libname entries and SONAME
-    ids: set[tuple[int, int]]        # (st_dev, st_ino)
-    loader: LinkMap | None = None    # l_loader
-    preloaded: bool = False          # in the process before this dlopen
-    is_main: bool = False
+    __slots__ = ("name", "obj", "names", "ids", "loader", "preloaded", "is_main")
+
+    def __init__(self, name: str, obj: ElfObject | None, names: set[str], ids: set[tuple[int, int]],
+                 loader: LinkMap | None = None, preloaded: bool = False, is_main: bool = False):
+        self.name = name                # l_name: the path it was opened as
+        self.obj = obj
+        self.names = names              # l_libname entries and SONAME
+        self.ids = ids                  # (st_dev, st_ino)
+        self.loader = loader            # l_loader
+        self.preloaded = preloaded      # in the process before this dlopen
+        self.is_main = is_main
 
     @property
     def origin(self) -> str:
@@ -241,13 +252,16 @@ def split_path_list(value: str, separators: str, expand) -> list[str]:
 
 # -- the loader ------------------------------------------------------------
 
-@dataclass
-class _Probe:
+
+class _Probe(Record):
     """What open_verify() made of one candidate file."""
-    ok: bool
-    err: int = 0
-    other_class: bool = False
-    note: str | None = None
+    __slots__ = ("ok", "err", "other_class", "note")
+
+    def __init__(self, ok: bool, err: int = 0, other_class: bool = False, note: str | None = None):
+        self.ok = ok
+        self.err = err
+        self.other_class = other_class
+        self.note = note
 
 
 class _Search:

@@ -20,9 +20,9 @@ All versions keep `len` at offset 0 and `version` at offset 4.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from .elf import ElfError, ElfObject
+from .record import Value
 from .staticreturn import returned_address
 from .errors import INTERNAL_ERROR, PgError
 from .server import ServerMagic
@@ -31,21 +31,28 @@ MAGIC_FUNCTION = "Pg_magic_func"
 MAX_MAGIC_LEN = 256
 
 
-@dataclass(frozen=True)
-class MagicBlock:
+class MagicBlock(Value):
     """A module's Pg_magic_data, decoded."""
-    length: int
-    version: int                     # PG_VERSION_NUM / 100 of the build
-    funcmaxargs: int | None = None
-    indexmaxkeys: int | None = None
-    namedatalen: int | None = None
-    float4byval: bool | None = None  # layouts up to PG 12
-    float8byval: bool | None = None
-    abi_extra: str | None = None     # PG 15+
-    name: str | None = None          # PG 18 PG_MODULE_MAGIC_EXT
-    module_version: str | None = None
-    raw: bytes = b""
-    located_by: str = ""
+    __slots__ = ("length", "version", "funcmaxargs", "indexmaxkeys", "namedatalen", "float4byval",
+                 "float8byval", "abi_extra", "name", "module_version", "raw", "located_by")
+
+    def __init__(self, length: int, version: int, funcmaxargs: int | None = None,
+                 indexmaxkeys: int | None = None, namedatalen: int | None = None,
+                 float4byval: bool | None = None, float8byval: bool | None = None,
+                 abi_extra: str | None = None, name: str | None = None, module_version: str | None = None,
+                 raw: bytes = b"", located_by: str = ""):
+        self.length = length
+        self.version = version          # PG_VERSION_NUM / 100 of the build
+        self.funcmaxargs = funcmaxargs
+        self.indexmaxkeys = indexmaxkeys
+        self.namedatalen = namedatalen
+        self.float4byval = float4byval  # layouts up to PG 12
+        self.float8byval = float8byval
+        self.abi_extra = abi_extra      # PG 15+
+        self.name = name                # PG 18 PG_MODULE_MAGIC_EXT
+        self.module_version = module_version
+        self.raw = raw
+        self.located_by = located_by
 
     @property
     def major_text(self) -> str:
@@ -125,13 +132,16 @@ def _locate_struct(obj: ElfObject, func_addr: int, func_size: int) -> tuple[int,
 
 # -- comparison, as dfmgr.c does it ---------------------------------------
 
-@dataclass(frozen=True)
-class MagicField:
+
+class MagicField(Value):
     """One field of the magic block next to the server's value."""
-    field: str
-    library_value: str | None
-    server_value: str | None
-    matches: bool | None
+    __slots__ = ("field", "library_value", "server_value", "matches")
+
+    def __init__(self, field: str, library_value: str | None, server_value: str | None, matches: bool | None):
+        self.field = field
+        self.library_value = library_value
+        self.server_value = server_value
+        self.matches = matches
 
 
 def server_layout_length(major: int, elf_class: int = 64) -> int:

@@ -10,21 +10,24 @@ the next directory); everything else stops with the message below.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from .elf import ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, ET_EXEC, EM_X86_64
+from .record import Value
 
 EV_CURRENT = 1
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Value):
     """glibc open_verify()'s judgement of a file's first bytes."""
-    ok: bool
-    error: str | None = None      # glibc's errstring, e.g. "invalid ELF header"
-    other_class: bool = False     # skipped: wrong ELFCLASS (search continues)
-    other_machine: bool = False   # skipped: wrong e_machine (search continues)
+    __slots__ = ("ok", "error", "other_class", "other_machine")
+
+    def __init__(self, ok: bool, error: str | None = None, other_class: bool = False,
+                 other_machine: bool = False):
+        self.ok = ok
+        self.error = error                  # glibc's errstring, e.g. "invalid ELF header"
+        self.other_class = other_class      # skipped: wrong ELFCLASS (search continues)
+        self.other_machine = other_machine  # skipped: wrong e_machine (search continues)
 
 
 def verify_header(head: bytes, *, host_machine: int = EM_X86_64, host_class: int = 64) -> Verdict:

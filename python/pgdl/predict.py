@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import struct
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
 
 from .binding import BindResult, bind
 from . import filestate
@@ -21,27 +20,36 @@ from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VA
 from .ldso import LoadTree, load_tree
 from .loadfile import access_error, dlopen_error, module_file_failure, truncation_crash
 from .magic import MAGIC_FUNCTION, MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
+from .record import Record
 from .resolve import Resolution, resolve
 from .server import Server
 from .staticreturn import returned_address
 
-@dataclass
-class Prediction:
+
+class Prediction(Record):
     """What LOAD (or CREATE FUNCTION) would do, stage by stage."""
-    will_load: bool
-    stage: str                          # where it stops, or "loaded"
-    error: PgError | None = None
-    libname: str | None = None          # the expanded name the server uses
-    resolution: Resolution | None = None
-    module: ElfObject | None = None
-    tree: LoadTree | None = None
-    binding: BindResult | None = None
-    magic: MagicBlock | None = None
-    already_loaded: bool = False
-    has_pg_init: bool = False           # the module defines _PG_init()
-    notes: list[str] = field(default_factory=list)
-    # check_entry_point() answers: they depend on the same files as the prediction.
-    entry_points: dict[str, PgError | None] = field(default_factory=dict, repr=False, compare=False)
+    __slots__ = ("will_load", "stage", "error", "libname", "resolution", "module", "tree", "binding",
+                 "magic", "already_loaded", "has_pg_init", "notes", "entry_points")
+
+    def __init__(self, will_load: bool, stage: str, error: PgError | None = None, libname: str | None = None,
+                 resolution: Resolution | None = None, module: ElfObject | None = None,
+                 tree: LoadTree | None = None, binding: BindResult | None = None,
+                 magic: MagicBlock | None = None, already_loaded: bool = False, has_pg_init: bool = False,
+                 notes: list[str] | None = None, entry_points: dict[str, PgError | None] | None = None):
+        self.will_load = will_load
+        self.stage = stage              # where it stops, or "loaded"
+        self.error = error
+        self.libname = libname          # the expanded name the server uses
+        self.resolution = resolution
+        self.module = module
+        self.tree = tree
+        self.binding = binding
+        self.magic = magic
+        self.already_loaded = already_loaded
+        self.has_pg_init = has_pg_init  # the module defines _PG_init()
+        self.notes = [] if notes is None else notes
+        # check_entry_point() answers: they depend on the same files as the prediction.
+        self.entry_points = {} if entry_points is None else entry_points
 
 
 _PREDICTIONS = filestate.Memo(1024)
@@ -57,20 +65,26 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
     return _PREDICTIONS.get((name, symbol, server.fingerprint), lambda: _predict(name, server, symbol))
 
 
-@dataclass
-class Loading:
+class Loading(Record):
     """What internal_load_library() does with one file once it is found: dlopen
     (file, dependencies, versions, symbols) and the magic block check."""
-    stage: str
-    error: PgError | None = None       # a failure whatever the errno
-    dlerror: str | None = None         # or: dlopen() fails with this dlerror() ...
-    dl_errno: int = 0                  # ... and errno (0: left as it was, see Resolution.last_errno)
-    module: ElfObject | None = None
-    tree: LoadTree | None = None
-    binding: BindResult | None = None
-    magic: MagicBlock | None = None
-    has_pg_init: bool = False
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("stage", "error", "dlerror", "dl_errno", "module", "tree", "binding", "magic",
+                 "has_pg_init", "notes")
+
+    def __init__(self, stage: str, error: PgError | None = None, dlerror: str | None = None,
+                 dl_errno: int = 0, module: ElfObject | None = None, tree: LoadTree | None = None,
+                 binding: BindResult | None = None, magic: MagicBlock | None = None,
+                 has_pg_init: bool = False, notes: list[str] | None = None):
+        self.stage = stage
+        self.error = error              # a failure whatever the errno
+        self.dlerror = dlerror          # or: dlopen() fails with this dlerror() ...
+        self.dl_errno = dl_errno        # ... and errno (0: left as it was, see Resolution.last_errno)
+        self.module = module
+        self.tree = tree
+        self.binding = binding
+        self.magic = magic
+        self.has_pg_init = has_pg_init
+        self.notes = [] if notes is None else notes
 
 
 def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
@@ -228,7 +242,7 @@ def _entry_points(p: Prediction, symbol: str, server: Server) -> bool:
 def check_entry_point(p: Prediction, symbol: str, server: Server) -> PgError | None:
     """Only the entry-point stage, for `symbol` in a library `p` predicted to load."""
     if symbol not in p.entry_points:
-        q = replace(p, notes=list(p.notes), entry_points={})
+        q = p.replace(notes=list(p.notes), entry_points={})
         p.entry_points[symbol] = None if _entry_points(q, symbol, server) else q.error
     return p.entry_points[symbol]
 

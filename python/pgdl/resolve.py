@@ -11,37 +11,43 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 
 from . import filestate
 from .errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
+from .record import Record, Value
 from .server import Server
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(Value):
     """One file name dfmgr.c tries, and what it found there."""
-    step: int
-    rule: str
-    candidate: str
-    exists: bool
-    regular_file: bool
-    chosen: bool
+    __slots__ = ("step", "rule", "candidate", "exists", "regular_file", "chosen")
+
+    def __init__(self, step: int, rule: str, candidate: str, exists: bool, regular_file: bool, chosen: bool):
+        self.step = step
+        self.rule = rule
+        self.candidate = candidate
+        self.exists = exists
+        self.regular_file = regular_file
+        self.chosen = chosen
 
 
-@dataclass
-class Resolution:
+class Resolution(Record):
     """expand_dynamic_library_name(): the names tried and the one used."""
-    name: str                 # the name as given
-    searched_name: str        # after version-specific rewriting (PG 18 strips "$libdir/")
-    candidates: list[Candidate] = field(default_factory=list)
-    full_name: str | None = None  # what is passed to internal_load_library()
-    found: bool = False
-    error: PgError | None = None  # the lookup itself raised this
-    # errno of the last failed stat(): dlopen() does not touch errno, so when
-    # glibc records no error code (undefined symbol, bad ELF header...) this
-    # stale value is what errcode_for_file_access() turns into the SQLSTATE.
-    last_errno: int = 0
+    __slots__ = ("name", "searched_name", "candidates", "full_name", "found", "error", "last_errno")
+
+    def __init__(self, name: str, searched_name: str, candidates: list[Candidate] | None = None,
+                 full_name: str | None = None, found: bool = False, error: PgError | None = None,
+                 last_errno: int = 0):
+        self.name = name                    # the name as given
+        self.searched_name = searched_name  # after version-specific rewriting (PG 18 strips "$libdir/")
+        self.candidates = [] if candidates is None else candidates
+        self.full_name = full_name          # what is passed to internal_load_library()
+        self.found = found
+        self.error = error                  # the lookup itself raised this
+        # errno of the last failed stat(): dlopen() does not touch errno, so when
+        # glibc records no error code (undefined symbol, bad ELF header...) this
+        # stale value is what errcode_for_file_access() turns into the SQLSTATE.
+        self.last_errno = last_errno
 
 
 def resolve(name: str, server: Server, for_function: bool = False) -> Resolution:

@@ -6,61 +6,76 @@ hand to check each PostgreSQL version's rules without a server of that version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from .record import Record, Value
 
 
-@dataclass(frozen=True)
-class ServerMagic:
+class ServerMagic(Value):
     """The magic values this server compares a module's magic block against."""
-    version: int                 # PG_VERSION_NUM / 100, e.g. 1500
-    funcmaxargs: int = 100
-    indexmaxkeys: int = 32
-    namedatalen: int = 64
-    float8byval: bool = True
-    float4byval: bool = True     # compared only by PostgreSQL 12
-    abi_extra: str = "PostgreSQL"  # compared since PostgreSQL 15
+    __slots__ = ("version", "funcmaxargs", "indexmaxkeys", "namedatalen", "float8byval", "float4byval",
+                 "abi_extra")
+
+    def __init__(self, version: int, funcmaxargs: int = 100, indexmaxkeys: int = 32, namedatalen: int = 64,
+                 float8byval: bool = True, float4byval: bool = True, abi_extra: str = "PostgreSQL"):
+        self.version = version          # PG_VERSION_NUM / 100, e.g. 1500
+        self.funcmaxargs = funcmaxargs
+        self.indexmaxkeys = indexmaxkeys
+        self.namedatalen = namedatalen
+        self.float8byval = float8byval
+        self.float4byval = float4byval  # compared only by PostgreSQL 12
+        self.abi_extra = abi_extra      # compared since PostgreSQL 15
 
 
-@dataclass(frozen=True)
-class LoadedObject:
+class LoadedObject(Value):
     """A file mapped into the backend (from /proc/self/maps)."""
-    path: str
-    dev: int = 0
-    inode: int = 0
+    __slots__ = ("path", "dev", "inode")
+
+    def __init__(self, path: str, dev: int = 0, inode: int = 0):
+        self.path = path
+        self.dev = dev
+        self.inode = inode
 
 
-@dataclass
-class Server:
+class Server(Record):
     """A PostgreSQL server as one session sees it."""
-    version_num: int                       # server_version_num, e.g. 150018
-    pkglibdir: str
-    dynamic_library_path: str = "$libdir"
-    dlsuffix: str = ".so"
-    data_directory: str = "."
-    sharedir: str = ""
-    magic: ServerMagic | None = None
-    executable: str = ""
-    environ: dict[str, str] = field(default_factory=dict)
-    loaded: list[LoadedObject] = field(default_factory=list)
-    # Libraries PostgreSQL itself has loaded in this backend, by the exact
-    # name it was asked for after expansion (dfmgr.c's file_list).
-    is_superuser: bool = True
-    uid: int = 0
-    gids: tuple[int, ...] = ()
-    machine: int = 62                      # e_machine of the server executable
-    elf_class: int = 64
+    __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
+                 "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
+                 "machine", "elf_class", "_fingerprint")
 
-    @cached_property
+    def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
+                 dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
+                 magic: ServerMagic | None = None, executable: str = "",
+                 environ: dict[str, str] | None = None, loaded: list[LoadedObject] | None = None,
+                 is_superuser: bool = True, uid: int = 0, gids: tuple[int, ...] = (), machine: int = 62,
+                 elf_class: int = 64):
+        self.version_num = version_num  # server_version_num, e.g. 150018
+        self.pkglibdir = pkglibdir
+        self.dynamic_library_path = dynamic_library_path
+        self.dlsuffix = dlsuffix
+        self.data_directory = data_directory
+        self.sharedir = sharedir
+        self.magic = magic
+        self.executable = executable
+        self.environ = {} if environ is None else environ
+        self.loaded = [] if loaded is None else loaded
+        self.is_superuser = is_superuser
+        self.uid = uid
+        self.gids = gids
+        self.machine = machine          # e_machine of the server executable
+        self.elf_class = elf_class
+        self._fingerprint: Fingerprint | None = None
+
+    @property
     def fingerprint(self) -> "Fingerprint":
         """Every field: equal fingerprints describe the same server.
 
         Computed once: treat a Server as read-only once it is in use."""
-        return Fingerprint((self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
-                            self.data_directory, self.sharedir, self.magic, self.executable,
-                            tuple(sorted(self.environ.items())),
-                            tuple((o.path, o.dev, o.inode) for o in self.loaded),
-                            self.is_superuser, self.uid, self.gids, self.machine, self.elf_class))
+        if self._fingerprint is None:
+            self._fingerprint = Fingerprint((
+                self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
+                self.data_directory, self.sharedir, self.magic, self.executable,
+                tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
+                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class))
+        return self._fingerprint
 
     @property
     def major(self) -> int:
