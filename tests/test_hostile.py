@@ -126,3 +126,22 @@ def test_fuzzed_module_in_backend(cluster, build, tmp_path):
         target.write_bytes(fuzz.mutate(original, rng))
         assert_clean(cluster, str(target))
     assert cluster.query("SELECT 1") == [(1,)]
+
+
+def test_unreadable_version_requirements(cluster, build, tmp_path):
+    """A VERNEED chain pointing outside the file.  Version tables are read
+    on first use, while binding: the prediction says pgdl cannot read them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+    from pgdl.elf import DT_VERNEED, open_elf
+
+    path = build("bad_verneed", "#include \"postgres.h\"\n#include \"fmgr.h\"\n#include <string.h>\n"
+                 "PG_MODULE_MAGIC;\nsize_t f(const char *s){return strlen(s);}\n")
+    obj = open_elf(str(path))
+    at = obj.vaddr_to_offset(obj.dynamic_value(DT_VERNEED))
+    data = bytearray(path.read_bytes())
+    data[at + 8:at + 12] = (0x7FFFFFF0).to_bytes(4, "little")      # vn_aux: far past the end
+    path.write_bytes(bytes(data))
+    assert_clean(cluster, str(path))
+    rows = cluster.query("SELECT will_load, message FROM pgdl.predict_load(%s)", (str(path),))
+    assert rows[0][0] is False
+    assert "pgdl cannot read its version requirements" in rows[0][1], rows

@@ -42,7 +42,10 @@ _COPY = {EM_X86_64: 5, EM_AARCH64: 1024}
 
 
 class BindingProblem(Record):
-    """A version requirement or symbol reference dlopen() cannot satisfy."""
+    """A version requirement or symbol reference dlopen() cannot satisfy.
+
+    With neither symbol nor version, pgdl could not read a table it needs:
+    dlerror says which, in place of glibc's text."""
     __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror")
 
     def __init__(self, kind: str, symbol: str | None, version: str | None, required_by: str,
@@ -86,12 +89,24 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
 # -- versions (dl-version.c) -----------------------------------------------
 
 def _version_problems(m: LinkMap, maps: list[LinkMap]) -> list[BindingProblem]:
+    try:
+        needs = m.obj.verneeds
+    except (ElfError, OSError, struct.error, ValueError) as exc:
+        return [BindingProblem("version", None, None, m.name, None,
+                               f"{m.name}: pgdl cannot read its version requirements: {exc}")]
     out = []
-    for need in m.obj.verneeds:
+    for need in needs:
         provider = _find_needed(need.file, maps)
         if provider is None or provider.obj is None or provider.obj.dynamic_value(DT_VERDEF) is None:
             continue          # no VERDEF: accepted silently (only ldd's verbose mode warns)
-        if need.version in _defined_versions(provider.obj) or need.weak:
+        try:
+            defined = _defined_versions(provider.obj)
+        except (ElfError, OSError, struct.error, ValueError) as exc:
+            out.append(BindingProblem("version", None, None, m.name, need.file,
+                                      f"{_l_name(provider)}: pgdl cannot read its version definitions "
+                                      f"(version `{need.version}' required by {m.name}): {exc}"))
+            continue
+        if need.version in defined or need.weak:
             continue
         text = f"{_l_name(provider)}: version `{need.version}' not found (required by {m.name})"
         out.append(BindingProblem("version", None, need.version, m.name, need.file, text))

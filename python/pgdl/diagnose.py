@@ -189,7 +189,7 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
     subject = problem.symbol if problem.kind == "undefined" else f"{problem.version}"
     detail = problem.dlerror
     hint = None
-    if problem.kind == "undefined" and problem.symbol is None:
+    if problem.symbol is None and problem.version is None:
         return Finding("symbols", ERROR, problem.required_by, detail, hint)   # pgdl could not read it
     chosen_by_soname = {d.needed: d for d in p.tree.deps[1:]} if p.tree else {}
     wanted = problem.wanted_from

@@ -99,11 +99,12 @@ class VersionNeed(Value):
 class ElfObject:
     """An ELF file as the dynamic linker sees it: header, segments, dynamic section.
 
-    Made by read_header() from the ELF header; open_elf() fills in the rest."""
+    open_elf() makes one from the ELF header and reads the rest; the symbol
+    and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
-                 "phentsize", "has_dynamic", "needed", "soname", "rpath", "runpath", "flags_1", "verdefs",
-                 "verneeds", "_phoff", "_phnum", "_shoff", "_shnum", "_shentsize", "_shstrndx", "_loads",
-                 "_dyn", "_dynsym", "_bloom", "_fd", "_block", "_version_names", "_version_files",
+                 "phentsize", "has_dynamic", "needed", "soname", "rpath", "runpath", "flags_1", "_phoff",
+                 "_phnum", "_shoff", "_shnum", "_shentsize", "_shstrndx", "_loads", "_dyn", "_dynsym",
+                 "_bloom", "_fd", "_block", "_verdefs", "_verneeds", "_version_names", "_version_files",
                  "_verdef_index")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -112,7 +113,7 @@ class ElfObject:
                  shentsize: int = 0, shstrndx: int = 0):
         self.path = path
         self.size = size
-        self.elf_class = elf_class                          # 32 or 64
+        self.elf_class = elf_class                  # 32 or 64
         self.little_endian = little_endian
         self.osabi = osabi
         self.abiversion = abiversion
@@ -126,21 +127,21 @@ class ElfObject:
         self.rpath: str | None = None
         self.runpath: str | None = None
         self.flags_1 = 0
-        self.verdefs: list[str] = []                        # defined version names
-        self.verneeds: list[VersionNeed] = []
         # Private state for lazy reading.
         self._phoff, self._phnum = phoff, phnum
         self._shoff, self._shnum = shoff, shnum
         self._shentsize, self._shstrndx = shentsize, shstrndx
         self._loads: list[tuple[int, int, int, int]] = []
         self._dyn: dict[int, list[int]] = {}
-        self._dynsym = None                                 # pgdl.dynsym.DynSym, read on first use
-        self._bloom: object = False                         # read on first use (None: no GNU hash)
-        self._fd: int | None = None                         # open while reading()
-        self._block: tuple[int, bytes] = (0, b"")           # read-ahead, while open
+        self._dynsym = None                         # pgdl.dynsym.DynSym
+        self._bloom: object = False                 # None: no GNU hash
+        self._fd: int | None = None                 # open while reading()
+        self._block: tuple[int, bytes] = (0, b"")   # read-ahead, while open
+        self._verdefs: list[str] | None = None      # None: versions not read yet
+        self._verneeds: list[VersionNeed] | None = None
         self._version_names: dict[int, str] = {}
         self._version_files: dict[int, str] = {}
-        self._verdef_index: dict[str, int] | None = None    # pgdl.binding's, made on first use
+        self._verdef_index: dict[str, int] | None = None    # pgdl.binding's
 
     @property
     def machine_name(self) -> str:
@@ -236,17 +237,41 @@ class ElfObject:
                 return table.symbol(i)
         return None
 
+    # -- versions: read on first use, so ElfError if they cannot be read ----
+
+    @property
+    def verdefs(self) -> list[str]:
+        """The version names this object defines (VERDEF, the base one left out)."""
+        self._read_versions()
+        return self._verdefs
+
+    @property
+    def verneeds(self) -> list[VersionNeed]:
+        """The versions this object requires (VERNEED)."""
+        self._read_versions()
+        return self._verneeds
+
     def version_names(self) -> dict[int, str]:
         """Version index -> name, from VERDEF and VERNEED."""
+        self._read_versions()
         return self._version_names
 
     def version_files(self) -> dict[int, str]:
         """Version index -> the SONAME a VERNEED entry requires it from."""
+        self._read_versions()
         return self._version_files
 
     def base_version(self) -> str | None:
         """The VER_FLG_BASE definition (index 1): the object's own name as a version."""
-        return self._version_names.get(1)
+        return self.version_names().get(1)
+
+    def _read_versions(self) -> None:
+        if self._verdefs is None:
+            if DT_VERDEF in self._dyn or DT_VERNEED in self._dyn:
+                with self.reading():
+                    read_versions(self, PagedStrings(self))
+            else:
+                self._verdefs, self._verneeds = [], []
 
     def static_symbol(self, name_prefix: str) -> Symbol | None:
         """A `.symtab` symbol whose name starts with the prefix (unstripped files only)."""
@@ -484,13 +509,14 @@ def _read_dynamic_strings(obj: ElfObject) -> None:
         obj.rpath = ":".join(table.string(v) for v in obj._dyn[DT_RPATH])
     if DT_RUNPATH in obj._dyn:
         obj.runpath = ":".join(table.string(v) for v in obj._dyn[DT_RUNPATH])
-    _read_versions(obj, table)
 
 
-def _read_versions(obj: ElfObject, table: PagedStrings) -> None:
-    """VERDEF and VERNEED chains: version names by index."""
+def read_versions(obj: ElfObject, table: PagedStrings) -> None:
+    """VERDEF and VERNEED chains: version names by index (for ElfObject, on first use)."""
     index_names: dict[int, str] = {}
     index_files: dict[int, str] = {}
+    verdefs: list[str] = []
+    verneeds: list[VersionNeed] = []
     verdef = obj.dynamic_value(DT_VERDEF)
     if verdef is not None:
         count = min(obj.dynamic_value(DT_VERDEFNUM) or 0, MAX_VERSION_ENTRIES)
@@ -503,7 +529,7 @@ def _read_versions(obj: ElfObject, table: PagedStrings) -> None:
                 name = table.string(vda_name)
                 index_names[vd_ndx & 0x7FFF] = name
                 if not vd_flags & VER_FLG_BASE:
-                    obj.verdefs.append(name)
+                    verdefs.append(name)
             if vd_next == 0:
                 break
             offset += vd_next
@@ -524,15 +550,15 @@ def _read_versions(obj: ElfObject, table: PagedStrings) -> None:
                 name = table.string(vna_name)
                 index_names[vna_other & 0x7FFF] = name
                 index_files[vna_other & 0x7FFF] = file_name
-                obj.verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
+                verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
                 if vna_next == 0:
                     break
                 aux += vna_next
             if vn_next == 0:
                 break
             offset += vn_next
-    obj._version_names = index_names
-    obj._version_files = index_files
+    obj._version_names, obj._version_files = index_names, index_files
+    obj._verdefs, obj._verneeds = verdefs, verneeds
 
 
 def _section_headers(obj: ElfObject) -> list[tuple[int, int, int, int, int, int]]:

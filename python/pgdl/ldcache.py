@@ -473,8 +473,17 @@ def _wrap32(v: int) -> int:
 
 def libcmp(p1: bytes, p2: bytes) -> int:
     """glibc's _dl_cache_libcmp: digit runs compare numerically (C int, x86 char)."""
-    i = j = 0
+    if p1 == p2:
+        return 0
     n1, n2 = len(p1), len(p2)
+    # Up to their first difference the names walk in step, and so compare
+    # equal: start there, or at the start of the digit run it falls in.  The
+    # first differing byte is the highest one set in the XOR of the two.
+    n = min(n1, n2)
+    i = n - ((int.from_bytes(p1[:n], "big") ^ int.from_bytes(p2[:n], "big")).bit_length() + 7) // 8
+    while i > 0 and 0x30 <= p1[i - 1] <= 0x39:
+        i -= 1
+    j = i
 
     def at(s: bytes, k: int, n: int) -> int:
         return s[k] if k < n else 0
