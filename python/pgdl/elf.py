@@ -300,13 +300,15 @@ def machine_name(machine: int) -> str:
 
 def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
-    fd = _open_regular(path)
+    fd, size = _open_regular(path)
     try:
-        obj = _parse_header(path, os.fstat(fd).st_size, os.pread(fd, 64, 0))
+        first = os.pread(fd, min(BLOCK, size), 0)     # the ELF header, and the program headers after it
+        obj = _parse_header(path, size, first[:64])
     except BaseException:
         os.close(fd)
         raise
     with _Reading(obj, fd):
+        obj._block = (0, first)
         _read_program_headers(obj)
     return obj
 
@@ -326,7 +328,7 @@ class _Reading:
         if self.obj._fd is None:
             if self.fd is None:
                 try:
-                    self.fd = _open_regular(self.obj.path)
+                    self.fd, _size = _open_regular(self.obj.path)
                 except (OSError, ElfError):
                     return                # each read will try, and fail, on its own
             self.obj._fd, self.opened = self.fd, True
@@ -354,16 +356,18 @@ def _open_examined(path: str, s: filestate.State) -> ElfObject:
     return open_elf(path)
 
 
-def _open_regular(path: str) -> int:
-    """A descriptor of a regular file, opened without ever blocking on a FIFO or device."""
+def _open_regular(path: str) -> tuple[int, int]:
+    """A descriptor of a regular file, opened without ever blocking on a FIFO
+    or device, and the file's size."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise ElfError("not a regular file")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
 def _parse_header(path: str, size: int, head: bytes) -> ElfObject:
@@ -426,11 +430,15 @@ def _read_program_headers(obj: ElfObject) -> None:
     d_size = min(d_size, MAX_DYNAMIC, obj.size - d_offset)
     entsize = 16 if obj.elf_class == 64 else 8
     raw = obj.read_at(d_offset, d_size - d_size % entsize)
-    spec = "qQ" if obj.elf_class == 64 else "iI"
-    for tag, value in struct.iter_unpack(_fmt(obj, spec), raw):
+    flat = struct.unpack(_fmt(obj, ("QQ" if obj.elf_class == 64 else "II") * (len(raw) // entsize)), raw)
+    dyn = obj._dyn
+    for tag, value in zip(flat[0::2], flat[1::2]):
         if tag == DT_NULL:
             break
-        obj._dyn.setdefault(tag & 0xFFFFFFFFFFFFFFFF, []).append(value)
+        if tag in dyn:
+            dyn[tag].append(value)
+        else:
+            dyn[tag] = [value]
     _read_dynamic_strings(obj)
     obj.flags_1 = obj.dynamic_value(DT_FLAGS_1) or 0
 
