@@ -252,7 +252,6 @@ def split_path_list(value: str, separators: str, expand) -> list[str]:
 
 # -- the loader ------------------------------------------------------------
 
-
 class _Probe(Record):
     """What open_verify() made of one candidate file."""
     __slots__ = ("ok", "err", "other_class", "note")

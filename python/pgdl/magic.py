@@ -132,7 +132,6 @@ def _locate_struct(obj: ElfObject, func_addr: int, func_size: int) -> tuple[int,
 
 # -- comparison, as dfmgr.c does it ---------------------------------------
 
-
 class MagicField(Value):
     """One field of the magic block next to the server's value."""
     __slots__ = ("field", "library_value", "server_value", "matches")
