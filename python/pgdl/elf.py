@@ -310,6 +310,13 @@ def open_elf(path: str) -> ElfObject:
     with _Reading(obj, fd):
         obj._block = (0, first)
         _read_program_headers(obj)
+        # Nearly every object opened is searched for symbols, and the first
+        # search needs the Bloom filter alone: read it while the file is open.
+        if DT_GNU_HASH in obj._dyn:
+            try:
+                obj.bloom()
+            except (ElfError, struct.error, ValueError):
+                pass                    # bloom() raises again where it is needed
     return obj
 
 
