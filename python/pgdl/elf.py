@@ -242,30 +242,30 @@ class ElfObject:
     @property
     def verdefs(self) -> list[str]:
         """The version names this object defines (VERDEF, the base one left out)."""
-        self._read_versions()
+        self._load_versions()
         return self._verdefs
 
     @property
     def verneeds(self) -> list[VersionNeed]:
         """The versions this object requires (VERNEED)."""
-        self._read_versions()
+        self._load_versions()
         return self._verneeds
 
     def version_names(self) -> dict[int, str]:
         """Version index -> name, from VERDEF and VERNEED."""
-        self._read_versions()
+        self._load_versions()
         return self._version_names
 
     def version_files(self) -> dict[int, str]:
         """Version index -> the SONAME a VERNEED entry requires it from."""
-        self._read_versions()
+        self._load_versions()
         return self._version_files
 
     def base_version(self) -> str | None:
         """The VER_FLG_BASE definition (index 1): the object's own name as a version."""
         return self.version_names().get(1)
 
-    def _read_versions(self) -> None:
+    def _load_versions(self) -> None:
         if self._verdefs is None:
             if DT_VERDEF in self._dyn or DT_VERNEED in self._dyn:
                 with self.reading():
@@ -315,7 +315,7 @@ def open_elf(path: str) -> ElfObject:
         if DT_GNU_HASH in obj._dyn:
             try:
                 obj.bloom()
-            except (ElfError, struct.error, ValueError):
+            except (ElfError, OSError, struct.error, ValueError):
                 pass                    # bloom() raises again where it is needed
     return obj
 
@@ -408,12 +408,12 @@ def _fmt(obj: ElfObject, spec: str) -> str:
 
 def _read_program_headers(obj: ElfObject) -> None:
     expected = 56 if obj.elf_class == 64 else 32
-    phnum = obj._phnum  # type: ignore[attr-defined]
+    phnum = obj._phnum
     if phnum == 0 or obj.phentsize != expected:
         return                      # the loader rejects this; see loadability checks
     if phnum > MAX_PHNUM:
         raise ElfError(f"absurd number of program headers ({phnum})")
-    phoff = obj._phoff  # type: ignore[attr-defined]
+    phoff = obj._phoff
     if phoff + phnum * expected > obj.size:
         raise ElfError("program headers lie outside the file")
     table = obj.read_at(phoff, phnum * expected)
@@ -578,9 +578,9 @@ def read_versions(obj: ElfObject, table: PagedStrings) -> None:
 
 def _section_headers(obj: ElfObject) -> list[tuple[int, int, int, int, int, int]]:
     """(name, type, addr, offset, size, link) of every section; [] if absent."""
-    shoff, shnum = obj._shoff, obj._shnum  # type: ignore[attr-defined]
+    shoff, shnum = obj._shoff, obj._shnum
     entsize = 64 if obj.elf_class == 64 else 40
-    if shoff == 0 or shnum == 0 or obj._shentsize != entsize or shnum > MAX_SHNUM:  # type: ignore[attr-defined]
+    if shoff == 0 or shnum == 0 or obj._shentsize != entsize or shnum > MAX_SHNUM:
         return []
     if shoff + shnum * entsize > obj.size:
         return []
