@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from pgdl import binding, ldso
+from pgdl.elf import DT_NEEDED, DT_RUNPATH, open_elf
 from pgdl.server import Server
 
 HELPER_SOURCE = r"""
@@ -122,6 +124,36 @@ def test_runpath_is_not_inherited(helper, tmp_path):
     assert tree.errno == 2
     assert row(tree, "libmid.so").found_via == f"RUNPATH of {mod}"
     assert row(tree, "libleaf.so").status == "not found"
+
+
+def add_dynamic_entry(path: Path, tag: int, value: int) -> None:
+    """Write (tag, value) over the first DT_NULL of a 64-bit little-endian
+    object's dynamic section; GNU ld leaves spare DT_NULL entries after it."""
+    data = bytearray(path.read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for k in range(phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + k * phentsize)
+        if p_type == 2:                                     # PT_DYNAMIC
+            break
+    entries = [struct.unpack_from("<qQ", data, p_offset + 16 * i) for i in range(p_filesz // 16)]
+    first_null = next(i for i, (t, _v) in enumerate(entries) if t == 0)
+    assert first_null + 1 < len(entries), "no spare DT_NULL to overwrite"
+    struct.pack_into("<qQ", data, p_offset + 16 * first_null, tag, value)
+    path.write_bytes(bytes(data))
+
+
+def test_repeated_runpath_last_one_counts(helper, tmp_path):
+    """glibc keeps one entry per dynamic tag, the last (elf/get-dynamic-info.h):
+    of two DT_RUNPATH entries, only the second is searched."""
+    gcc(tmp_path / "a" / "libleaf.so", LEAF, "-Wl,-soname,libleaf.so")
+    mod = gcc(tmp_path / "mod.so", "int leaf(void); int f(void) { return leaf(); }",
+              f"-L{tmp_path}/a", "-lleaf", f"-Wl,-rpath,{tmp_path}/a", "-Wl,--enable-new-dtags")
+    # The second names the directory "libleaf.so" (the DT_NEEDED string), which does not exist.
+    add_dynamic_entry(mod, DT_RUNPATH, open_elf(str(mod)).dynamic_value(DT_NEEDED))
+    tree = assert_same(helper, mod, tmp_path)
+    assert tree.error == "libleaf.so: cannot open shared object file: No such file or directory"
+    assert open_elf(str(mod)).runpath == "libleaf.so"
 
 
 def test_missing_dependency(helper, tmp_path):

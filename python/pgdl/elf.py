@@ -195,8 +195,10 @@ class ElfObject:
         return self.read_at(self.vaddr_to_offset(vaddr, max(size, 1)), size)
 
     def dynamic_value(self, tag: int) -> int | None:
+        """The entry ld.so uses: the last with this tag (glibc's elf_get_dynamic_info
+        keeps one per tag; only DT_NEEDED is walked whole)."""
         values = self._dyn.get(tag)
-        return values[0] if values else None
+        return values[-1] if values else None
 
     # -- symbols -----------------------------------------------------------
 
@@ -519,11 +521,11 @@ def _read_dynamic_strings(obj: ElfObject) -> None:
     table = PagedStrings(obj)       # not read whole: libLLVM's is 3 MB, for a few names
     obj.needed = [table.string(v) for v in obj._dyn.get(DT_NEEDED, [])]
     if DT_SONAME in obj._dyn:
-        obj.soname = table.string(obj._dyn[DT_SONAME][0])
+        obj.soname = table.string(obj.dynamic_value(DT_SONAME))
     if DT_RPATH in obj._dyn:
-        obj.rpath = ":".join(table.string(v) for v in obj._dyn[DT_RPATH])
+        obj.rpath = table.string(obj.dynamic_value(DT_RPATH))
     if DT_RUNPATH in obj._dyn:
-        obj.runpath = ":".join(table.string(v) for v in obj._dyn[DT_RUNPATH])
+        obj.runpath = table.string(obj.dynamic_value(DT_RUNPATH))
 
 
 def read_versions(obj: ElfObject, table: PagedStrings) -> None:
