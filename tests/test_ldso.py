@@ -128,7 +128,9 @@ def test_runpath_is_not_inherited(helper, tmp_path):
 
 def add_dynamic_entry(path: Path, tag: int, value: int) -> None:
     """Write (tag, value) over the first DT_NULL of a 64-bit little-endian
-    object's dynamic section; GNU ld leaves spare DT_NULL entries after it."""
+    object's dynamic section; GNU ld leaves spare DT_NULL entries after it.
+    The result is a new file: a process that still maps the old one (a
+    backend exiting after a LOAD) must not see its pages change."""
     data = bytearray(path.read_bytes())
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
@@ -140,7 +142,10 @@ def add_dynamic_entry(path: Path, tag: int, value: int) -> None:
     first_null = next(i for i, (t, _v) in enumerate(entries) if t == 0)
     assert first_null + 1 < len(entries), "no spare DT_NULL to overwrite"
     struct.pack_into("<qQ", data, p_offset + 16 * first_null, tag, value)
-    path.write_bytes(bytes(data))
+    patched = path.with_name(path.name + ".patched")
+    patched.write_bytes(bytes(data))
+    os.chmod(patched, path.stat().st_mode)
+    os.replace(patched, path)
 
 
 def test_repeated_runpath_last_one_counts(helper, tmp_path):

@@ -200,6 +200,26 @@ def test_missing_dependency(cluster, build, tmp_path):
     assert "libpgdl_gone.so.1: cannot open shared object file" in actual.message
 
 
+def test_repeated_runpath_last_one_counts(cluster, build, tmp_path):
+    """Of two DT_RUNPATH entries glibc searches only the last: the dependency
+    in the first directory is not found (elf/get-dynamic-info.h)."""
+    from pgdl.elf import DT_NEEDED, DT_RUNPATH, open_elf
+    from test_ldso import add_dynamic_entry
+
+    (tmp_path / "deps").mkdir()
+    os.chmod(tmp_path / "deps", 0o755)
+    dep = build("pgdl_rp", "int rp_answer(void) { return 1; }\n", "-Wl,-soname,libpgdl_rp.so.1",
+                output="deps/libpgdl_rp.so.1")
+    src = GOOD_MODULE + "extern int rp_answer(void);\nint use_rp(void) { return rp_answer(); }\n"
+    path = build("two_runpaths", src, str(dep), f"-Wl,-rpath,{tmp_path}/deps", "-Wl,--enable-new-dtags")
+    assert assert_load_matches(cluster, path) == (True, None)
+    # The second names the directory "libpgdl_rp.so.1" (the DT_NEEDED string), which does not exist.
+    add_dynamic_entry(path, DT_RUNPATH, open_elf(str(path)).dynamic_value(DT_NEEDED))
+    will_load, actual = assert_load_matches(cluster, path)
+    assert not will_load
+    assert actual.message.endswith("libpgdl_rp.so.1: cannot open shared object file: No such file or directory")
+
+
 def test_sysv_hash_only_libraries(cluster, build, tmp_path):
     """Libraries with only a SysV DT_HASH table are searched through it, as glibc does."""
     dep = build("pgdl_sysv", "int sysv_answer(void) { return 1; }\n", "-Wl,-soname,libpgdl_sysv.so.1",
