@@ -493,7 +493,7 @@ class Loader:
             obj = cached_elf(self.fs(realname))
         except (ElfError, OSError, ValueError) as exc:
             raise LoadFailure(f"{name}: pgdl cannot read this file: {exc}", 0)
-        if not getattr(obj, "_loads", None):
+        if not obj._loads:
             raise LoadFailure(f"{name}: object file has no loadable segments", 0)
         if obj.e_type != ET_DYN:
             raise LoadFailure(f"{name}: cannot dynamically load executable", 0)
