@@ -144,3 +144,91 @@ def test_empty_bloom_filter_admits_nothing(tmp_path):
     scope = binding.Objects([LinkMap(str(broken), obj, set(), set())])
     ref = binding._Ref("plpgsql_call_handler", None, False, False)
     assert scope.define(ref, dynsym.gnu_hash_of(ref.name)) is False
+
+
+# -- damaged hash tables: indexed, not walked per name, with the same answers --
+
+def walk_gnu(chain, symoffset, stop, i, h):
+    """do_lookup_x()'s GNU chain walk from entry i: the entries whose stored hash is h's."""
+    out = []
+    while i < stop:
+        value = chain[i - symoffset]
+        if (value ^ h) >> 1 == 0:
+            out.append(i)
+        if value & 1:
+            break
+        i += 1
+    return out
+
+
+def walk_sysv(chains, count, start):
+    """The SysV walk from a bucket, as the old code bounded it: count steps at most."""
+    seen, i, steps = set(), start, 0
+    while i and i < count and steps <= count:
+        seen.add(i)
+        i = chains[i] if i < len(chains) else 0
+        steps += 1
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_damaged_gnu_chain_index_equals_the_walk(seed):
+    rng = random.Random(seed)
+    symoffset, n = rng.randrange(5), rng.randrange(1, 400)
+    # Few end bits (a damaged table) and few distinct hashes, so that runs are long and share hashes.
+    chain = [(rng.randrange(8) << 1) | (rng.random() < 0.02) for _ in range(n)]
+    stop = symoffset + n - rng.randrange(min(n, 3))
+    runs = dynsym._GnuRuns(chain, symoffset, stop)
+    for _ in range(300):
+        i, h = rng.randrange(symoffset, stop), rng.randrange(16)
+        assert runs.matches(i, h) == walk_gnu(chain, symoffset, stop, i, h)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_damaged_sysv_chain_reachability_equals_the_walk(seed):
+    rng = random.Random(seed)
+    count = rng.randrange(2, 300)
+    # Random successors: long chains, cycles, ends (0) and entries pointing past the table.
+    chains = [rng.choice([0, rng.randrange(count), rng.randrange(count), count + 5]) for _ in range(count - rng.randrange(2))]
+    reach = dynsym._SysvReach(chains, count)
+    for start in range(1, count):
+        expected = walk_sysv(chains, count, start)
+        assert {c for c in range(1, count) if reach.reaches(start, c)} == expected
+
+
+def patch_gnu_end_bits(path, out):
+    """A copy of `path` whose GNU hash chain has no end bits: every chain runs to the last symbol."""
+    obj = elf.open_elf(path)
+    gnu = obj.dynamic_value(elf.DT_GNU_HASH)
+    nbuckets, symoffset, bloom_size, _shift = struct.unpack("<IIII", obj.read_vaddr(gnu, 16))
+    chain_at = gnu + 16 + 8 * bloom_size + 4 * nbuckets
+    count = obj.dynsym().count
+    data = bytearray(open(path, "rb").read())
+    at = obj.vaddr_to_offset(chain_at, 4 * (count - symoffset))
+    for k in range(count - symoffset - 1):
+        value, = struct.unpack_from("<I", data, at + 4 * k)
+        struct.pack_into("<I", data, at + 4 * k, value & ~1)
+    out.write_bytes(bytes(data))
+    return count
+
+
+def test_gnu_table_without_end_bits_finds_what_the_walk_finds_at_the_cost_of_reading_it(tmp_path):
+    """The postgres executable's table with every end bit cleared: each lookup would walk
+    thousands of entries, 50 million for all its names (about 20 s)."""
+    import time
+    count = patch_gnu_end_bits(POSTGRES, tmp_path / "postgres")
+    damaged = elf.open_elf(str(tmp_path / "postgres")).dynsym()
+    names = [damaged.name(i) for i in range(damaged.first_hashed, count)]
+    chain, symoffset = damaged._gnu[3], damaged.first_hashed
+    start = time.process_time()
+    found = {name: damaged.find(name) for name in names}
+    elapsed = time.process_time() - start
+    for name in random.Random(3).sample(names, 200):
+        h = dynsym.gnu_hash_of(name)
+        nbuckets, _s, buckets, _c = damaged._gnu
+        i = buckets[h % nbuckets]
+        expected = tuple(k for k in walk_gnu(chain, symoffset, count, i, h) if damaged.name(k) == name) \
+            if i >= symoffset and dynsym.bloom_admits(damaged._bloom, h) else ()
+        assert found[name] == expected
+    # Walking costs about count / 2 entries per name; the index, a few.
+    assert elapsed < 2.0, f"{len(names)} lookups took {elapsed:.1f} s"

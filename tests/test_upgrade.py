@@ -1,4 +1,4 @@
-"""Versions: CREATE EXTENSION gives 0.2.0, 0.1.0 updates to the same thing,
+"""Versions: CREATE EXTENSION gives 0.3.0, 0.1.0 and 0.2.0 update to the same thing,
 and the audit history is extension configuration that pg_dump keeps."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_update_from_0_1_0_equals_a_fresh_install(cluster, databases):
     q(cluster, old, "ALTER EXTENSION pgdl UPDATE")
     q(cluster, new, "CREATE EXTENSION pgdl CASCADE")
     for db in (old, new):
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.2.0",)]
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.3.0",)]
     assert q(cluster, old, OBJECTS) == q(cluster, new, OBJECTS)
     # The 0.1.0 functions still work, and so do the new ones.
     assert q(cluster, old, "SELECT will_load FROM pgdl.predict_load('dblink')") == [(True,)]

@@ -5,4 +5,4 @@ server and read files.  `pgdl.backend` builds that description inside a live
 backend and is the only module that talks to PL/Python.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

@@ -15,7 +15,7 @@ import re
 import stat
 from collections import Counter
 
-from . import filestate
+from . import filestate, interrupts
 from .catalog import CFunction, read_control
 from .predict import Prediction, check_entry_point, predict_load
 from .record import Value
@@ -96,6 +96,7 @@ def _functions(functions: list[CFunction], server: Server) -> list[AuditRow]:
         p = predict_load(library, server)
         rows.append(_library_row("library", library, library, p))
         for f in group:
+            interrupts.check()
             if not p.will_load:
                 rows.append(AuditRow("function", f.signature, ERROR, f"its library {library} will not load",
                                      library=library, symbol=f.symbol))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
+from . import interrupts
 from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
@@ -271,7 +272,10 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     versions, version_files = table.versions_of(indexes)
     answers = scope.answers
     st_info, st_other = table.st_info, table.st_other
-    for (symidx, rtype), name, version, version_file in zip(lookups, names, versions, version_files):
+    for k, ((symidx, rtype), name, version, version_file) in enumerate(zip(lookups, names, versions,
+                                                                           version_files)):
+        if not k & 0xFFF:
+            interrupts.check()
         # glibc's l_lookup_cache: the first use decides, roughly
         info = st_info[symidx]
         bind, visibility = info >> 4, st_other[symidx] & 0x3
@@ -413,6 +417,7 @@ def _relocation_infos(obj: ElfObject):
         for where, nbytes in ranges:
             total = min(nbytes // entsize, MAX_RELOCS)
             for first in range(0, max(total, 0), RELOC_CHUNK):
+                interrupts.check()
                 n = min(RELOC_CHUNK, total - first)
                 raw = obj.read_vaddr(where + first * entsize, n * entsize)
                 # r_info is the second word of Elf_Rel and Elf_Rela alike.

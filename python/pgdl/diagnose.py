@@ -14,7 +14,8 @@ import stat
 
 from .catalog import CFunction, c_functions_in_script, read_control
 from .elf import ElfError, cached_elf
-from .explain import modules_defining, other_copies, providers_of
+from . import interrupts
+from .explain import Copies, providers_of
 from .predict import Prediction, predict_load
 from .record import Value
 from .server import Server
@@ -178,14 +179,16 @@ def _symbols(p: Prediction, server: Server) -> list[Finding]:
     if p.binding is None:
         return []
     out = []
+    copies = Copies(_search_dirs(p, server), _module_dirs(server), p.libname)
     for problem in p.binding.problems:
-        out.append(_explain_problem(problem, p, server))
+        interrupts.check()
+        out.append(_explain_problem(problem, p, copies))
     if not out and p.stage not in ("dependencies",):
         out.append(Finding("symbols", OK, p.libname, "every undefined symbol and version requirement is satisfied"))
     return out
 
 
-def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
+def _explain_problem(problem, p: Prediction, copies: Copies) -> Finding:
     subject = problem.symbol if problem.kind == "undefined" else f"{problem.version}"
     detail = problem.dlerror
     hint = None
@@ -199,12 +202,11 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
         candidates = [(wanted, dep)]
     elif p.tree is not None:
         candidates = [(d.needed, d) for d in p.tree.deps[1:] if d.path]
-    extra_dirs = _search_dirs(p, server)
     for soname, dep in candidates:
         cache_paths = p.tree.cache_paths_of(soname) if p.tree else []
-        copies = other_copies(os.path.basename(soname), dep.path, cache_paths, extra_dirs)
-        good = providers_of(problem.symbol, copies) if problem.kind == "undefined" else \
-            [c for c in copies if _defines_version(c, problem.version)]
+        others = copies.of(os.path.basename(soname), dep.path, cache_paths)
+        good = providers_of(problem.symbol, others) if problem.kind == "undefined" else \
+            [c for c in others if _defines_version(c, problem.version)]
         if good:
             detail += (f". The loader chose {dep.path} (found via {dep.found_via}), which lacks it; "
                        f"{good[0]} has it")
@@ -213,7 +215,7 @@ def _explain_problem(problem, p: Prediction, server: Server) -> Finding:
                     f"or remove the stale copy {dep.path}.")
             return Finding("symbols", ERROR, subject, detail, hint)
     if problem.kind == "undefined":
-        modules = [m for d in _module_dirs(server) for m in modules_defining(problem.symbol, d, p.libname)]
+        modules = copies.modules_defining(problem.symbol)
         if modules:
             names = ", ".join(os.path.basename(m) for m in modules)
             detail += f". Defined by the PostgreSQL module(s) {names}, which this backend has not loaded"

@@ -12,13 +12,16 @@ Every offset comes from a possibly hostile file: bad ones raise ElfError.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import struct
 import sys
+from array import array
 from functools import lru_cache
 from itertools import repeat
 
-from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS,
+from . import interrupts
+from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_NAME, MAX_SYMBOLS,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
                   ElfObject, PagedStrings, Symbol, cstring, string_table)
 
@@ -36,6 +39,9 @@ class DynSym:
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
         self._wanted_versions: dict[int, str] | None = None
+        self._runs: _GnuRuns | None = None       # damaged tables only
+        self._reach: _SysvReach | None = None
+        self._by_name: dict[str, list[int]] = {}
         self._read_hash_table()
         if self.count > MAX_SYMBOLS:
             raise ElfError(f"absurd symbol count ({self.count})")
@@ -96,7 +102,7 @@ class DynSym:
             return [self._name_or_none(i) for i in indexes]
         find, size, names = table.find, len(table), []
         for offset in map(self.st_name.__getitem__, indexes):
-            end = find(b"\0", offset) if offset < size else -1
+            end = find(b"\0", offset, offset + MAX_NAME + 1) if offset < size else -1
             names.append(table[offset:end].decode("utf-8", "surrogateescape") if end >= 0 else None)
         return names
 
@@ -192,32 +198,160 @@ class DynSym:
         if i < symoffset:
             return ()
         out = []
-        while 0 <= i - symoffset < len(chain) and i < self.count:
+        stop = min(symoffset + len(chain), self.count)
+        last = min(stop, i + LONG_CHAIN)
+        while i < last:
             value = chain[i - symoffset]
             if (value ^ h) >> 1 == 0 and self._name_is(i, name):
                 out.append(i)
             if value & 1:
-                break
+                return tuple(out)
             i += 1
-        return tuple(out)
+        if i >= stop:
+            return tuple(out)
+        # A chain this long is a damaged table (the end bits cleared): walking it for
+        # every name would cost symbols x lookups.  The same entries, from an index.
+        if self._runs is None:
+            self._runs = _GnuRuns(chain, symoffset, stop)
+        return tuple(out) + tuple(k for k in self._runs.matches(i, h) if self._name_is(k, name))
 
     def _sysv_find(self, name: str) -> tuple[int, ...]:
         nbucket, buckets, chains = self._sysv
-        i = buckets[elf_hash(name.encode("utf-8", "surrogateescape")) % nbucket]
-        out = []
-        steps = 0
-        while i and i < self.count and steps <= self.count:
+        start = i = buckets[elf_hash(name.encode("utf-8", "surrogateescape")) % nbucket]
+        out = set()
+        for _ in range(LONG_CHAIN):
+            if not 0 < i < self.count:
+                return tuple(sorted(out))
             if self._name_is(i, name):
-                out.append(i)
+                out.add(i)
             i = chains[i] if i < len(chains) else 0
-            steps += 1
-        return tuple(sorted(out))
+        if not 0 < i < self.count:
+            return tuple(sorted(out))
+        # A damaged table (long chains, cycles): the entries reachable from the
+        # bucket, from a reachability index built once, instead of a walk per name.
+        if self._reach is None:
+            self._reach = _SysvReach(chains, self.count)
+            self._by_name = {}
+            for k, n in enumerate(self.names_of(range(self.count))):
+                if n is not None:
+                    self._by_name.setdefault(n, []).append(k)
+        reach = self._reach
+        return tuple(k for k in self._by_name.get(name, ()) if k and reach.reaches(start, k))
 
     def _name_is(self, i: int, name: str) -> bool:
         try:
             return self.name(i) == name
         except ElfError:
             return False
+
+
+LONG_CHAIN = 64          # hash chain entries walked one by one; real chains have a few
+
+
+class _GnuRuns:
+    """The entries of a damaged GNU hash chain array, by hash, run by run.
+
+    A lookup from entry i walks i, i+1, ... up to the next entry whose end bit
+    is set (or the last symbol): a run.  Each run is indexed once, by the hash
+    bits each entry stores, so a lookup costs one dict access and a filter
+    instead of a walk of the run: the whole table costs what reading it does."""
+
+    def __init__(self, chain, symoffset: int, stop: int):
+        self.symoffset, self.stop = symoffset, stop
+        self.ends = [k + symoffset for k, value in enumerate(chain[:stop - symoffset]) if value & 1]
+        self.chain = chain
+        self.runs: dict[int, dict[int, list[int]]] = {}
+
+    def matches(self, i: int, h: int) -> list[int]:
+        """Entries from i to the end of its run whose stored hash is h's (low bit aside)."""
+        j = bisect.bisect_left(self.ends, i)
+        end = self.ends[j] if j < len(self.ends) else self.stop - 1
+        run = self.runs.get(end)
+        if run is None:
+            first = self.ends[j - 1] + 1 if j else self.symoffset
+            run = self.runs[end] = {}
+            for k in range(first, end + 1):
+                if not k & 0xFFFF:
+                    interrupts.check()
+                run.setdefault(self.chain[k - self.symoffset] >> 1, []).append(k)
+        return [k for k in run.get(h >> 1, ()) if k >= i]
+
+
+class _SysvReach:
+    """Which entries a walk of a damaged SysV hash chain reaches from a bucket.
+
+    The chain array makes each entry point to one next entry (0, or one past the
+    symbols, ends a walk): a functional graph, whose walks end in a cycle or at
+    an end.  Entry c is on the walk from s when c lies between s and the walk's
+    cycle or end in the forest of walks, or on that cycle: decided with one
+    depth-first numbering of the forest, built in time linear in the table."""
+
+    def __init__(self, chains, count: int):
+        n = count
+        nxt = array("I", bytes(4 * n))
+        for v in range(1, min(n, len(chains))):
+            if 0 < chains[v] < n:
+                nxt[v] = chains[v]
+        cycle = array("I", bytes(4 * n))   # cycle number + 1 of entries on a cycle
+        state = bytearray(n)               # 0 new, 1 on the current walk, 2 done
+        cycles = 0
+        for v in range(1, n):
+            if state[v]:
+                continue
+            if not v & 0xFFFF:
+                interrupts.check()
+            walk = []
+            while v and not state[v]:
+                state[v] = 1
+                walk.append(v)
+                v = nxt[v]
+            if v and state[v] == 1:        # the walk closed a cycle at v
+                cycles += 1
+                for u in walk[walk.index(v):]:
+                    cycle[u] = cycles
+            for u in walk:
+                state[u] = 2
+        # The forest: each entry off a cycle is a child of the entry it points to,
+        # children listed contiguously (first[p] .. first[p + 1]).
+        parents = array("I", nxt)
+        for v in range(1, n):
+            if cycle[v]:
+                parents[v] = 0
+        first = array("I", bytes(4 * (n + 1)))
+        for p in parents:
+            first[p + 1] += 1
+        for p in range(n):
+            first[p + 1] += first[p]
+        kids, fill = array("I", bytes(4 * n)), array("I", first)
+        for v in range(1, n):
+            p = parents[v]
+            if p:
+                kids[fill[p]] = v
+                fill[p] += 1
+        self.tin, self.tout, self.root = array("I", bytes(4 * n)), array("I", bytes(4 * n)), array("I", bytes(4 * n))
+        clock = 0
+        for r in range(1, n):
+            if parents[r]:
+                continue                   # not a root: on a cycle, or ending its walk
+            stack = [r]
+            while stack:
+                v = stack.pop()
+                if v >= n:                 # leaving v - n
+                    self.tout[v - n] = clock
+                    continue
+                clock += 1
+                self.tin[v], self.root[v] = clock, r
+                stack.append(v + n)
+                stack.extend(kids[first[v]:first[v + 1]])
+        self.cycle = cycle
+
+    def reaches(self, s: int, c: int) -> bool:
+        if not 0 < s < len(self.tin):
+            return False
+        if self.tin[c] <= self.tin[s] <= self.tout[c]:
+            return True                 # c lies between s and its root
+        root = self.root[s]
+        return bool(self.cycle[root]) and self.cycle[c] == self.cycle[root]
 
 
 def read_bloom(obj: ElfObject) -> tuple | None:

@@ -15,7 +15,7 @@ import os
 import stat
 import struct
 
-from . import filestate
+from . import filestate, interrupts
 from .record import Value
 
 # e_ident and header constants (elf.h)
@@ -302,6 +302,7 @@ def machine_name(machine: int) -> str:
 
 def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
+    interrupts.check()
     fd, size = _open_regular(path)
     try:
         first = os.pread(fd, min(BLOCK, size), 0)     # the ELF header, and the program headers after it
@@ -493,6 +494,7 @@ class PagedStrings:
             raise ElfError(f"string offset {offset:#x} is outside the string table")
         parts = []
         n, at = divmod(offset, self.PAGE)
+        length = 0
         while True:
             page = self._page(n)
             end = page.find(b"\0", at)
@@ -500,17 +502,26 @@ class PagedStrings:
                 parts.append(page[at:end])
                 return b"".join(parts).decode("utf-8", "surrogateescape")
             parts.append(page[at:])
+            length += len(page) - at
             n, at = n + 1, 0
             if n * self.PAGE >= self.size:
                 raise ElfError("unterminated string in string table")
+            if length > MAX_NAME:
+                raise ElfError(_TOO_LONG)
+
+
+# No real name comes near this; reading each name of a table without NULs to
+# its end would cost names x table size.
+MAX_NAME = 1 << 15
+_TOO_LONG = f"string in string table longer than {MAX_NAME} bytes"
 
 
 def cstring(table: bytes, offset: int) -> str:
     if offset < 0 or offset >= len(table):
         raise ElfError(f"string offset {offset:#x} is outside the string table")
-    end = table.find(b"\0", offset)
+    end = table.find(b"\0", offset, offset + MAX_NAME + 1)
     if end < 0:
-        raise ElfError("unterminated string in string table")
+        raise ElfError("unterminated string in string table" if len(table) <= offset + MAX_NAME else _TOO_LONG)
     return table[offset:end].decode("utf-8", "surrogateescape")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 
+from . import interrupts
 from .elf import ElfError, cached_elf
 
 # Places where other copies of a library typically live.
@@ -20,36 +21,70 @@ SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/li
 MAX_FILES_TO_READ = 200
 
 
-def other_copies(soname: str, chosen: str | None, cache_paths: list[str], extra_dirs: list[str]) -> list[str]:
-    """Files named like `soname` elsewhere, other than the chosen one."""
+class Copies:
+    """Other copies of libraries, and the PostgreSQL modules, for one diagnosis.
+
+    A diagnosis may explain hundreds of missing symbols (a module whose string
+    table is damaged, say): the directories are listed once, each library's
+    copies are looked for once, and each file is read once (cached_elf), so
+    the cost grows with the number of symbols, not with symbols x directories."""
+
+    def __init__(self, extra_dirs: list[str], module_dirs: list[str], module: str | None):
+        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in glob.glob(g)]))
+        self._module_dirs = module_dirs
+        self._module = module
+        self._copies: dict[tuple[str, str | None], list[str]] = {}
+        self._modules: list[str] | None = None
+
+    def of(self, soname: str, chosen: str | None, cache_paths: list[str]) -> list[str]:
+        """Files named like `soname` elsewhere, other than the chosen one."""
+        key = (soname, chosen)
+        found = self._copies.get(key)
+        if found is None:
+            found = self._copies[key] = _other_copies(soname, chosen, cache_paths, self._dirs)
+        return found
+
+    def modules_defining(self, symbol: str) -> list[str]:
+        """PostgreSQL modules (in pkglibdir and dynamic_library_path) that export `symbol`."""
+        if self._modules is None:
+            paths = [p for d in self._module_dirs for p in sorted(glob.glob(os.path.join(glob.escape(d), "*.so")))]
+            self._modules = list(_readable([p for p in dict.fromkeys(paths) if p != self._module]))
+        return [path for path, obj in self._modules if _defines(obj, symbol)]
+
+
+def _other_copies(soname: str, chosen: str | None, cache_paths: list[str], dirs: list[str]) -> list[str]:
     seen: list[str] = []
-    real_chosen = os.path.realpath(chosen) if chosen else None
-    candidates = list(cache_paths)
-    for directory in list(extra_dirs) + [d for g in SEARCH_GLOBS for d in glob.glob(g)]:
-        candidates.append(os.path.join(directory, soname))
-    for path in candidates:
+    real_seen: set[str] = set()
+    if chosen:
+        real_seen.add(os.path.realpath(chosen))
+    for path in list(cache_paths) + [os.path.join(d, soname) for d in dirs]:
         if len(seen) >= MAX_FILES_TO_READ:
             break
+        interrupts.check()
         if not os.path.isfile(path):
             continue
-        if os.path.realpath(path) == real_chosen or any(os.path.realpath(path) == os.path.realpath(s) for s in seen):
-            continue
-        seen.append(path)
+        real = os.path.realpath(path)
+        if real not in real_seen:
+            real_seen.add(real)
+            seen.append(path)
     return seen
 
 
 def providers_of(symbol: str, paths: list[str]) -> list[str]:
-    found = []
+    return [path for path, obj in _readable(paths) if _defines(obj, symbol)]
+
+
+def _readable(paths: list[str]):
+    """(path, ElfObject) of the first MAX_FILES_TO_READ paths that are ELF files."""
     for path in paths[:MAX_FILES_TO_READ]:
         try:
-            if cached_elf(path).definition(symbol) is not None:
-                found.append(path)
+            yield path, cached_elf(path)
         except (ElfError, OSError):
             continue
-    return found
 
 
-def modules_defining(symbol: str, pkglibdir: str, exclude: str | None) -> list[str]:
-    """PostgreSQL modules in pkglibdir that export `symbol`."""
-    paths = sorted(glob.glob(os.path.join(glob.escape(pkglibdir), "*.so")))
-    return [p for p in providers_of(symbol, paths) if p != exclude]
+def _defines(obj, symbol: str) -> bool:
+    try:
+        return obj.definition(symbol) is not None
+    except (ElfError, OSError):
+        return False

@@ -30,7 +30,7 @@ import os
 import re
 import stat
 
-from . import filestate, ldcache
+from . import filestate, interrupts, ldcache
 from .elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
 from .loadfile import read_header
 from .openverify import verify_header
@@ -718,6 +718,7 @@ def _walk(tree: LoadTree, loader: Loader, module_path: str) -> None:
         if current.preloaded or current.obj is None:
             continue                     # its dependencies are loaded already
         for raw in current.obj.needed:
+            interrupts.check()
             edges += 1
             if edges > MAX_EDGES or len(tree.deps) >= MAX_OBJECTS:
                 failure = LoadFailure(f"{module_path}: more than {MAX_OBJECTS} dependencies; pgdl stopped", 0)
