@@ -232,3 +232,25 @@ def test_gnu_table_without_end_bits_finds_what_the_walk_finds_at_the_cost_of_rea
         assert found[name] == expected
     # Walking costs about count / 2 entries per name; the index, a few.
     assert elapsed < 2.0, f"{len(names)} lookups took {elapsed:.1f} s"
+
+
+def test_gnu_hash_of_long_names_costs_their_length():
+    """dl_new_hash() for names of many lengths, up to the longest pgdl reads
+    (a damaged string table makes such names): equal to the plain loop, and
+    each name costs its length, not its length times the powers of 33 again."""
+    import time
+
+    def plain(name: bytes) -> int:
+        h = 5381
+        for c in name:
+            h = (h * 33 + c) & 0xFFFFFFFF
+        return h
+
+    rng = random.Random(9)
+    names = [bytes(rng.randrange(1, 256) for _ in range(n)) for n in range(0, 300)]
+    assert [dynsym.gnu_hash(n) for n in names] == [plain(n) for n in names]
+    long_names = [b"x" * (elf.MAX_NAME - k * 97) for k in range(300)]
+    start = time.process_time()
+    hashes = [dynsym.gnu_hash(n) for n in long_names]
+    assert time.process_time() - start < 1.0
+    assert hashes[::50] == [plain(n) for n in long_names[::50]]

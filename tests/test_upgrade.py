@@ -76,3 +76,37 @@ def test_history_is_dumped_and_restored(cluster, databases):
     assert [r[0] for r in q(cluster, restored, history)] == runs
     # The sequence came along: new runs do not collide with restored ones.
     assert q(cluster, restored, "SELECT pgdl.record_audit()")[0][0] == runs[-1] + 1
+
+
+def test_update_from_0_2_0_keeps_user_views_and_history(cluster):
+    """ALTER EXTENSION pgdl UPDATE from 0.2.0 with views on pgdl's functions and
+    history tables: the update goes through, the views and the recorded runs
+    still work, and the next run reports no change that did not happen."""
+    db = "pgdl_v020_views"
+    cluster.query(f"CREATE DATABASE {db}")
+    try:
+        q(cluster, db, "CREATE EXTENSION pgdl VERSION '0.2.0' CASCADE")
+        before = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
+        q(cluster, db, "CREATE VIEW my_errors AS SELECT kind, subject FROM pgdl.audit() WHERE status = 'error'")
+        q(cluster, db, "CREATE VIEW my_runs AS SELECT run_id, errors, warnings FROM pgdl.audit_run")
+        q(cluster, db, "CREATE VIEW my_dblink AS SELECT will_load FROM pgdl.predict_load('dblink')")
+        runs = q(cluster, db, "SELECT * FROM my_runs")
+        q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.3.0",)]
+        assert q(cluster, db, "SELECT * FROM my_runs") == runs
+        assert q(cluster, db, "SELECT * FROM my_errors") == []
+        assert q(cluster, db, "SELECT * FROM my_dblink") == [(True,)]
+        after = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
+        assert after == before + 1
+        assert q(cluster, db, "SELECT * FROM pgdl.audit_changes") == []
+        # The same objects as a fresh install.
+        q(cluster, db, "DROP VIEW my_errors, my_runs, my_dblink")
+        fresh = "pgdl_v030_fresh"
+        cluster.query(f"CREATE DATABASE {fresh}")
+        try:
+            q(cluster, fresh, "CREATE EXTENSION pgdl CASCADE")
+            assert q(cluster, db, OBJECTS) == q(cluster, fresh, OBJECTS)
+        finally:
+            cluster.query(f"DROP DATABASE {fresh}")
+    finally:
+        cluster.query(f"DROP DATABASE {db}")

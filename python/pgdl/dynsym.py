@@ -412,7 +412,14 @@ def gnu_hash(name: bytes) -> int:
 
 @lru_cache(maxsize=256)
 def _hash_powers(n: int) -> tuple[tuple[int, ...], int]:
-    return tuple(pow(33, n - 1 - i, 1 << 32) for i in range(n)), 5381 * pow(33, n, 1 << 32) & 0xFFFFFFFF
+    """(33**(n-1), ..., 33**0) and 5381 * 33**n, modulo 2**32: slices of one
+    table, grown as longer names come, so a name costs its length once."""
+    while len(_POWERS) <= n:
+        _POWERS.append(_POWERS[-1] * 33 & 0xFFFFFFFF)
+    return tuple(_POWERS[n - 1::-1]) if n else (), 5381 * _POWERS[n] & 0xFFFFFFFF
+
+
+_POWERS = [1]     # 33**k modulo 2**32
 
 
 def elf_hash(name: bytes) -> int:
