@@ -41,7 +41,13 @@ CALLS = (
     "SELECT * FROM pgdl.check_magic(%s)",
     "SELECT * FROM pgdl.diagnose(%s)",
 )
-TRACEBACK = re.compile(r"Traceback|\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\bNoneType\b")
+# Python's exception classes and pgdl's own: a name of one in an answer is a
+# leaked exception (a library's symbol such as XtAppError is not).
+_EXCEPTIONS = sorted({name for name, value in vars(__import__("builtins")).items()
+                      if isinstance(value, type) and issubclass(value, BaseException)}
+                     | {"ElfError", "LdCacheError", "UserError", "PgErrorRaised", "LoadFailure", "MagicNotFound",
+                        "Interrupted", "SPIError", "NoneType"})
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\b(?:%s)\b" % "|".join(_EXCEPTIONS))
 
 # Dynamic tags worth swapping in: the ones ld.so and pgdl act on.
 TAGS = [1, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30,

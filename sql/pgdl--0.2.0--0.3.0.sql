@@ -49,29 +49,34 @@ if "pgdl.run" not in GD:
 return GD["pgdl.run"](plpy, function, arguments)
 $$;
 
+-- No SET clause here: with one, the server would load PL/pgSQL only when
+-- _rows() first runs, after _call() described this backend's loaded objects,
+-- and every session's second call would find them changed.
 CREATE OR REPLACE FUNCTION pgdl._rows(result pg_catalog.jsonb) RETURNS pg_catalog.jsonb
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  e jsonb := result->'error';
+  e pg_catalog.jsonb := result OPERATOR(pg_catalog.->) 'error';
+  sqlstate pg_catalog.text := e OPERATOR(pg_catalog.->>) 'sqlstate';
+  message pg_catalog.text := e OPERATOR(pg_catalog.->>) 'message';
+  detail pg_catalog.text := e OPERATOR(pg_catalog.->>) 'detail';
+  hint pg_catalog.text := e OPERATOR(pg_catalog.->>) 'hint';
 BEGIN
   IF result IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgdl._rows: result must not be NULL';
   END IF;
   IF e IS NULL THEN
-    RETURN result->'rows';
+    RETURN result OPERATOR(pg_catalog.->) 'rows';
   END IF;
   -- RAISE refuses NULL options, and an empty one would still be shown.
-  IF e ? 'detail' AND e ? 'hint' THEN
-    RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message',
-      DETAIL = e->>'detail', HINT = e->>'hint';
-  ELSIF e ? 'detail' THEN
-    RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', DETAIL = e->>'detail';
-  ELSIF e ? 'hint' THEN
-    RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', HINT = e->>'hint';
+  IF detail IS NOT NULL AND hint IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, DETAIL = detail, HINT = hint;
+  ELSIF detail IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, DETAIL = detail;
+  ELSIF hint IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, HINT = hint;
   ELSE
-    RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message';
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message;
   END IF;
 END
 $$;

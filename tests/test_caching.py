@@ -194,3 +194,22 @@ def test_shared_memory_is_not_a_loaded_object(cluster):
     assert any(p.startswith("/dev/shm/PostgreSQL.") for p in shared)   # the DSM control segment
     assert not set(shared) & set(loaded)
     assert any(os.path.basename(p).startswith("libc.so") for p in loaded)
+
+
+def test_a_sessions_second_call_is_answered_from_what_the_first_worked_out(cluster):
+    """pgdl's own SQL machinery (PL/pgSQL for pgdl._rows) is loaded before a
+    call describes the backend, so the first call's description still holds
+    for the second: one remembered audit, not one per call."""
+    conn = cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            for _ in range(3):
+                cur.execute("SELECT count(*) FROM pgdl.audit()")
+            cur.execute("""
+                DO $$
+                from pgdl import audit
+                plpy.notice(str(len(audit._AUDITS)))
+                $$ LANGUAGE plpython3u""")
+        assert conn.notices[-1].split("NOTICE:  ", 1)[1].strip() == "1"
+    finally:
+        conn.close()

@@ -153,6 +153,9 @@ class Memo:
         self.size = size
         self._items: OrderedDict[object, tuple[Witness, object]] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key, compute):
         """The remembered answer for `key` if it still holds, else compute() (remembered if settled)."""
         if _call is None:
