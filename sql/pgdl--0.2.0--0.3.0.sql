@@ -32,22 +32,9 @@ $$;
 
 -- The one door into the Python package (invoker's rights: it reads files as
 -- the server's OS user for members of pg_read_server_files, like
--- pg_read_binary_file(), and nothing more).  A pinned search_path: the
--- queries pgdl runs inside must not resolve to the caller's objects.
-CREATE OR REPLACE FUNCTION pgdl._call(function pg_catalog.text, arguments pg_catalog.jsonb)
-RETURNS pg_catalog.jsonb
-LANGUAGE plpython3u VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-if "pgdl.run" not in GD:
-    import sys
-    sharedir = plpy.execute("SELECT setting FROM pgdl._server_config() WHERE name = 'SHAREDIR'")[0]["setting"]
-    if sharedir + "/pgdl" not in sys.path:
-        sys.path.insert(0, sharedir + "/pgdl")
-    from pgdl.backend import run
-    GD["pgdl.run"] = run
-return GD["pgdl.run"](plpy, function, arguments)
-$$;
+-- pg_read_binary_file(), and nothing more), now with a pinned search_path:
+-- the queries pgdl runs inside must not resolve to the caller's objects.
+ALTER FUNCTION pgdl._call(pg_catalog.text, pg_catalog.jsonb) SET search_path = pg_catalog, pg_temp;
 
 -- No SET clause here: with one, the server would load PL/pgSQL only when
 -- _rows() first runs, after _call() described this backend's loaded objects,
