@@ -127,15 +127,23 @@ AS $$
          pg_catalog.text, hint pg_catalog.text, library pg_catalog.text, symbol pg_catalog.text)
 $$;
 
--- Runs as the owner of the history, so that only it writes there; what it
--- stores is audit()'s answer, which the caller cannot shape.
+-- Runs as the owner of the history, so that only it writes there.  What it
+-- stores is audit()'s answer for the server as configured: the settings a
+-- session may SET are reset to their defaults for the run (and back when it
+-- returns, as every change inside a function with a SET clause is), so that
+-- no caller records findings of its own making.
 CREATE OR REPLACE FUNCTION pgdl.record_audit() RETURNS pg_catalog.int8
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   id pg_catalog.int8;
+  setting pg_catalog.text;
 BEGIN
+  FOREACH setting IN ARRAY ARRAY['dynamic_library_path', 'session_preload_libraries',
+                                 'local_preload_libraries']::pg_catalog.text[] LOOP
+    EXECUTE pg_catalog.format('SET LOCAL %I TO DEFAULT', setting);
+  END LOOP;
   INSERT INTO pgdl.audit_run (started_at) VALUES (pg_catalog.clock_timestamp()) RETURNING run_id INTO id;
   INSERT INTO pgdl.audit_finding (run_id, kind, subject, status, message, hint, library, symbol)
     SELECT id, a.kind, a.subject, a.status, a.message, a.hint, a.library, a.symbol FROM pgdl.audit() a;

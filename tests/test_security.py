@@ -156,6 +156,25 @@ def test_members_record_history_but_cannot_delete_it(cluster, roles):
     assert cluster.query("SELECT count(*) FROM pgdl.audit_run WHERE run_id IN (%s, %s)", (own, theirs)) == [(2,)]
 
 
+def test_a_recorded_run_describes_the_server_not_the_callers_session(cluster, roles):
+    """A member's SET local_preload_libraries counts for its own audit(), not for the history."""
+    conn = cluster.connect(user=MEMBER)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET local_preload_libraries = 'pgdl_no_such_plugin'")
+            cur.execute("SELECT count(*) FROM pgdl.audit() WHERE subject = 'pgdl_no_such_plugin'")
+            assert cur.fetchall() == [(1,)]
+            cur.execute("SELECT pgdl.record_audit()")
+            run = cur.fetchone()[0]
+            cur.execute("SHOW local_preload_libraries")
+            assert cur.fetchall() == [("pgdl_no_such_plugin",)]          # the session keeps its SET
+    finally:
+        conn.close()
+    recorded = cluster.query("SELECT count(*), count(*) FILTER (WHERE subject = 'pgdl_no_such_plugin') "
+                             "FROM pgdl.audit_finding WHERE run_id = %s", (run,))
+    assert recorded[0][0] > 10 and recorded[0][1] == 0
+
+
 def test_the_owner_prunes_and_may_delegate_pruning(cluster, roles):
     first = cluster.query("SELECT pgdl.record_audit()")[0][0]
     cluster.query("SELECT pgdl.record_audit()")
