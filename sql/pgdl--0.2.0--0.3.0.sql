@@ -68,13 +68,23 @@ BEGIN
 END
 $$;
 
+-- A name as the bytes the server itself would hand the file system, in
+-- hexadecimal: in a SQL_ASCII database they need not be UTF-8, which
+-- PL/Python requires of text.
+CREATE FUNCTION pgdl._bytes(name pg_catalog.text) RETURNS pg_catalog.text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT pg_catalog.encode(pg_catalog.convert_to(name, pg_catalog.getdatabaseencoding()), 'hex') $$;
+REVOKE ALL ON FUNCTION pgdl._bytes(pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgdl._bytes(pg_catalog.text) TO pg_read_server_files;
+
 -- The public functions: invoker's rights, no SET clause (diagnose() resolves
 -- a function signature with the caller's search_path), every name qualified.
 CREATE OR REPLACE FUNCTION pgdl.resolve(name text)
 RETURNS TABLE (step int, rule text, candidate text, "exists" boolean, regular_file boolean, chosen boolean)
 LANGUAGE sql VOLATILE
 AS $$
-  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('resolve', pg_catalog.jsonb_build_array(name))))
+  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('resolve',
+           pg_catalog.jsonb_build_array(pgdl._bytes(name)))))
     AS t(step pg_catalog.int4, rule pg_catalog.text, candidate pg_catalog.text, "exists"
          pg_catalog.bool, regular_file pg_catalog.bool, chosen pg_catalog.bool)
 $$;
@@ -84,7 +94,8 @@ RETURNS TABLE (field text, library_value text, server_value text, matches boolea
                sqlstate text, message text, detail text, hint text)
 LANGUAGE sql VOLATILE
 AS $$
-  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('check_magic', pg_catalog.jsonb_build_array(name))))
+  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('check_magic',
+           pg_catalog.jsonb_build_array(pgdl._bytes(name)))))
     AS t(field pg_catalog.text, library_value pg_catalog.text, server_value pg_catalog.text, matches
          pg_catalog.bool, sqlstate pg_catalog.text, message pg_catalog.text, detail pg_catalog.text,
          hint pg_catalog.text)
@@ -94,7 +105,9 @@ CREATE OR REPLACE FUNCTION pgdl.predict_load(name text, symbol text DEFAULT NULL
 RETURNS TABLE (will_load boolean, sqlstate text, message text, detail text, hint text)
 LANGUAGE sql VOLATILE
 AS $$
-  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('predict_load', pg_catalog.jsonb_build_array(name, symbol))))
+  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('predict_load',
+           pg_catalog.jsonb_build_array(pgdl._bytes(name),
+                                        pgdl._bytes(symbol)))))
     AS t(will_load pg_catalog.bool, sqlstate pg_catalog.text, message pg_catalog.text, detail
          pg_catalog.text, hint pg_catalog.text)
 $$;
@@ -103,7 +116,8 @@ CREATE OR REPLACE FUNCTION pgdl.dependencies(name text)
 RETURNS TABLE (depth int, needed text, required_by text, path text, found_via text, status text, detail text)
 LANGUAGE sql VOLATILE
 AS $$
-  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('dependencies', pg_catalog.jsonb_build_array(name))))
+  SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('dependencies',
+           pg_catalog.jsonb_build_array(pgdl._bytes(name)))))
     AS t(depth pg_catalog.int4, needed pg_catalog.text, required_by pg_catalog.text, path
          pg_catalog.text, found_via pg_catalog.text, status pg_catalog.text, detail pg_catalog.text)
 $$;
@@ -113,7 +127,8 @@ RETURNS TABLE ("check" text, status text, subject text, detail text, hint text)
 LANGUAGE sql VOLATILE
 AS $$
   SELECT * FROM pg_catalog.jsonb_to_recordset(pgdl._rows(pgdl._call('diagnose',
-           pg_catalog.jsonb_build_array(target, pg_catalog.current_setting('search_path')))))
+           pg_catalog.jsonb_build_array(pgdl._bytes(target),
+                                        pg_catalog.current_setting('search_path')))))
     AS t("check" pg_catalog.text, status pg_catalog.text, subject pg_catalog.text, detail
          pg_catalog.text, hint pg_catalog.text)
 $$;

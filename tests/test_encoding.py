@@ -124,3 +124,29 @@ def test_latin1_names_in_settings_and_audit(cluster, databases):
                    setup=("SET local_preload_libraries = 'caf\u00e9_\u00ff'",))
     assert [r[:2] for r in rows] == [("caf\u00e9_\u00ff", "error")]
     assert "$libdir/plugins/caf\u00e9_\u00ff" in rows[0][2]
+
+
+def test_sql_ascii_names_need_not_be_utf8(cluster, databases, modules):
+    """In a SQL_ASCII database a name may hold any bytes, and LOAD uses them as
+    they are: pgdl predicts the same (the message shown with \\xNN escapes)."""
+    from conftest import pg_config
+    db = databases["SQL_ASCII"]
+    raw_path = os.fsencode(modules) + b"/needs_lib_\xe9.so"
+    conn = cluster.connect(database=db)
+    try:
+        conn.set_client_encoding("SQL_ASCII")
+        with conn.cursor() as cur:
+            cur.execute(b"SELECT * FROM pgdl.predict_load('" + raw_path + b"')")
+            [(will_load, sqlstate, message, detail, hint)] = cur.fetchall()
+    finally:
+        conn.close()
+    params = cluster.dsn
+    env = dict(os.environ, PGHOST=params["host"], PGPORT=str(params["port"]), PGUSER=params["user"],
+               PGCLIENTENCODING="SQL_ASCII")
+    real = subprocess.run([os.path.join(pg_config("--bindir"), "psql"), "-X", "-d", db, "-v", "VERBOSITY=verbose",
+                           "-c", b"LOAD '" + raw_path + b"'"], env=env, capture_output=True).stderr
+    line = [x for x in real.splitlines() if x.startswith(b"ERROR:")][0]
+    real_state, real_message = line[len(b"ERROR:"):].strip().split(b": ", 1)
+    assert (will_load, sqlstate, detail, hint) == (False, real_state.decode(), None, None)
+    assert message == real_message.decode("utf-8", "backslashreplace")
+    assert "needs_lib_\\xe9.so" in message

@@ -117,7 +117,7 @@ def test_no_temporary_object_runs_with_the_owners_rights(cluster, roles, call):
 @pytest.mark.parametrize("function, arguments", [
     ("nope", "[]"), (None, "[]"), ("diagnose", None), ("diagnose", "{}"), ("diagnose", "[]"),
     ("diagnose", "[1]"), ("diagnose", '["a", "b", "c"]'), ("predict_load", '[["x"]]'), ("audit", '["x"]'),
-    ("resolve", '"dblink"'),
+    ("resolve", '"dblink"'), ("resolve", '["zz"]'), ("predict_load", '["2f", "nothex"]'),
 ])
 def test_internal_helper_answers_bad_input_with_a_clean_error(cluster, roles, function, arguments):
     error = cluster.error_of("SELECT pgdl._rows(pgdl._call(%s, %s::jsonb))", (function, arguments), user=MEMBER)

@@ -44,7 +44,7 @@ with _without_collection():
     from .resolve import resolve
     from .server import Server, ServerMagic
     from .servertext import codec_of, from_server, shown
-    from .validate import check_name
+    from .validate import name_argument
 
 
 def run(plpy, function: str | None, args_json: str | None) -> str:
@@ -234,13 +234,16 @@ def _abi_extra_of(path: str, version: int) -> str | None:
 
 # -- SQL functions -----------------------------------------------------------
 
-def _name(value: str | None, what: str = "name") -> str:
-    """A name argument, checked, as the bytes the server would use."""
-    return _fs(check_name(value, what))
+def _sql_text(name: str) -> str | None:
+    """A name (bytes as a str) as text for a query, if it is text of the database's encoding."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode(_SESSION.codec)
+    except UnicodeDecodeError:
+        return None
 
 
 def _resolve(plpy, name):
-    name = _name(name)
+    name = name_argument(name)
     res = resolve(name, describe_server(plpy))
     if res.error is not None:
         raise PgErrorRaised(res.error)
@@ -254,7 +257,7 @@ def _resolve(plpy, name):
 
 def _check_magic(plpy, name):
     from .checkmagic import check_magic      # imported on first use: keeps every backend's first call light
-    name = _name(name)
+    name = name_argument(name)
     report = check_magic(name, describe_server(plpy))
     rows = [(f.field, f.library_value, f.server_value, f.matches, None, None, None, None)
             for f in report.fields]
@@ -269,14 +272,14 @@ def _check_magic(plpy, name):
 
 
 def _predict_load(plpy, name, symbol=None):
-    name = _name(name)
+    name = name_argument(name)
     if symbol is not None:
-        symbol = _name(symbol, "symbol")
+        symbol = name_argument(symbol, "symbol")
     return [as_error_row(predict_load(name, describe_server(plpy), symbol))]
 
 
 def _dependencies(plpy, name):
-    name = _name(name)
+    name = name_argument(name)
     server = describe_server(plpy)
     res = resolve(name, server)
     if res.error is not None:
@@ -291,13 +294,14 @@ SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
 def _diagnose(plpy, target, search_path=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from .diagnose import diagnose_extension, diagnose_library   # imported on first use
-    target = check_name(target, "target")
+    name = name_argument(target, "target")
+    text = _sql_text(name)
     server = describe_server(plpy)
-    if SIGNATURE.match(target):
-        return _rows(_diagnose_function(plpy, target, server, search_path))
-    name = _fs(target)
-    if "/" not in name and os.path.isfile(os.path.join(server.sharedir, "extension", f"{name}.control")):
-        return _rows(diagnose_extension(name, server, _extension_c_functions(plpy, target)))
+    if text is not None and SIGNATURE.match(text):
+        return _rows(_diagnose_function(plpy, text, server, search_path))
+    if text is not None and "/" not in name \
+            and os.path.isfile(os.path.join(server.sharedir, "extension", f"{name}.control")):
+        return _rows(diagnose_extension(name, server, _extension_c_functions(plpy, text)))
     return _rows(diagnose_library(name, server))
 
 

@@ -7,11 +7,19 @@ from .errors import UserError
 MAX_ARGUMENT = 1 << 20     # 1 MiB: far beyond any path, small enough to stay cheap
 
 
-def check_name(name: str | None, what: str = "name") -> str:
-    """A library name or path as LOAD takes it; NULL and absurd sizes are refused."""
-    if name is None:
+def name_argument(value: str | None, what: str = "name") -> str:
+    """A library name, path or symbol as the SQL functions send it — its bytes
+    in the database's encoding, in hexadecimal (pgdl._bytes()) — as the str
+    that holds those bytes (pgdl.servertext).  NULL, absurd sizes and
+    anything but hexadecimal are refused."""
+    if value is None:
         raise UserError(f"{what} must not be NULL", sqlstate="22004")
-    if len(name) > MAX_ARGUMENT:
-        raise UserError(f"{what} is too long ({len(name)} characters, at most {MAX_ARGUMENT})",
+    if len(value) > 2 * MAX_ARGUMENT:             # two hexadecimal digits a byte
+        raise UserError(f"{what} is too long ({len(value) // 2} bytes, at most {MAX_ARGUMENT})",
                         sqlstate="22023")
-    return name
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise UserError(f"{what} must be given as its bytes in hexadecimal (pgdl._bytes)",
+                        sqlstate="22023") from None
+    return raw.decode("utf-8", "surrogateescape")
