@@ -43,7 +43,7 @@ with _without_collection():
     from .maps import read_maps
     from .resolve import resolve
     from .server import Server, ServerMagic
-    from .servertext import codec_of, from_server, shown
+    from .servertext import codec_of, from_server, shown, sql_text
     from .validate import name_argument
 
 
@@ -234,14 +234,6 @@ def _abi_extra_of(path: str, version: int) -> str | None:
 
 # -- SQL functions -----------------------------------------------------------
 
-def _sql_text(name: str) -> str | None:
-    """A name (bytes as a str) as text for a query, if it is text of the database's encoding."""
-    try:
-        return name.encode("utf-8", "surrogateescape").decode(_SESSION.codec)
-    except UnicodeDecodeError:
-        return None
-
-
 def _resolve(plpy, name):
     name = name_argument(name)
     res = resolve(name, describe_server(plpy))
@@ -295,7 +287,7 @@ def _diagnose(plpy, target, search_path=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from .diagnose import diagnose_extension, diagnose_library   # imported on first use
     name = name_argument(target, "target")
-    text = _sql_text(name)
+    text = sql_text(name, _SESSION.codec)
     server = describe_server(plpy)
     if text is not None and SIGNATURE.match(text):
         return _rows(_diagnose_function(plpy, text, server, search_path))

@@ -9,6 +9,7 @@ a LATIN1 database stats the byte 0xE9, and a message shows a file's bytes
 as they are.  So:
 
 * from_server(): a name from SQL becomes the bytes the server would use;
+* sql_text(): such a name as text for a query, if it is text of that encoding;
 * shown(): any text pgdl returns becomes text of the database's encoding —
   the bytes decoded in that encoding, as the server would show them, with
   each byte that does not decode shown as \\xNN (four characters: backslash,
@@ -54,3 +55,14 @@ def shown(text: str, codec: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "surrogateescape").decode(codec, "backslashreplace")
+
+
+def sql_text(name: str, codec: str) -> str | None:
+    """A name (its bytes, as from_server() holds them) as text for a query;
+    None if those bytes are not text of the database's encoding."""
+    if name.isascii():
+        return name
+    try:
+        return name.encode("utf-8", "surrogateescape").decode(codec)
+    except UnicodeDecodeError:
+        return None
