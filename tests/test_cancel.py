@@ -41,7 +41,7 @@ def test_the_work_is_long_enough_to_need_stopping(cluster, slow_module):
     """Without a bound the call runs well past the timeouts below (and still answers)."""
     start = time.monotonic()
     rows = cluster.query("SELECT count(*) FROM pgdl.diagnose(%s) WHERE status = 'error'", (slow_module,))
-    assert time.monotonic() - start > 3
+    assert time.monotonic() - start > 2     # the tests below stop it after 1 s
     assert rows[0][0] >= UNDEFINED
 
 
