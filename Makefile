@@ -5,7 +5,7 @@
 # look for ./pgdl.control); MODULEDIR sends DATA to the extension directory.
 MODULEDIR = extension
 DATA = extension/pgdl.control $(wildcard sql/pgdl--*.sql)
-PYTHON_SOURCES = $(wildcard python/pgdl/*.py)
+PYTHON_SOURCES = $(wildcard python/pgdl/*.py python/pgdl/*/*.py)
 PYTHON_DIR = $(datadir)/pgdl/pgdl
 
 PG_CONFIG ?= pg_config
@@ -25,8 +25,14 @@ installdirs-python:
 # server was built with, which is PL/Python's.
 PYTHON ?= python3
 
+# The package is installed afresh: a module an earlier version had (the flat
+# modules before the subpackages) must not survive to be imported.
 install-python: installdirs-python
-	$(INSTALL_DATA) $(PYTHON_SOURCES) '$(DESTDIR)$(PYTHON_DIR)/'
+	rm -rf '$(DESTDIR)$(PYTHON_DIR)'
+	$(MKDIR_P) $(foreach d,$(sort $(dir $(PYTHON_SOURCES))),'$(DESTDIR)$(PYTHON_DIR)/$(patsubst python/pgdl/%,%,$(d))')
+	for f in $(patsubst python/pgdl/%,%,$(PYTHON_SOURCES)); do \
+	  $(INSTALL_DATA) python/pgdl/$$f '$(DESTDIR)$(PYTHON_DIR)/'$$f || exit 1; \
+	done
 	$(PYTHON) -m compileall -q '$(DESTDIR)$(PYTHON_DIR)'
 
 uninstall-python:

@@ -212,7 +212,7 @@ def profile(files: list[str], top: int) -> None:
     import pstats
     t0 = time.perf_counter()
     from pgdl import filestate
-    from pgdl.predict import predict_load
+    from pgdl.engine.predict import predict_load
     from pgdl.server import Server
     import_s = time.perf_counter() - t0
     version_num = int(re.search(r"(\d+)(?:\.(\d+))?", pg_config("--version")).group(1)) * 10000

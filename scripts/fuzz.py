@@ -18,10 +18,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from pgdl.checkmagic import check_magic  # noqa: E402
-from pgdl.diagnose import diagnose_library  # noqa: E402
-from pgdl.ldso import load_tree  # noqa: E402
-from pgdl.predict import predict_load  # noqa: E402
+from pgdl.views.check_magic import check_magic  # noqa: E402
+from pgdl.views.diagnose import diagnose_library  # noqa: E402
+from pgdl.glibc.ldso import load_tree  # noqa: E402
+from pgdl.engine.predict import predict_load  # noqa: E402
 from pgdl.server import Server  # noqa: E402
 
 TIME_LIMIT = 10.0    # seconds per case: a bound against hangs, not a performance target

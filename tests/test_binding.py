@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pgdl import binding, ldso
+from pgdl.glibc import binding, ldso
 from pgdl.server import Server
 from test_ldso import assert_same, gcc, helper, predicted, real_dlopen, server_for  # noqa: F401  (fixture)
 
@@ -128,7 +128,7 @@ def backend_maps():
         import psycopg2
     except ImportError:
         return []
-    from pgdl.maps import read_maps
+    from pgdl.adapters.maps import read_maps
     with testing.postgresql.Postgresql() as pg:
         conn = psycopg2.connect(**pg.dsn())
         try:

@@ -18,7 +18,7 @@ import time
 from conftest import ServerError, pg_config
 from modules import GOOD_MODULE, NO_MAGIC_MODULE
 from pgdl import filestate
-from pgdl.predict import as_error_row, predict_load
+from pgdl.engine.predict import as_error_row, predict_load
 from pgdl.server import Server
 
 PKGLIBDIR = pg_config("--pkglibdir")
@@ -147,7 +147,7 @@ def test_session_sees_a_replaced_dependency(cluster, build, tmp_path):
 
 def test_remembered_audit_sees_a_new_module(build, tmp_path):
     """The whole audit is remembered; a module added to pkglibdir changes the directory it listed."""
-    from pgdl.audit import audit
+    from pgdl.views.audit import audit
     (tmp_path / "lib").mkdir()
     build("good", GOOD_MODULE, output="lib/good.so")
     srv = server()
@@ -181,7 +181,7 @@ def test_shared_memory_is_not_a_loaded_object(cluster):
                 import json, sys
                 sharedir = plpy.execute("SELECT setting FROM pgdl._server_config() WHERE name = 'SHAREDIR'")[0]["setting"]
                 sys.path.insert(0, sharedir + "/pgdl")
-                from pgdl.backend import describe_server
+                from pgdl.adapters.backend import describe_server
                 with open("/proc/self/maps") as f:
                     fields = [line.split(None, 5) for line in f]
                 shared = sorted({x[5].strip() for x in fields if len(x) == 6 and x[1][3] == "s"})
@@ -207,7 +207,7 @@ def test_a_sessions_second_call_is_answered_from_what_the_first_worked_out(clust
                 cur.execute("SELECT count(*) FROM pgdl.audit()")
             cur.execute("""
                 DO $$
-                from pgdl import audit
+                from pgdl.views import audit
                 plpy.notice(str(len(audit._AUDITS)))
                 $$ LANGUAGE plpython3u""")
         assert conn.notices[-1].split("NOTICE:  ", 1)[1].strip() == "1"

@@ -15,7 +15,9 @@ import struct
 import pytest
 
 from conftest import pg_config
-from pgdl import binding, dynsym, elf
+from pgdl import elf
+from pgdl.elf import dynsym
+from pgdl.glibc import binding
 from test_ldso import assert_same, gcc, helper  # noqa: F401  (fixture)
 
 POSTGRES = os.path.join(pg_config("--bindir"), "postgres")
@@ -130,7 +132,7 @@ def test_relocation_scan_matches_a_plain_reading(path):
 
 def test_empty_bloom_filter_admits_nothing(tmp_path):
     """A GNU hash table with no Bloom words (hostile): a scope search finds nothing and raises nothing."""
-    from pgdl.ldso import LinkMap
+    from pgdl.glibc.ldso import LinkMap
     src = os.path.join(pg_config("--pkglibdir"), "plpgsql.so")
     obj = elf.open_elf(src)
     at = obj.vaddr_to_offset(obj.dynamic_value(elf.DT_GNU_HASH)) + 8      # bloom_size

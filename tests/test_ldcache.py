@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
-from pgdl import ldcache  # noqa: E402
-from pgdl.ldcache import HostCaps, LdCacheError, libcmp  # noqa: E402
+from pgdl.glibc import ldcache  # noqa: E402
+from pgdl.glibc.ldcache import HostCaps, LdCacheError, libcmp  # noqa: E402
 
 LDCONFIG = shutil.which("ldconfig") or ("/sbin/ldconfig" if os.path.exists("/sbin/ldconfig") else None)
 needs_ldconfig = pytest.mark.skipif(LDCONFIG is None, reason="ldconfig not found")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdl import binding, ldso
+from pgdl.glibc import binding, ldso
 from pgdl.elf import DT_NEEDED, DT_RUNPATH, open_elf
 from pgdl.server import Server
 

@@ -9,7 +9,7 @@ import pytest
 
 from modules import PG18_EXT_MAGIC
 from pgdl.elf import open_elf
-from pgdl.magic import (MagicBlock, compare_fields, judge, read_magic, server_block_bytes,
+from pgdl.postgres.magic import (MagicBlock, compare_fields, judge, read_magic, server_block_bytes,
                         server_layout_length)
 from pgdl.server import ServerMagic
 

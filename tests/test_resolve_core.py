@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pgdl.errors import INVALID_NAME
-from pgdl.resolve import canonicalize_path, resolve
+from pgdl.postgres.lookup import canonicalize_path, resolve
 from pgdl.server import Server
 
 VERSIONS = [120000, 130000, 140000, 150000, 160000, 170000, 180000]

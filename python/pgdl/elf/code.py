@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from .elf import EM_AARCH64, EM_X86_64, ElfError, ElfObject
+from .objects import EM_AARCH64, EM_X86_64, ElfError, ElfObject
 
 
 def returned_address(obj: ElfObject, func_addr: int, func_size: int) -> int | None:

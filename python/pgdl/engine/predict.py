@@ -13,17 +13,17 @@ from __future__ import annotations
 import struct
 from contextlib import nullcontext
 
-from .binding import BindResult, bind
-from . import filestate
-from .elf import ElfError, ElfObject, cached_elf
-from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
-from .ldso import LoadTree, load_tree
-from .loadfile import access_error, dlopen_error, module_file_failure, truncation_crash
-from .magic import MAGIC_FUNCTION, MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
-from .record import Record
-from .resolve import Resolution, resolve
-from .server import Server
-from .staticreturn import returned_address
+from ..glibc.binding import BindResult, bind
+from .. import filestate
+from ..elf.objects import ElfError, ElfObject, cached_elf
+from ..errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
+from ..glibc.ldso import LoadTree, load_tree
+from ..glibc.openfile import access_error, dlopen_error, module_file_failure, truncation_crash
+from ..postgres.magic import MAGIC_FUNCTION, MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
+from ..record import Record
+from ..postgres.lookup import Resolution, resolve
+from ..server import Server
+from ..elf.code import returned_address
 
 
 class Prediction(Record):

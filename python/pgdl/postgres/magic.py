@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import struct
 
-from .elf import ElfError, ElfObject
-from .record import Value
-from .staticreturn import returned_address
-from .errors import INTERNAL_ERROR, PgError
-from .server import ServerMagic
+from ..elf.objects import ElfError, ElfObject
+from ..record import Value
+from ..elf.code import returned_address
+from ..errors import INTERNAL_ERROR, PgError
+from ..server import ServerMagic
 
 MAGIC_FUNCTION = "Pg_magic_func"
 MAX_MAGIC_LEN = 256

@@ -35,7 +35,7 @@ import stat
 import struct
 from collections.abc import Sequence
 
-from .record import Record, Value
+from ..record import Record, Value
 
 __all__ = [
     "CacheEntry", "LdCache", "LdCacheError", "HostCaps", "parse", "load",

@@ -15,11 +15,11 @@ import re
 import stat
 from collections import Counter
 
-from . import filestate, interrupts
-from .catalog import CFunction, read_control
-from .predict import Prediction, check_entry_point, predict_load
-from .record import Value
-from .server import Server
+from .. import filestate, interrupts
+from ..postgres.extensions import CFunction, read_control
+from ..engine.predict import Prediction, check_entry_point, predict_load
+from ..record import Value
+from ..server import Server
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 

@@ -12,10 +12,10 @@ import errno
 import os
 import stat
 
-from . import filestate
-from .errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
-from .record import Record, Value
-from .server import Server
+from .. import filestate
+from ..errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
+from ..record import Record, Value
+from ..server import Server
 
 
 class Candidate(Value):

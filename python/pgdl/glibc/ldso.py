@@ -30,12 +30,13 @@ import os
 import re
 import stat
 
-from . import filestate, interrupts, ldcache
-from .elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
-from .loadfile import read_header
+from .. import filestate, interrupts
+from . import ldcache
+from ..elf.objects import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
+from .openfile import read_header
 from .openverify import verify_header
-from .record import Record
-from .server import Server
+from ..record import Record
+from ..server import Server
 
 # DT_FLAGS_1 bits checked when an object is mapped (elf.h).
 DF_1_NOOPEN = 0x40

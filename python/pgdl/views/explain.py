@@ -12,8 +12,8 @@ from __future__ import annotations
 import glob
 import os
 
-from . import interrupts
-from .elf import ElfError, cached_elf
+from .. import interrupts
+from ..elf.objects import ElfError, cached_elf
 
 # Places where other copies of a library typically live.
 SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/lib*/", "/opt/*/lib*/",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .server import LoadedObject
+from ..server import LoadedObject
 
 DELETED = " (deleted)"
 

@@ -12,13 +12,13 @@ import pwd
 import grp
 import stat
 
-from .catalog import CFunction, c_functions_in_script, read_control
-from .elf import ElfError, cached_elf
-from . import interrupts
+from ..postgres.extensions import CFunction, c_functions_in_script, read_control
+from ..elf.objects import ElfError, cached_elf
+from .. import interrupts
 from .explain import Copies, providers_of
-from .predict import Prediction, predict_load
-from .record import Value
-from .server import Server
+from ..engine.predict import Prediction, predict_load
+from ..record import Value
+from ..server import Server
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 

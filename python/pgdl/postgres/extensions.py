@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .record import Value
+from ..record import Value
 
 
 class CFunction(Value):

@@ -21,15 +21,15 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
-from . import interrupts
-from .elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
+from .. import interrupts
+from ..elf.objects import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
                   ElfObject)
-from .dynsym import bloom_admits, column, gnu_hash_of
+from ..elf.dynsym import bloom_admits, column, gnu_hash_of
 from .ldso import LinkMap, LoadTree
-from .record import Record
-from .server import Server
+from ..record import Record
+from ..server import Server
 
 DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
 DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFFF9, 0x6FFFFFFA

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from .elf import ElfError, cached_elf
-from .errors import PgError
-from .magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
+from ..elf.objects import ElfError, cached_elf
+from ..errors import PgError
+from ..postgres.magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
-from .loadfile import access_error, check_module_file
-from .record import Record
-from .resolve import resolve
-from .server import Server
+from ..glibc.openfile import access_error, check_module_file
+from ..record import Record
+from ..postgres.lookup import resolve
+from ..server import Server
 
 
 class MagicReport(Record):

@@ -15,8 +15,8 @@ import os
 import stat
 import struct
 
-from . import filestate, interrupts
-from .record import Value
+from .. import filestate, interrupts
+from ..record import Value
 
 # e_ident and header constants (elf.h)
 ELFMAG = b"\x7fELF"

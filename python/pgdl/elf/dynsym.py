@@ -20,8 +20,8 @@ from array import array
 from functools import lru_cache
 from itertools import repeat
 
-from . import interrupts
-from .elf import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_NAME, MAX_SYMBOLS,
+from .. import interrupts
+from .objects import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_NAME, MAX_SYMBOLS,
                   SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
                   ElfObject, PagedStrings, Symbol, cstring, string_table)
 

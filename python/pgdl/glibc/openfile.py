@@ -11,9 +11,9 @@ import errno
 import os
 import stat
 
-from .errors import PgError, errcode_for_file_access
+from ..errors import PgError, errcode_for_file_access
 from .openverify import Verdict, verify_header
-from .server import Server
+from ..server import Server
 
 HEADER_BYTES = 832     # glibc reads this much of the file into its buffer first
 

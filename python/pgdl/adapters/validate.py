@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 MAX_ARGUMENT = 1 << 20     # 1 MiB: far beyond any path, small enough to stay cheap
 
