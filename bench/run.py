@@ -254,7 +254,7 @@ def main() -> int:
     if os.geteuid() == 0:
         sys.exit("run as a non-root user (PostgreSQL refuses root): bash bench/run.sh does this")
     import testing.postgresql
-    from pgdl.elf import open_elf
+    from pgdl.elf import dynsym, open_elf
 
     pkglibdir = pg_config("--pkglibdir")
     postgres = os.path.join(pg_config("--bindir"), "postgres")
@@ -314,8 +314,8 @@ def main() -> int:
     # ldd -r's undefined symbols: the ones the postgres executable provides are false alarms.
     exe = open_elf(postgres)
     undefined = sorted(set(ldd[0][1]))
-    false_alarms = [(f, s) for f, s in undefined if exe.definition(s) is not None]
-    real = [(f, s) for f, s in undefined if exe.definition(s) is None]
+    false_alarms = [(f, s) for f, s in undefined if dynsym.definition(exe, s) is not None]
+    real = [(f, s) for f, s in undefined if dynsym.definition(exe, s) is None]
     files_flagged = {f for f, _s in undefined}
     print(f"ldd -r 'undefined symbol' reports (distinct file+symbol): {len(undefined)} in {len(files_flagged)} "
           f"files; false alarms (defined by {postgres}): {len(false_alarms)}; other: {len(real)}")

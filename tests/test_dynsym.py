@@ -16,7 +16,7 @@ import pytest
 
 from conftest import pg_config
 from pgdl import elf
-from pgdl.elf import dynsym
+from pgdl.elf import dynsym, hashing
 from pgdl.glibc import binding
 from test_ldso import assert_same, gcc, helper  # noqa: F401  (fixture)
 
@@ -28,7 +28,7 @@ LLVM = sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libLLVM-*.so*"))
 
 def plain_symbols(obj: elf.ElfObject) -> list[tuple[str, int, int, int, int]]:
     """(name, value, info, other, shndx) of every .dynsym entry, one struct at a time."""
-    table = obj.dynsym()
+    table = dynsym.table(obj)
     strtab = obj.read_vaddr(obj.dynamic_value(elf.DT_STRTAB), obj.dynamic_value(elf.DT_STRSZ))
     raw = obj.read_vaddr(obj.dynamic_value(elf.DT_SYMTAB), table.count * 24)
     out = []
@@ -40,7 +40,7 @@ def plain_symbols(obj: elf.ElfObject) -> list[tuple[str, int, int, int, int]]:
 @pytest.mark.parametrize("path", OBJECTS)
 def test_columns_and_names_match_a_plain_reading(path):
     obj = elf.open_elf(path)
-    table = obj.dynsym()
+    table = dynsym.table(obj)
     for i, (name, value, info, other, shndx) in enumerate(plain_symbols(obj)):
         if i == 0:
             continue
@@ -51,7 +51,7 @@ def test_columns_and_names_match_a_plain_reading(path):
 @pytest.mark.parametrize("path", OBJECTS)
 def test_hash_lookup_finds_exactly_the_hashed_entries(path):
     obj = elf.open_elf(path)
-    table = obj.dynsym()
+    table = dynsym.table(obj)
     symbols = plain_symbols(obj)
     by_name: dict[str, list[int]] = {}
     for i in range(table.first_hashed, table.count):
@@ -70,8 +70,8 @@ def test_sysv_hash_table(tmp_path):
               "-Wl,--hash-style=sysv")
     obj = elf.open_elf(str(lib))
     assert obj.dynamic_value(elf.DT_GNU_HASH) is None and obj.bloom() is None
-    assert obj.definition("two").name == "two"
-    assert obj.definition("three") is None
+    assert dynsym.definition(obj, "two").name == "two"
+    assert dynsym.definition(obj, "three") is None
 
 
 def test_sysv_only_library_binds_like_glibc(helper, tmp_path):  # noqa: F811
@@ -88,16 +88,16 @@ def test_sysv_only_library_binds_like_glibc(helper, tmp_path):  # noqa: F811
 @pytest.mark.skipif(not LLVM, reason="libLLVM is not installed")
 def test_paged_string_table_reads_the_same_names():
     obj = elf.open_elf(LLVM[0])
-    table = obj.dynsym()
-    assert isinstance(table._strtab, dynsym.PagedStrings)
+    table = dynsym.table(obj)
+    assert isinstance(table.strings, dynsym.PagedStrings)
     strtab = obj.read_vaddr(obj.dynamic_value(elf.DT_STRTAB), obj.dynamic_value(elf.DT_STRSZ))
     for i in random.Random(3).sample(range(1, table.count), 3000):
         assert table.read_name(i) == elf.cstring(strtab, table.st_name[i])
 
 
 def plain_lookups(obj: elf.ElfObject) -> list[tuple[int, int]]:
-    """binding._lookups() the obvious way: every relocation read, glibc's rules applied one by one."""
-    table = obj.dynsym()
+    """binding.lookups() the obvious way: every relocation read, glibc's rules applied one by one."""
+    table = dynsym.table(obj)
     relative_prefix = obj.dynamic_value(binding.DT_RELACOUNT) or 0
     rela, relasz = obj.dynamic_value(elf.DT_RELA), obj.dynamic_value(elf.DT_RELASZ) or 0
     jmprel, pltsz = obj.dynamic_value(binding.DT_JMPREL), obj.dynamic_value(binding.DT_PLTRELSZ) or 0
@@ -127,7 +127,7 @@ def test_relocation_scan_matches_a_plain_reading(path):
     obj = elf.open_elf(path)
     if obj.dynamic_value(elf.DT_REL) is not None:
         pytest.skip("REL relocations: not on x86-64")
-    assert binding._lookups(obj, obj.dynsym()) == plain_lookups(obj)
+    assert binding.lookups(obj, dynsym.table(obj)) == plain_lookups(obj)
 
 
 def test_empty_bloom_filter_admits_nothing(tmp_path):
@@ -142,10 +142,10 @@ def test_empty_bloom_filter_admits_nothing(tmp_path):
     broken.write_bytes(data)
     obj = elf.open_elf(str(broken))
     assert len(obj.bloom()[0]) == 0
-    assert not dynsym.bloom_admits(obj.bloom(), dynsym.gnu_hash_of("plpgsql_call_handler"))
+    assert not hashing.bloom_admits(obj.bloom(), hashing.gnu_hash_of("plpgsql_call_handler"))
     scope = binding.Objects([LinkMap(str(broken), obj, set(), set())])
-    ref = binding._Ref("plpgsql_call_handler", None, False, False)
-    assert scope.define(ref, dynsym.gnu_hash_of(ref.name)) is False
+    ref = binding.Ref("plpgsql_call_handler", None, False, False)
+    assert scope.define(ref, hashing.gnu_hash_of(ref.name)) is False
 
 
 # -- damaged hash tables: indexed, not walked per name, with the same answers --
@@ -180,7 +180,7 @@ def test_damaged_gnu_chain_index_equals_the_walk(seed):
     # Few end bits (a damaged table) and few distinct hashes, so that runs are long and share hashes.
     chain = [(rng.randrange(8) << 1) | (rng.random() < 0.02) for _ in range(n)]
     stop = symoffset + n - rng.randrange(min(n, 3))
-    runs = dynsym._GnuRuns(chain, symoffset, stop)
+    runs = hashing.GnuRuns(chain, symoffset, stop)
     for _ in range(300):
         i, h = rng.randrange(symoffset, stop), rng.randrange(16)
         assert runs.matches(i, h) == walk_gnu(chain, symoffset, stop, i, h)
@@ -192,7 +192,7 @@ def test_damaged_sysv_chain_reachability_equals_the_walk(seed):
     count = rng.randrange(2, 300)
     # Random successors: long chains, cycles, ends (0) and entries pointing past the table.
     chains = [rng.choice([0, rng.randrange(count), rng.randrange(count), count + 5]) for _ in range(count - rng.randrange(2))]
-    reach = dynsym._SysvReach(chains, count)
+    reach = hashing.SysvReach(chains, count)
     for start in range(1, count):
         expected = walk_sysv(chains, count, start)
         assert {c for c in range(1, count) if reach.reaches(start, c)} == expected
@@ -204,7 +204,7 @@ def patch_gnu_end_bits(path, out):
     gnu = obj.dynamic_value(elf.DT_GNU_HASH)
     nbuckets, symoffset, bloom_size, _shift = struct.unpack("<IIII", obj.read_vaddr(gnu, 16))
     chain_at = gnu + 16 + 8 * bloom_size + 4 * nbuckets
-    count = obj.dynsym().count
+    count = dynsym.table(obj).count
     data = bytearray(open(path, "rb").read())
     at = obj.vaddr_to_offset(chain_at, 4 * (count - symoffset))
     for k in range(count - symoffset - 1):
@@ -219,18 +219,18 @@ def test_gnu_table_without_end_bits_finds_what_the_walk_finds_at_the_cost_of_rea
     thousands of entries, 50 million for all its names (about 20 s)."""
     import time
     count = patch_gnu_end_bits(POSTGRES, tmp_path / "postgres")
-    damaged = elf.open_elf(str(tmp_path / "postgres")).dynsym()
+    damaged = dynsym.table(elf.open_elf(str(tmp_path / "postgres")))
     names = [damaged.name(i) for i in range(damaged.first_hashed, count)]
-    chain, symoffset = damaged._gnu[3], damaged.first_hashed
+    chain, symoffset = damaged.gnu[3], damaged.first_hashed
     start = time.process_time()
     found = {name: damaged.find(name) for name in names}
     elapsed = time.process_time() - start
     for name in random.Random(3).sample(names, 200):
-        h = dynsym.gnu_hash_of(name)
-        nbuckets, _s, buckets, _c = damaged._gnu
+        h = hashing.gnu_hash_of(name)
+        nbuckets, _s, buckets, _c = damaged.gnu
         i = buckets[h % nbuckets]
         expected = tuple(k for k in walk_gnu(chain, symoffset, count, i, h) if damaged.name(k) == name) \
-            if i >= symoffset and dynsym.bloom_admits(damaged._bloom, h) else ()
+            if i >= symoffset and hashing.bloom_admits(damaged.obj.bloom(), h) else ()
         assert found[name] == expected
     # Walking costs about count / 2 entries per name; the index, a few.
     assert elapsed < 2.0, f"{len(names)} lookups took {elapsed:.1f} s"
@@ -250,9 +250,9 @@ def test_gnu_hash_of_long_names_costs_their_length():
 
     rng = random.Random(9)
     names = [bytes(rng.randrange(1, 256) for _ in range(n)) for n in range(0, 300)]
-    assert [dynsym.gnu_hash(n) for n in names] == [plain(n) for n in names]
+    assert [hashing.gnu_hash(n) for n in names] == [plain(n) for n in names]
     long_names = [b"x" * (elf.MAX_NAME - k * 97) for k in range(300)]
     start = time.process_time()
-    hashes = [dynsym.gnu_hash(n) for n in long_names]
+    hashes = [hashing.gnu_hash(n) for n in long_names]
     assert time.process_time() - start < 1.0
     assert hashes[::50] == [plain(n) for n in long_names[::50]]

@@ -223,7 +223,7 @@ def _server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
 
 
 def _abi_extra_of(path: str, version: int) -> str | None:
-    from ..elf.objects import ElfError, cached_elf
+    from ..elf import ElfError, cached_elf
     from ..postgres.magic import MagicNotFound, read_magic
     try:
         block = read_magic(cached_elf(path))

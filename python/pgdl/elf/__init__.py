@@ -1,8 +1,17 @@
 """The ELF reader: what the dynamic loader reads of a file, read as it reads it.
 
-Headers, program headers and the dynamic section (objects), string tables,
-version tables, section headers, the dynamic symbol table and its hash
-tables (dynsym), and decoding of a function's returned address (code).
+  format    elf.h's constants, bounds for hostile files, the records handed out
+  objects   ElfObject: the ELF header, program headers, dynamic section (open_elf, cached_elf)
+  strings   DT_STRTAB, whole or a page at a time
+  versions  VERDEF and VERNEED chains
+  sections  section headers: .symtab and RELATIVE relocations (for the magic block)
+  hashing   gnu_hash, elf_hash, the Bloom filter, damaged-table indexes
+  dynsym    the dynamic symbol table, searched as do_lookup_x() searches it
+  code      a function's returned address, decoded from its machine code
+
+Other packages import the reader's public names from here.
 """
 
-from .objects import *  # noqa: F401,F403  (the reader's constants, ElfObject, open_elf, cached_elf)
+from .format import *  # noqa: F401,F403
+from .objects import ElfObject, cached_elf, open_elf  # noqa: F401
+from .strings import MAX_NAME, PagedStrings, cstring, string_table  # noqa: F401

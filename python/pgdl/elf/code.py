@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from .objects import EM_AARCH64, EM_X86_64, ElfError, ElfObject
+from .format import EM_AARCH64, EM_X86_64, ElfError
+from .objects import ElfObject
 
 
 def returned_address(obj: ElfObject, func_addr: int, func_size: int) -> int | None:

@@ -12,18 +12,15 @@ Every offset comes from a possibly hostile file: bad ones raise ElfError.
 
 from __future__ import annotations
 
-import bisect
 import operator
 import struct
-import sys
-from array import array
-from functools import lru_cache
 from itertools import repeat
 
-from .. import interrupts
-from .objects import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_NAME, MAX_SYMBOLS,
-                  SHN_UNDEF, STB_LOCAL, STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError,
-                  ElfObject, PagedStrings, Symbol, cstring, string_table)
+from .format import (DT_GNU_HASH, DT_HASH, DT_STRSZ, DT_SYMTAB, DT_VERSYM, MAX_SYMBOLS, SHN_UNDEF, STB_LOCAL,
+                     STV_DEFAULT, STV_PROTECTED, VER_NDX_GLOBAL, VERSYM_HIDDEN, ElfError, Symbol, column)
+from .hashing import LONG_CHAIN, GnuRuns, SysvReach, bloom_admits, chain_end, elf_hash, gnu_hash_of
+from .objects import ElfObject
+from .strings import MAX_NAME, PagedStrings, cstring, string_table
 
 
 class DynSym:
@@ -33,14 +30,14 @@ class DynSym:
         self.obj = obj
         self.count = 0
         self.first_hashed = 0           # GNU hash: entries below symoffset cannot be found
-        self._strtab: bytes | PagedStrings = b""
-        self._gnu = None                # (nbuckets, symoffset, buckets, chain)
+        self.strings: bytes | PagedStrings = b""
+        self.gnu = None                # (nbuckets, symoffset, buckets, chain)
         self._bloom = None              # read_bloom()
         self._sysv = None               # (nbucket, buckets, chains)
         self._names: dict[int, str] = {}
         self._wanted_versions: dict[int, str] | None = None
-        self._runs: _GnuRuns | None = None       # damaged tables only
-        self._reach: _SysvReach | None = None
+        self._runs: GnuRuns | None = None       # damaged tables only
+        self._reach: SysvReach | None = None
         self._by_name: dict[str, list[int]] = {}
         self._read_hash_table()
         if self.count > MAX_SYMBOLS:
@@ -52,7 +49,7 @@ class DynSym:
             return
         strsz = obj.dynamic_value(DT_STRSZ) or 0
         # Most tables are read whole; libLLVM's is 3 MB, of which a few names are used.
-        self._strtab = string_table(obj) if strsz <= PAGED_STRINGS else PagedStrings(obj)
+        self.strings = string_table(obj) if strsz <= PAGED_STRINGS else PagedStrings(obj)
         entsize = 24 if obj.elf_class == 64 else 16
         self._columns(obj.read_vaddr(symtab, self.count * entsize))
         versym_addr = obj.dynamic_value(DT_VERSYM)
@@ -91,13 +88,13 @@ class DynSym:
 
     def read_name(self, i: int) -> str:
         offset = self.st_name[i]
-        if isinstance(self._strtab, PagedStrings):
-            return self._strtab.string(offset)
-        return cstring(self._strtab, offset)
+        if isinstance(self.strings, PagedStrings):
+            return self.strings.string(offset)
+        return cstring(self.strings, offset)
 
     def names_of(self, indexes: list[int]) -> list[str | None]:
         """read_name() of many entries at once (None where a name is unreadable)."""
-        table = self._strtab
+        table = self.strings
         if not isinstance(table, bytes):
             return [self._name_or_none(i) for i in indexes]
         find, size, names = table.find, len(table), []
@@ -148,7 +145,7 @@ class DynSym:
         """Indexes of the entries named `name` that do_lookup_x() reaches through the
         hash table, in index order (a GNU hash chain's order).  `gnu`: gnu_hash(name),
         if already known."""
-        if self._gnu is not None:
+        if self.gnu is not None:
             return self._gnu_find(name, gnu_hash_of(name) if gnu is None else gnu)
         if self._sysv is not None:
             return self._sysv_find(name)
@@ -171,12 +168,12 @@ class DynSym:
             if last >= symoffset:
                 # The chain of the last non-empty bucket ends at the last symbol.
                 chain_at = buckets_at + 4 * nbuckets
-                n = _chain_end(obj, chain_at, last - symoffset)
+                n = chain_end(obj, chain_at, last - symoffset)
                 count = symoffset + n + 1
                 chain = column(obj, obj.read_vaddr(chain_at, 4 * (n + 1)), "I", 0, 1)
             self.count = count
             self.first_hashed = symoffset
-            self._gnu = (nbuckets, symoffset, buckets, chain)
+            self.gnu = (nbuckets, symoffset, buckets, chain)
             return
         sysv = obj.dynamic_value(DT_HASH)
         if sysv is not None:
@@ -191,7 +188,7 @@ class DynSym:
                 self._sysv = (nbucket, buckets, chains)
 
     def _gnu_find(self, name: str, h: int) -> tuple[int, ...]:
-        nbuckets, symoffset, buckets, chain = self._gnu
+        nbuckets, symoffset, buckets, chain = self.gnu
         if not nbuckets or not bloom_admits(self._bloom, h):
             return ()
         i = buckets[h % nbuckets]
@@ -212,7 +209,7 @@ class DynSym:
         # A chain this long is a damaged table (the end bits cleared): walking it for
         # every name would cost symbols x lookups.  The same entries, from an index.
         if self._runs is None:
-            self._runs = _GnuRuns(chain, symoffset, stop)
+            self._runs = GnuRuns(chain, symoffset, stop)
         return tuple(out) + tuple(k for k in self._runs.matches(i, h) if self._name_is(k, name))
 
     def _sysv_find(self, name: str) -> tuple[int, ...]:
@@ -230,7 +227,7 @@ class DynSym:
         # A damaged table (long chains, cycles): the entries reachable from the
         # bucket, from a reachability index built once, instead of a walk per name.
         if self._reach is None:
-            self._reach = _SysvReach(chains, self.count)
+            self._reach = SysvReach(chains, self.count)
             self._by_name = {}
             for k, n in enumerate(self.names_of(range(self.count))):
                 if n is not None:
@@ -245,203 +242,26 @@ class DynSym:
             return False
 
 
-LONG_CHAIN = 64          # hash chain entries walked one by one; real chains have a few
-
-
-class _GnuRuns:
-    """The entries of a damaged GNU hash chain array, by hash, run by run.
-
-    A lookup from entry i walks i, i+1, ... up to the next entry whose end bit
-    is set (or the last symbol): a run.  Each run is indexed once, by the hash
-    bits each entry stores, so a lookup costs one dict access and a filter
-    instead of a walk of the run: the whole table costs what reading it does."""
-
-    def __init__(self, chain, symoffset: int, stop: int):
-        self.symoffset, self.stop = symoffset, stop
-        self.ends = [k + symoffset for k, value in enumerate(chain[:stop - symoffset]) if value & 1]
-        self.chain = chain
-        self.runs: dict[int, dict[int, list[int]]] = {}
-
-    def matches(self, i: int, h: int) -> list[int]:
-        """Entries from i to the end of its run whose stored hash is h's (low bit aside)."""
-        j = bisect.bisect_left(self.ends, i)
-        end = self.ends[j] if j < len(self.ends) else self.stop - 1
-        run = self.runs.get(end)
-        if run is None:
-            first = self.ends[j - 1] + 1 if j else self.symoffset
-            run = self.runs[end] = {}
-            for k in range(first, end + 1):
-                if not k & 0xFFFF:
-                    interrupts.check()
-                run.setdefault(self.chain[k - self.symoffset] >> 1, []).append(k)
-        return [k for k in run.get(h >> 1, ()) if k >= i]
-
-
-class _SysvReach:
-    """Which entries a walk of a damaged SysV hash chain reaches from a bucket.
-
-    The chain array makes each entry point to one next entry (0, or one past the
-    symbols, ends a walk): a functional graph, whose walks end in a cycle or at
-    an end.  Entry c is on the walk from s when c lies between s and the walk's
-    cycle or end in the forest of walks, or on that cycle: decided with one
-    depth-first numbering of the forest, built in time linear in the table."""
-
-    def __init__(self, chains, count: int):
-        n = count
-        nxt = array("I", bytes(4 * n))
-        for v in range(1, min(n, len(chains))):
-            if 0 < chains[v] < n:
-                nxt[v] = chains[v]
-        cycle = array("I", bytes(4 * n))   # cycle number + 1 of entries on a cycle
-        state = bytearray(n)               # 0 new, 1 on the current walk, 2 done
-        cycles = 0
-        for v in range(1, n):
-            if state[v]:
-                continue
-            if not v & 0xFFFF:
-                interrupts.check()
-            walk = []
-            while v and not state[v]:
-                state[v] = 1
-                walk.append(v)
-                v = nxt[v]
-            if v and state[v] == 1:        # the walk closed a cycle at v
-                cycles += 1
-                for u in walk[walk.index(v):]:
-                    cycle[u] = cycles
-            for u in walk:
-                state[u] = 2
-        # The forest: each entry off a cycle is a child of the entry it points to,
-        # children listed contiguously (first[p] .. first[p + 1]).
-        parents = array("I", nxt)
-        for v in range(1, n):
-            if cycle[v]:
-                parents[v] = 0
-        first = array("I", bytes(4 * (n + 1)))
-        for p in parents:
-            first[p + 1] += 1
-        for p in range(n):
-            first[p + 1] += first[p]
-        kids, fill = array("I", bytes(4 * n)), array("I", first)
-        for v in range(1, n):
-            p = parents[v]
-            if p:
-                kids[fill[p]] = v
-                fill[p] += 1
-        self.tin, self.tout, self.root = array("I", bytes(4 * n)), array("I", bytes(4 * n)), array("I", bytes(4 * n))
-        clock = 0
-        for r in range(1, n):
-            if parents[r]:
-                continue                   # not a root: on a cycle, or ending its walk
-            stack = [r]
-            while stack:
-                v = stack.pop()
-                if v >= n:                 # leaving v - n
-                    self.tout[v - n] = clock
-                    continue
-                clock += 1
-                self.tin[v], self.root[v] = clock, r
-                stack.append(v + n)
-                stack.extend(kids[first[v]:first[v + 1]])
-        self.cycle = cycle
-
-    def reaches(self, s: int, c: int) -> bool:
-        if not 0 < s < len(self.tin):
-            return False
-        if self.tin[c] <= self.tin[s] <= self.tout[c]:
-            return True                 # c lies between s and its root
-        root = self.root[s]
-        return bool(self.cycle[root]) and self.cycle[c] == self.cycle[root]
-
-
-def read_bloom(obj: ElfObject) -> tuple | None:
-    """(words, index mask, shift, bits per word) of the object's GNU hash Bloom
-    filter, read alone: most objects of a process are never searched further.
-    None if the object has no GNU hash table (every name must then be looked up)."""
-    gnu = obj.dynamic_value(DT_GNU_HASH)
-    if gnu is None:
-        return None
-    e = "<" if obj.little_endian else ">"
-    _nbuckets, _symoffset, bloom_size, shift = struct.unpack(e + "IIII", obj.read_vaddr(gnu, 16))
-    if bloom_size > MAX_SYMBOLS:
-        raise ElfError("absurd GNU hash table")
-    word = 8 if obj.elf_class == 64 else 4
-    words = column(obj, obj.read_vaddr(gnu + 16, bloom_size * word), "Q" if word == 8 else "I", 0, 1)
-    return words, bloom_size - 1, shift, word * 8
-
-
-def bloom_admits(bloom: tuple, h: int) -> bool:
-    """do_lookup_x()'s Bloom test: False means the object cannot define a name of hash h.
-    An empty filter admits nothing (glibc would read past it)."""
-    words, mask, shift, bits = bloom
-    if not words:
-        return False
-    word = words[(h // bits) & mask]             # glibc requires a power of two words
-    return bool((word >> (h % bits)) & (word >> ((h >> shift) % bits)) & 1)
-
-
-def _chain_end(obj: ElfObject, chain_at: int, n: int) -> int:
-    """Index in the GNU chain array of the entry that ends the chain starting at n."""
-    e = "<" if obj.little_endian else ">"
-    while n <= MAX_SYMBOLS:
-        try:
-            raw = obj.read_vaddr(chain_at + 4 * n, 1024)
-        except ElfError:                  # near the end of the segment: word by word
-            raw = obj.read_vaddr(chain_at + 4 * n, 4)
-        for k, (value,) in enumerate(struct.iter_unpack(e + "I", raw)):
-            if value & 1:
-                return n + k
-        n += len(raw) // 4
-    raise ElfError("unterminated GNU hash chain")
-
-
-@lru_cache(maxsize=8192)
-def gnu_hash_of(name: str) -> int:
-    """gnu_hash() of a name; remembered, as the same names are looked up in many objects."""
-    return gnu_hash(name.encode("utf-8", "surrogateescape"))
-
-
-def gnu_hash(name: bytes) -> int:
-    """dl_new_hash(): h = h * 33 + c from 5381, modulo 2**32.
-
-    Evaluated as the polynomial it is, 5381 * 33**n + sum(c[i] * 33**(n-1-i)),
-    so that the loop over the characters runs in C (C++ names are long)."""
-    powers, base = _hash_powers(len(name))
-    return (base + sum(map(operator.mul, name, powers))) & 0xFFFFFFFF
-
-
-@lru_cache(maxsize=256)
-def _hash_powers(n: int) -> tuple[tuple[int, ...], int]:
-    """(33**(n-1), ..., 33**0) and 5381 * 33**n, modulo 2**32: slices of one
-    table, grown as longer names come, so a name costs its length once."""
-    while len(_POWERS) <= n:
-        _POWERS.append(_POWERS[-1] * 33 & 0xFFFFFFFF)
-    return tuple(_POWERS[n - 1::-1]) if n else (), 5381 * _POWERS[n] & 0xFFFFFFFF
-
-
-_POWERS = [1]     # 33**k modulo 2**32
-
-
-def elf_hash(name: bytes) -> int:
-    h = 0
-    for c in name:
-        h = (h << 4) + c
-        g = h & 0xF0000000
-        if g:
-            h ^= g >> 24
-        h &= ~g & 0xFFFFFFFF
-    return h
-
-
-_NATIVE = sys.byteorder == "little"
 PAGED_STRINGS = 1 << 20       # bigger string tables are read page by page
 
 
-def column(obj: ElfObject, raw: bytes, code: str, first: int, stride: int):
-    """Every `stride`-th item of type `code` in raw, from item `first`: an indexable sequence."""
-    size = struct.calcsize(code)
-    usable = len(raw) - len(raw) % (size * stride) if stride > 1 else len(raw) - len(raw) % size
-    if obj.little_endian == _NATIVE:
-        return memoryview(raw[:usable]).cast(code)[first::stride]
-    e = "<" if obj.little_endian else ">"
-    return struct.unpack(f"{e}{usable // size}{code}", raw[:usable])[first::stride]
+def table(obj: ElfObject) -> DynSym:
+    """The object's dynamic symbol table, read on first use and kept on the object."""
+    if obj.symbol_table is None:
+        with obj.reading():
+            obj.symbol_table = DynSym(obj)
+    return obj.symbol_table
+
+
+def forget(obj: ElfObject) -> None:
+    """Drop the object's symbol table (read again if needed): for objects done with."""
+    obj.symbol_table = None
+
+
+def definition(obj: ElfObject, name: str) -> Symbol | None:
+    """A global or weak definition of `name` exported by the object."""
+    symbols = table(obj)
+    for i in symbols.find(name):
+        if symbols.is_exported_definition(i):
+            return symbols.symbol(i)
+    return None

@@ -15,7 +15,8 @@ from contextlib import nullcontext
 
 from ..glibc.binding import BindResult, bind
 from .. import filestate
-from ..elf.objects import ElfError, ElfObject, cached_elf
+from ..elf import ElfError, ElfObject, cached_elf
+from ..elf import dynsym
 from ..errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
 from ..glibc.ldso import LoadTree, load_tree
 from ..glibc.openfile import access_error, dlopen_error, module_file_failure, truncation_crash
@@ -136,7 +137,7 @@ def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bo
     for obj in server.loaded:
         if obj.path == libname or (obj.dev == st[0] and obj.inode == st[1]):
             try:
-                return cached_elf(obj.path).definition(MAGIC_FUNCTION) is not None
+                return dynsym.definition(cached_elf(obj.path), MAGIC_FUNCTION) is not None
             except (ElfError, OSError):
                 return False
     return False
@@ -166,7 +167,7 @@ def _load(libname: str, server: Server) -> Loading:
         # tables (megabytes for libLLVM) need not stay in the backend's memory.
         for dep in done.tree.deps:
             if dep.status == "ok" and dep.obj is not None:
-                dep.obj.forget_symbols()
+                dynsym.forget(dep.obj)
     return done
 
 
@@ -200,7 +201,7 @@ def _dlopen(libname: str, server: Server) -> Loading:
     try:
         module = done.module or cached_elf(libname)
         with module.reading():
-            done.has_pg_init = module.definition("_PG_init") is not None
+            done.has_pg_init = dynsym.definition(module, "_PG_init") is not None
             done.magic = read_magic(module)
     except MagicNotFound:
         done.error = missing_magic_error(libname)
@@ -259,7 +260,7 @@ def _handle_scope(p: Prediction) -> list[ElfObject]:
 
 def _scope_lookup(scope: list[ElfObject], name: str):
     for obj in scope:
-        sym = obj.definition(name)
+        sym = dynsym.definition(obj, name)
         if sym is not None and not sym.hidden:
             return obj, sym
     return None

@@ -22,11 +22,13 @@ import struct
 from collections import namedtuple
 
 from .. import interrupts
-from ..elf.objects import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
+from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
                   ElfObject)
-from ..elf.dynsym import bloom_admits, column, gnu_hash_of
+from ..elf.format import column
+from ..elf import dynsym
+from ..elf.hashing import bloom_admits, gnu_hash_of
 from .ldso import LinkMap, LoadTree
 from ..record import Record
 from ..server import Server
@@ -176,7 +178,7 @@ def _children(tree: LoadTree, m: LinkMap, module: LinkMap | None, new_ids: set[i
 # looked up: plt (ELF_RTYPE_CLASS_PLT: undefined entries with a value do not
 # count) and copy (ELF_RTYPE_CLASS_COPY: the executable is skipped).
 # A namedtuple: hashed and compared in C, as the key of remembered answers.
-_Ref = namedtuple("_Ref", "name version plt copy")
+Ref = namedtuple("Ref", "name version plt copy")
 
 
 class Objects:
@@ -203,7 +205,7 @@ class Objects:
     def holds(self, soname: str | None) -> bool:
         return soname in self._by_name
 
-    def define(self, ref: _Ref, h: int, soname: str | None = None) -> bool:
+    def define(self, ref: Ref, h: int, soname: str | None = None) -> bool:
         """Whether one of the objects satisfies `ref`; h = gnu_hash(ref.name),
         soname: the object to try first."""
         first = self._by_name.get(soname) if soname else None
@@ -217,7 +219,7 @@ class Objects:
         return False
 
 
-def _may_define(entry: tuple[LinkMap, tuple | None], ref: _Ref, h: int) -> bool:
+def _may_define(entry: tuple[LinkMap, tuple | None], ref: Ref, h: int) -> bool:
     m, bloom = entry
     if ref.copy and m.is_main:
         return False
@@ -232,9 +234,9 @@ class GlobalScope(Objects):
 
     def __init__(self, maps: list[LinkMap]):
         super().__init__(maps)
-        self.answers: dict[_Ref, bool] = {}
+        self.answers: dict[Ref, bool] = {}
 
-    def define(self, ref: _Ref, h: int, soname: str | None = None) -> bool:
+    def define(self, ref: Ref, h: int, soname: str | None = None) -> bool:
         answer = self.answers.get(ref)
         if answer is None:
             answer = self.answers[ref] = super().define(ref, h, soname)
@@ -259,8 +261,8 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     obj = m.obj
     try:
         with obj.reading():
-            table = obj.dynsym()
-            lookups = _lookups(obj, table)
+            table = dynsym.table(obj)
+            lookups = lookups(obj, table)
     except (ElfError, OSError, struct.error, ValueError) as exc:
         return [BindingProblem("undefined", None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
@@ -288,10 +290,10 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
                                       f"{m.name}: pgdl cannot read the name of symbol {symidx}"))
             continue
         plt = rtype in plt_class
-        known = answers.get((name, version, plt, rtype == copy_type))   # equal to the _Ref
+        known = answers.get((name, version, plt, rtype == copy_type))   # equal to the Ref
         if known:
             continue
-        ref = _Ref(name, version, plt, rtype == copy_type)
+        ref = Ref(name, version, plt, rtype == copy_type)
         h = gnu_hash_of(name)
         if known is None and scope.holds(version_file):
             # A versioned reference names its provider: already in the process.
@@ -305,11 +307,11 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     return out
 
 
-def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
+def _defines(m: LinkMap, ref: Ref, h: int) -> bool:
     """do_lookup_x() for one object: does it satisfy this reference?  h = gnu_hash(ref.name)."""
     obj = m.obj
     try:
-        table = obj.dynsym()
+        table = dynsym.table(obj)
         candidates = table.find(ref.name, h)
     except (ElfError, OSError, struct.error, ValueError):
         return False
@@ -330,7 +332,7 @@ def _defines(m: LinkMap, ref: _Ref, h: int) -> bool:
     return table.st_info[found] >> 4 in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE)
 
 
-def _check_match(table, i: int, ref: _Ref, has_versym: bool,
+def _check_match(table, i: int, ref: Ref, has_versym: bool,
                  verdef_index: dict[str, int], versioned_seen: list[int]) -> bool:
     shndx = table.st_shndx[i]
     if not _usable(shndx, table.st_info[i] & 0xF, table.st_value[i]):
@@ -358,13 +360,10 @@ def _usable(shndx: int, kind: int, value: int) -> bool:
 
 
 def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
-    if obj._verdef_index is None:
-        defined = set(obj.verdefs)
-        obj._verdef_index = {name: ndx for ndx, name in obj.version_names().items() if name in defined}
-    return obj._verdef_index
+    return obj.versions().defined_index
 
 
-def _lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
+def lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
     """(symbol index, relocation type) of each symbol the object's relocations
     make ld.so look up, at its first use, in the order they are applied.
 

@@ -32,7 +32,7 @@ import stat
 
 from .. import filestate, interrupts
 from . import ldcache
-from ..elf.objects import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
+from ..elf import EM_AARCH64, EM_X86_64, ET_DYN, ElfError, ElfObject, cached_elf
 from .openfile import read_header
 from .openverify import verify_header
 from ..record import Record
@@ -494,7 +494,7 @@ class Loader:
             obj = cached_elf(self.fs(realname))
         except (ElfError, OSError, ValueError) as exc:
             raise LoadFailure(f"{name}: pgdl cannot read this file: {exc}", 0)
-        if not obj._loads:
+        if not obj.loads:
             raise LoadFailure(f"{name}: object file has no loadable segments", 0)
         if obj.e_type != ET_DYN:
             raise LoadFailure(f"{name}: cannot dynamically load executable", 0)

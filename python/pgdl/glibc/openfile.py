@@ -89,7 +89,7 @@ def truncation_crash(libname: str, obj) -> PgError | None:
     file's last page read as zeros instead, so only whole pages past it count.
     """
     mapped_end = -(-obj.size // PAGE_SIZE) * PAGE_SIZE
-    for _vaddr, offset, filesz, _memsz in obj._loads:
+    for _vaddr, offset, filesz, _memsz in obj.loads:
         if filesz and offset + filesz > mapped_end:
             return PgError(
                 None, "server closed the connection unexpectedly",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from ..elf.objects import ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, ET_EXEC, EM_X86_64
+from ..elf import ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, ET_EXEC, EM_X86_64
 from ..record import Value
 
 EV_CURRENT = 1

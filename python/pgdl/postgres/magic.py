@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import struct
 
-from ..elf.objects import ElfError, ElfObject
+from ..elf import ElfError, ElfObject
+from ..elf import dynsym
 from ..record import Value
 from ..elf.code import returned_address
 from ..errors import INTERNAL_ERROR, PgError
@@ -68,7 +69,7 @@ class MagicNotFound(Exception):
 
 def read_magic(obj: ElfObject) -> MagicBlock:
     """The magic block of `obj`; MagicNotFound if absent, ElfError if unreadable."""
-    func = obj.definition(MAGIC_FUNCTION)
+    func = dynsym.definition(obj, MAGIC_FUNCTION)
     if func is None:
         raise MagicNotFound()
     address, how = _locate_struct(obj, func.value, func.size)

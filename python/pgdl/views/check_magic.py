@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..elf.objects import ElfError, cached_elf
+from ..elf import ElfError, cached_elf
 from ..errors import PgError
 from ..postgres.magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)

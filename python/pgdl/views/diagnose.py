@@ -13,7 +13,7 @@ import grp
 import stat
 
 from ..postgres.extensions import CFunction, c_functions_in_script, read_control
-from ..elf.objects import ElfError, cached_elf
+from ..elf import ElfError, cached_elf
 from .. import interrupts
 from .explain import Copies, providers_of
 from ..engine.predict import Prediction, predict_load

@@ -13,7 +13,8 @@ import glob
 import os
 
 from .. import interrupts
-from ..elf.objects import ElfError, cached_elf
+from ..elf import ElfError, cached_elf
+from ..elf import dynsym
 
 # Places where other copies of a library typically live.
 SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/lib*/", "/opt/*/lib*/",
@@ -85,6 +86,6 @@ def _readable(paths: list[str]):
 
 def _defines(obj, symbol: str) -> bool:
     try:
-        return obj.definition(symbol) is not None
+        return dynsym.definition(obj, symbol) is not None
     except (ElfError, OSError):
         return False
