@@ -22,11 +22,50 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
 
-State = tuple
+
+class State(tuple):
+    """stat() of a path as a comparable, hashable value: (errno,) when it
+    failed, else (st_dev, st_ino, st_mode, st_size, st_mtime_ns, st_ctime_ns)."""
+
+    __slots__ = ()
+
+    @property
+    def error(self) -> int:
+        """The errno of a failed stat(), 0 if it succeeded."""
+        return self[0] if len(self) == 1 else 0
+
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino), as ld.so tells files apart; None if stat() failed."""
+        return (self[0], self[1]) if len(self) > 1 else None
+
+    @property
+    def mode(self) -> int | None:
+        return self[2] if len(self) > 1 else None
+
+    @property
+    def size(self) -> int | None:
+        return self[3] if len(self) > 1 else None
+
+    @property
+    def changed_ns(self) -> int:
+        """The later of mtime and ctime (0 if stat() failed)."""
+        return max(self[4], self[5]) if len(self) > 1 else 0
+
+    @property
+    def is_dir(self) -> bool:
+        return len(self) > 1 and stat.S_ISDIR(self[2])
+
+    @property
+    def is_regular(self) -> bool:
+        return len(self) > 1 and stat.S_ISREG(self[2])
+
+
 SETTLED_NS = 1_000_000_000      # how old a change must be before an answer built on it is kept
 
 _call: dict[str, State] | None = None        # this call's states, by path
@@ -38,10 +77,10 @@ def _examine(path: str) -> State:
     try:
         st = os.stat(path)
     except OSError as exc:
-        return (exc.errno or errno.EIO,)
+        return State((exc.errno or errno.EIO,))
     except ValueError:                       # an embedded NUL byte
-        return (errno.EINVAL,)
-    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return State((errno.EINVAL,))
+    return State((st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def state(path: str) -> State:
@@ -59,9 +98,9 @@ def state(path: str) -> State:
 
 def settled(s: State, now: int | None = None) -> bool:
     """Whether a state is old enough that an unseen change within its timestamp is ruled out."""
-    if len(s) == 1:
+    if s.error:
         return True
-    return (time.time_ns() if now is None else now) - max(s[4], s[5]) >= SETTLED_NS
+    return (time.time_ns() if now is None else now) - s.changed_ns >= SETTLED_NS
 
 
 @contextmanager

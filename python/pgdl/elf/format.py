@@ -48,7 +48,7 @@ DT_VERSYM, DT_VERDEF, DT_VERDEFNUM = 0x6FFFFFF0, 0x6FFFFFFC, 0x6FFFFFFD
 DT_VERNEED, DT_VERNEEDNUM, DT_FLAGS_1 = 0x6FFFFFFE, 0x6FFFFFFF, 0x6FFFFFFB
 
 
-DF_1_NODEFLIB = 0x800
+DF_1_NODEFLIB, DF_1_NOOPEN, DF_1_PIE = 0x800, 0x40, 0x08000000
 
 
 STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
@@ -183,7 +183,7 @@ NO_VERSIONS = Versions({}, {}, [], [])
 _NATIVE = sys.byteorder == "little"
 
 
-def column(obj: ElfObject, raw: bytes, code: str, first: int, stride: int):
+def column(obj, raw: bytes, code: str, first: int, stride: int):
     """Every `stride`-th item of type `code` in raw, from item `first`: an indexable sequence."""
     size = struct.calcsize(code)
     usable = len(raw) - len(raw) % (size * stride) if stride > 1 else len(raw) - len(raw) % size

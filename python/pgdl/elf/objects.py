@@ -236,8 +236,8 @@ def cached_elf(path: str) -> ElfObject:
 
 
 def _open_examined(path: str, s: filestate.State) -> ElfObject:
-    if len(s) == 1:                      # stat() failed: so would open()
-        raise OSError(s[0], os.strerror(s[0]), path)
+    if s.error:                          # stat() failed: so would open()
+        raise OSError(s.error, os.strerror(s.error), path)
     return open_elf(path)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from .format import BLOCK, DT_STRSZ, DT_STRTAB, MAX_TABLE, ElfError
 
-def string_table(obj: ElfObject) -> bytes:
+def string_table(obj) -> bytes:
     """DT_STRTAB, whole.  Not kept on the object: only the few objects whose symbols
     are searched need it after open_elf(), and pgdl.dynsym keeps its own copy."""
     start, size = _string_table_range(obj)
     return obj.read_vaddr(start, size)
 
 
-def _string_table_range(obj: ElfObject) -> tuple[int, int]:
+def _string_table_range(obj) -> tuple[int, int]:
     strtab = obj.dynamic_value(DT_STRTAB)
     strsz = obj.dynamic_value(DT_STRSZ)
     if strtab is None or strsz is None:
@@ -28,7 +28,7 @@ class PagedStrings:
 
     PAGE = BLOCK
 
-    def __init__(self, obj: ElfObject):
+    def __init__(self, obj):
         self.obj = obj
         self.start, self.size = _string_table_range(obj)
         self.pages: dict[int, bytes] = {}

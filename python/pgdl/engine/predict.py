@@ -19,6 +19,7 @@ from ..elf import ElfError, ElfObject, cached_elf
 from ..elf import dynsym
 from ..errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgError
 from ..glibc.ldso import LoadTree, load_tree
+from ..glibc.linkmap import Found
 from ..glibc.openfile import access_error, dlopen_error, module_file_failure, truncation_crash
 from ..postgres.magic import MAGIC_FUNCTION, MagicBlock, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
 from ..record import Record
@@ -102,8 +103,8 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
     libname = res.full_name
     p = Prediction(False, "file", libname=libname, resolution=res)
     st = filestate.state(libname)           # internal_load_library()'s stat()
-    if len(st) == 1:
-        p.error = access_error(libname, st[0], server.major)
+    if st.error:
+        p.error = access_error(libname, st.error, server.major)
         return p
     p.already_loaded = _loaded_by_postgres(libname, st, server)
     if not p.already_loaded and not _dlopen_and_magic(p, server):
@@ -135,7 +136,7 @@ def _loaded_by_postgres(libname: str, st: filestate.State, server: Server) -> bo
     module's dependency was not, and LOAD would still dlopen and check it.
     """
     for obj in server.loaded:
-        if obj.path == libname or (obj.dev == st[0] and obj.inode == st[1]):
+        if obj.path == libname or (obj.dev, obj.inode) == st.identity:
             try:
                 return dynsym.definition(cached_elf(obj.path), MAGIC_FUNCTION) is not None
             except (ElfError, OSError):
@@ -166,7 +167,7 @@ def _load(libname: str, server: Server) -> Loading:
         # The objects this dlopen maps anew are not in the process: their symbol
         # tables (megabytes for libLLVM) need not stay in the backend's memory.
         for dep in done.tree.deps:
-            if dep.status == "ok" and dep.obj is not None:
+            if dep.status is Found.OK and dep.obj is not None:
                 dynsym.forget(dep.obj)
     return done
 

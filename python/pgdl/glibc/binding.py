@@ -29,7 +29,7 @@ from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GN
 from ..elf.format import column
 from ..elf import dynsym
 from ..elf.hashing import bloom_admits, gnu_hash_of
-from .ldso import LinkMap, LoadTree
+from .linkmap import Found, LinkMap, LoadTree
 from ..record import Record
 from ..server import Server
 
@@ -145,7 +145,7 @@ def _relocation_order(tree: LoadTree, new: list[LinkMap]) -> list[LinkMap]:
     _dl_sort_maps_dfs starts from the last object of the breadth-first list
     and follows each object's DT_NEEDED order; the dlopen'ed module has no
     l_initfini yet during the sort, so it has no edges of its own."""
-    module = new[0] if new and tree.deps and tree.deps[0].status == "ok" else None
+    module = new[0] if new and tree.deps and tree.deps[0].status is Found.OK else None
     new_ids = {id(m) for m in new}
     visited: set[int] = set()
     order: list[LinkMap] = []
@@ -262,19 +262,19 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     try:
         with obj.reading():
             table = dynsym.table(obj)
-            lookups = lookups(obj, table)
+            refs = lookups(obj, table)
     except (ElfError, OSError, struct.error, ValueError) as exc:
         return [BindingProblem("undefined", None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
     out = []
     plt_class = _PLT_CLASS.get(machine, set())
     copy_type = _COPY.get(machine)
-    indexes = [symidx for symidx, _rtype in lookups]
+    indexes = [symidx for symidx, _rtype in refs]
     names = table.names_of(indexes)
     versions, version_files = table.versions_of(indexes)
     answers = scope.answers
     st_info, st_other = table.st_info, table.st_other
-    for k, ((symidx, rtype), name, version, version_file) in enumerate(zip(lookups, names, versions,
+    for k, ((symidx, rtype), name, version, version_file) in enumerate(zip(refs, names, versions,
                                                                            version_files)):
         if not k & 0xFFF:
             interrupts.check()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 
 from .. import filestate
 from ..errors import INVALID_NAME, PgError, PgErrorRaised, errcode_for_file_access
@@ -145,17 +144,15 @@ def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suf
 def _file_exists(name: str, res: Resolution, rule: str, server: Server) -> bool:
     """dfmgr.c's file_exists(): stat() succeeds and it is not a directory."""
     s = filestate.state(name)
-    if len(s) == 1:
-        err = s[0]
+    if s.error:
+        err = s.error
         res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, False, False, False))
         res.last_errno = err
         if err in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
             return False
         raise PgErrorRaised(PgError(errcode_for_file_access(err, server.major),
                                     f'could not access file "{name}": {os.strerror(err)}'))
-    mode = s[2]
-    regular = stat.S_ISREG(mode)
-    chosen = not stat.S_ISDIR(mode)
+    regular, chosen = s.is_regular, not s.is_dir
     res.candidates.append(Candidate(len(res.candidates) + 1, rule, name, True, regular, chosen))
     return chosen
 

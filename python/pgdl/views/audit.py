@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import stat
 from collections import Counter
 
 from .. import filestate, interrupts
@@ -216,7 +215,7 @@ def _pkglibdir(server: Server) -> list[AuditRow]:
 def _files(directory: str, suffix: str) -> list[str]:
     """glob(directory/*suffix), sorted.  The directory's state is noted: adding
     or removing an entry changes it."""
-    if len(filestate.state(directory)) == 1:
+    if filestate.state(directory).error:
         return []
     try:
         names = os.listdir(directory)
@@ -227,8 +226,7 @@ def _files(directory: str, suffix: str) -> list[str]:
 
 def _is_file(path: str) -> bool:
     """os.path.isfile(), noted."""
-    st = filestate.state(path)
-    return len(st) > 1 and stat.S_ISREG(st[2])
+    return filestate.state(path).is_regular
 
 
 DELETED = " (deleted)"
@@ -247,7 +245,7 @@ def _stale(server: Server) -> list[AuditRow]:
         if path != server.executable and not SHARED_OBJECT.search(path):
             continue
         st = filestate.state(path)
-        replaced = len(st) == 1 or (st[0], st[1]) != (obj.dev, obj.inode)
+        replaced = st.identity != (obj.dev, obj.inode)
         if obj.path.endswith(DELETED) or replaced:
             rows.append(AuditRow("stale", path, WARNING,
                                  f"this backend runs a copy of {path} that has since been replaced or removed",

@@ -162,7 +162,7 @@ def _dependencies(p: Prediction) -> list[Finding]:
         return []
     out = []
     for dep in p.tree.deps[1:]:
-        status = OK if dep.status in ("ok", "already loaded") else ERROR
+        status = OK if dep.status.loads else ERROR
         detail = f"{dep.needed} -> {dep.path or 'not found'} ({dep.found_via})"
         if dep.detail:
             detail += f"; {dep.detail}"
