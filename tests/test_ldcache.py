@@ -15,8 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
-from pgdl.glibc import ldcache  # noqa: E402
-from pgdl.glibc.ldcache import HostCaps, LdCacheError, libcmp  # noqa: E402
+from pgdl.glibc import cachefile, hwcaps, ldcache  # noqa: E402
+from pgdl.glibc.cachefile import LdCacheError  # noqa: E402
+from pgdl.glibc.hwcaps import HostCaps  # noqa: E402
+from pgdl.glibc.ldcache import libcmp  # noqa: E402
 
 LDCONFIG = shutil.which("ldconfig") or ("/sbin/ldconfig" if os.path.exists("/sbin/ldconfig") else None)
 needs_ldconfig = pytest.mark.skipif(LDCONFIG is None, reason="ldconfig not found")
@@ -76,7 +78,7 @@ def build_new(entries, *, hwcaps=(), generator=b"pgdl test", base=0, header_flag
                 payload += b"\0"
             secs.append(struct.pack("<IIII", 1, 0, data_off + len(payload), 4 * len(hwcaps)))
             payload += struct.pack(f"<{len(hwcaps)}I", *[base + i for i in hw_idx])
-        ext = b"\0" * pad + struct.pack("<II", ldcache.CACHE_EXTENSION_MAGIC, nsec) + b"".join(secs) + payload
+        ext = b"\0" * pad + struct.pack("<II", cachefile.CACHE_EXTENSION_MAGIC, nsec) + b"".join(secs) + payload
     header = (b"glibc-ld.so.cache1.1"
               + struct.pack("<IIB3xI12x", len(entries) if nlibs is None else nlibs, len(strings),
                             header_flags, eoff if ext_offset is None else ext_offset))
@@ -126,9 +128,9 @@ def small_cache() -> bytes:
     return build_new(SMALL_ENTRIES, hwcaps=SMALL_HWCAPS)
 
 
-V2 = HostCaps.x86_64(ldcache.ISA_1_BASELINE | ldcache.ISA_1_V2)
-V3 = HostCaps.x86_64(ldcache.ISA_1_BASELINE | ldcache.ISA_1_V2 | ldcache.ISA_1_V3)
-BASE = HostCaps.x86_64(ldcache.ISA_1_BASELINE)
+V2 = HostCaps.x86_64(hwcaps.ISA_1_BASELINE | hwcaps.ISA_1_V2)
+V3 = HostCaps.x86_64(hwcaps.ISA_1_BASELINE | hwcaps.ISA_1_V2 | hwcaps.ISA_1_V3)
+BASE = HostCaps.x86_64(hwcaps.ISA_1_BASELINE)
 
 
 # -- the real cache ------------------------------------------------------------
@@ -137,7 +139,7 @@ BASE = HostCaps.x86_64(ldcache.ISA_1_BASELINE)
 def test_real_cache_matches_ldconfig(tmp_path):
     copy = tmp_path / "ld.so.cache"
     copy.write_bytes(Path("/etc/ld.so.cache").read_bytes())   # one snapshot for both readers
-    cache = ldcache.load(str(copy))
+    cache = cachefile.load(str(copy))
     expected = ldconfig_print(copy)
     assert render(cache, str(copy)) == expected
     assert len(cache.entries) > 10
@@ -152,7 +154,7 @@ def test_real_cache_matches_ldconfig(tmp_path):
 
 
 def test_real_cache_is_sorted_for_binary_search():
-    cache = ldcache.load()
+    cache = cachefile.load()
     names = [os.fsencode(e.name) for e in cache.entries]
     for a, b in zip(names, names[1:]):
         assert libcmp(a, b) >= 0, (a, b)
@@ -168,7 +170,7 @@ def _linear_reference(cache, name, flags):
 
 
 def test_real_cache_lookup_every_name():
-    cache = ldcache.load()
+    cache = cachefile.load()
     if any(e.hwcap for e in cache.entries):
         pytest.skip("cache has hwcap entries; covered by the synthetic tests")
     names = {e.name for e in cache.entries}
@@ -211,7 +213,7 @@ def ldconfig_tree(tmp_path_factory):
 
 def test_ldconfig_written_cache_with_hwcaps(ldconfig_tree):
     root, cache_file, has32 = ldconfig_tree
-    cache = ldcache.load(str(cache_file))
+    cache = cachefile.load(str(cache_file))
     assert render(cache, str(cache_file)) == ldconfig_print(cache_file)
     ours = [e for e in cache.entries if e.name == "libpgdlt.so.1"]
     subdirs = [e.hwcaps_subdir for e in ours if e.elf_class == 64]
@@ -288,11 +290,11 @@ def test_lookup_agrees_with_ld_so(ldconfig_tree, tunable, host):
                     tried = later.split("trying file=", 1)[1].strip()
                     break
             break
-    cache = ldcache.load(str(cache_file))
+    cache = cachefile.load(str(cache_file))
     assert tried == cache.lookup("libpgdlt.so.1", elf_class=64, host=caps)
     if tunable is None:
-        assert ldcache.detect_host_caps().hwcaps == subdirs
-        assert ldcache.detect_host_caps().isa_1 == isa_1
+        assert hwcaps.detect_host_caps().hwcaps == subdirs
+        assert hwcaps.detect_host_caps().isa_1 == isa_1
 
 
 # -- synthetic caches: formats and glibc's selection rules --------------------------
@@ -310,13 +312,13 @@ def test_synthetic_formats_match_ldconfig(tmp_path, kind):
                          new_part=build_new(SMALL_ENTRIES, hwcaps=(), generator=b"", base=base))
     f = tmp_path / "c"
     f.write_bytes(data)
-    cache = ldcache.parse(data)
+    cache = cachefile.parse(data)
     assert cache.format == kind
     assert render(cache, str(f)) == ldconfig_print(f)
 
 
 def test_lookup_rules_on_small_cache():
-    c = ldcache.parse(small_cache())
+    c = cachefile.parse(small_cache())
     assert c.hwcaps_subdirs == ["x86-64-v2", "x86-64-v3"]
     assert [e.hwcaps_subdir for e in c.entries][1:4] == ["x86-64-v2", "x86-64-v3", None]
     assert c.lookup("libpq.so.5", elf_class=64, host=BASE) == "/usr/lib/x86_64-linux-gnu/libpq.so.5"
@@ -329,7 +331,7 @@ def test_lookup_rules_on_small_cache():
     # "best != NULL" break for non-hwcaps entries stops at the flags-1 one;
     # only the old format (no hwcap field) keeps looking.
     assert c.lookup("libc.so.6", elf_class=32) == "/lib32/elf/libc.so.6"
-    old = ldcache.parse(build_old([(f, k, v) for f, k, v, _ in SMALL_ENTRIES]))
+    old = cachefile.parse(build_old([(f, k, v) for f, k, v, _ in SMALL_ENTRIES]))
     assert old.lookup("libc.so.6", elf_class=32) == "/lib32/libc.so.6"
     assert old.lookup("libpq.so.5", elf_class=64, host=V3) == "/opt/pg/glibc-hwcaps/x86-64-v2/libpq.so.5"
     assert c.lookup("libc.so.6", elf_class=64, host=BASE) == "/lib/x86_64-linux-gnu/libc.so.6"
@@ -344,11 +346,11 @@ def test_hwcaps_isa_level_and_legacy_hwcap_bits():
         # needs ISA level 3 (x86-64-v4) although it sits in the v2 directory
         (0x303, b"libx.so.1", b"/a/glibc-hwcaps/x86-64-v2/libx.so.1", EXT | (3 << 32) | 0),
         (0x303, b"libx.so.1", b"/a/haswell/libx.so.1", 1 << 50),           # platform haswell
-        (0x303, b"libx.so.1", b"/a/avx512_1/libx.so.1", ldcache.HWCAP_X86_AVX512_1),
+        (0x303, b"libx.so.1", b"/a/avx512_1/libx.so.1", hwcaps.HWCAP_X86_AVX512_1),
         (0x303, b"libx.so.1", b"/a/tls/libx.so.1", 1 << 63),
         (0x303, b"libx.so.1", b"/a/libx.so.1", 0),
     ]
-    c = ldcache.parse(build_new(ents, hwcaps=(b"x86-64-v2",)))
+    c = cachefile.parse(build_new(ents, hwcaps=(b"x86-64-v2",)))
     assert c.entries[0].isa_level == 3
     assert c.lookup("libx.so.1", elf_class=64, host=V3) == "/a/tls/libx.so.1"
     intel = HostCaps.x86_64(0xF, intel=True, avx512_1=True, haswell=True)
@@ -358,7 +360,7 @@ def test_hwcaps_isa_level_and_legacy_hwcap_bits():
     # A malformed extension directory disables hwcaps entries, not the cache.
     bad = bytearray(build_new(ents, hwcaps=(b"x86-64-v2",)))
     struct.pack_into("<I", bad, 32, struct.unpack_from("<I", bad, 32)[0] + 2)   # misaligned
-    c2 = ldcache.parse(bytes(bad))
+    c2 = cachefile.parse(bytes(bad))
     assert c2.extension_error and c2.generator is None
     assert c2.lookup("libx.so.1", elf_class=64, host=intel) == "/a/haswell/libx.so.1"
 
@@ -375,11 +377,11 @@ def test_libcmp():
 def test_wrong_endianness_and_magic():
     for flags in (1, 3):
         with pytest.raises(LdCacheError):
-            ldcache.parse(build_new(SMALL_ENTRIES, header_flags=flags))
-    assert ldcache.parse(build_new(SMALL_ENTRIES, header_flags=0)).entries
+            cachefile.parse(build_new(SMALL_ENTRIES, header_flags=flags))
+    assert cachefile.parse(build_new(SMALL_ENTRIES, header_flags=0)).entries
     for bad in (b"", b"glibc-ld.so.cache1.1", b"glibc-ld.so.cache1.0" + b"\0" * 100, b"\x7fELF" * 30):
         with pytest.raises(LdCacheError):
-            ldcache.parse(bad)
+            cachefile.parse(bad)
 
 
 # -- hostile input --------------------------------------------------------------------
@@ -394,7 +396,7 @@ NAMES = ["libpq.so.5", "libc.so.6", "libz.so.1", "a", "", "libx.so.1", "libq.so.
 def exercise(data: bytes) -> None:
     """Parse and use a cache; only LdCacheError may escape."""
     try:
-        c = ldcache.parse(data)
+        c = cachefile.parse(data)
     except LdCacheError:
         return
     for e in c.entries:
@@ -448,9 +450,9 @@ def test_absurd_counts_and_offsets():
         return bytes(b)
 
     with pytest.raises(LdCacheError):
-        ldcache.parse(patched("<I", 20, 0xFFFFFFFF))                     # nlibs
+        cachefile.parse(patched("<I", 20, 0xFFFFFFFF))                     # nlibs
     with pytest.raises(LdCacheError):
-        ldcache.parse(patched("<I", 20, len(SMALL_ENTRIES) + 1000))
+        cachefile.parse(patched("<I", 20, len(SMALL_ENTRIES) + 1000))
     for val in (0xFFFFFFFF, 0xFFFFFFFC, len(good), len(good) - 4, 4, 48):
         exercise(patched("<I", 32, val))                                  # extension offset
     for off in (ext_off + 4, ext_off + 8 + 8, ext_off + 8 + 12, ext_off + 24 + 8, ext_off + 24 + 12):
@@ -464,16 +466,16 @@ def test_absurd_counts_and_offsets():
             for v in vals:
                 exercise(patched(fmt, rec + field_off, v))
     # A bogus key in the middle of the binary search aborts the lookup (as in glibc).
-    c = ldcache.parse(patched("<I", 48 + 24 * 4 + 4, 0xFFFFFFFF))
+    c = cachefile.parse(patched("<I", 48 + 24 * 4 + 4, 0xFFFFFFFF))
     assert c.lookup("libpq.so.5", elf_class=64, host=BASE) is None
     # Old format with an absurd count.
     with pytest.raises(LdCacheError):
-        ldcache.parse(b"ld.so-1.7.0\0" + struct.pack("<I", 0xFFFFFFFF) + b"\0" * 64)
+        cachefile.parse(b"ld.so-1.7.0\0" + struct.pack("<I", 0xFFFFFFFF) + b"\0" * 64)
     # Combined format whose new part claims too many entries.
     newpart = bytearray(build_new(SMALL_ENTRIES, base=16))
     struct.pack_into("<I", newpart, 20, 0x7FFFFFFF)
     with pytest.raises(LdCacheError):
-        ldcache.parse(build_old([], new_part=bytes(newpart)))
+        cachefile.parse(build_old([], new_part=bytes(newpart)))
 
 
 # -- load() -------------------------------------------------------------------------
@@ -484,13 +486,13 @@ def test_load_refuses_non_regular_files(tmp_path):
     t0 = time.monotonic()
     for p in (fifo, tmp_path, "/dev/zero", tmp_path / "missing"):
         with pytest.raises(LdCacheError):
-            ldcache.load(str(p))
+            cachefile.load(str(p))
     assert time.monotonic() - t0 < 5
     big = tmp_path / "big"
     big.write_bytes(small_cache())
     with pytest.raises(LdCacheError):
-        ldcache.load(str(big), max_bytes=100)
-    assert ldcache.load(str(big)).entries
+        cachefile.load(str(big), max_bytes=100)
+    assert cachefile.load(str(big)).entries
     link = tmp_path / "link"
     link.symlink_to(big)
-    assert ldcache.load(str(link)).entries      # ld.so follows symlinks too
+    assert cachefile.load(str(link)).entries      # ld.so follows symlinks too

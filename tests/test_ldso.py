@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pgdl.glibc import binding, ldso
+from pgdl.glibc import binding, dst, ldso, linkmap
+from pgdl.glibc.loader import Loader
 from pgdl.elf import DT_NEEDED, DT_RUNPATH, open_elf
 from pgdl.server import Server
 
@@ -84,14 +85,14 @@ def predicted(path: str, server: Server) -> str | None:
     return binding.bind(tree, server).error
 
 
-def assert_same(helper: str, path, cwd, llp: str | None = None) -> ldso.LoadTree:
+def assert_same(helper: str, path, cwd, llp: str | None = None) -> linkmap.LoadTree:
     real, _err, _ = real_dlopen(helper, str(path), cwd=str(cwd), llp=llp)
     server = server_for(helper, str(cwd), llp)
     assert predicted(str(path), server) == real
     return ldso.load_tree(str(path), server)
 
 
-def row(tree: ldso.LoadTree, needed: str) -> ldso.Dependency:
+def row(tree: linkmap.LoadTree, needed: str) -> linkmap.Dependency:
     return next(d for d in tree.deps if d.needed == needed)
 
 
@@ -294,7 +295,7 @@ def test_search_directories_match_ld_debug(helper, tmp_path):
     match = re.search(r"search path=(\S+)\s+\(system search path\)", debug)
     assert match, debug
     server = server_for(helper, str(tmp_path))
-    loader = ldso.Loader(server)
+    loader = Loader(server)
     expected = [(d + sub).rstrip("/") for d in loader.system_dirs for sub in loader.caps]
     assert match.group(1).split(":") == expected
     assert predicted(str(mod), server) == real
@@ -316,12 +317,12 @@ def test_absurd_inputs_give_rows_not_exceptions(helper, tmp_path):
 
 
 def test_dst_expansion():
-    exp = lambda s: ldso.expand_dst(s, "/o", "x86_64", "lib/x86_64-linux-gnu")
+    exp = lambda s: dst.expand_dst(s, "/o", "x86_64", "lib/x86_64-linux-gnu")
     assert exp("$ORIGIN/../$LIB") == "/o/../lib/x86_64-linux-gnu"
     assert exp("${ORIGIN}x/$PLATFORM") == "/ox/x86_64"
     assert exp("$ORIGINAL/$FOO") == "$ORIGINAL/$FOO"
-    assert ldso.expand_dst("$ORIGIN/x", None, "x86_64", "lib") == ""
-    dirs = ldso.split_path_list("/a//:/a:::$ORIGIN/b", ":", exp)
+    assert dst.expand_dst("$ORIGIN/x", None, "x86_64", "lib") == ""
+    dirs = dst.split_path_list("/a//:/a:::$ORIGIN/b", ":", exp)
     assert dirs == ["/a/", "", "/o/b/"]
 
 
