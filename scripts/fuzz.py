@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 from pgdl.views.check_magic import check_magic  # noqa: E402
-from pgdl.views.diagnose import diagnose_library  # noqa: E402
+from pgdl.views.diagnose_library import diagnose_library  # noqa: E402
 from pgdl.glibc.ldso import load_tree  # noqa: E402
 from pgdl.engine.predict import predict_load  # noqa: E402
 from pgdl.server import Server  # noqa: E402

@@ -18,7 +18,8 @@ import time
 from conftest import ServerError, pg_config
 from modules import GOOD_MODULE, NO_MAGIC_MODULE
 from pgdl import filestate
-from pgdl.engine.predict import as_error_row, predict_load
+from pgdl.engine.predict import predict_load
+from pgdl.views.predict_load import prediction_row as as_error_row
 from pgdl.server import Server
 
 PKGLIBDIR = pg_config("--pkglibdir")
@@ -181,7 +182,7 @@ def test_shared_memory_is_not_a_loaded_object(cluster):
                 import json, sys
                 sharedir = plpy.execute("SELECT setting FROM pgdl._server_config() WHERE name = 'SHAREDIR'")[0]["setting"]
                 sys.path.insert(0, sharedir + "/pgdl")
-                from pgdl.adapters.backend import describe_server
+                from pgdl.adapters.describe import describe_server
                 with open("/proc/self/maps") as f:
                     fields = [line.split(None, 5) for line in f]
                 shared = sorted({x[5].strip() for x in fields if len(x) == 6 and x[1][3] == "s"})

@@ -30,7 +30,8 @@ from contextlib import contextmanager
 
 class State(tuple):
     """stat() of a path as a comparable, hashable value: (errno,) when it
-    failed, else (st_dev, st_ino, st_mode, st_size, st_mtime_ns, st_ctime_ns)."""
+    failed, else (st_dev, st_ino, st_mode, st_size, st_mtime_ns, st_ctime_ns,
+    st_uid, st_gid)."""
 
     __slots__ = ()
 
@@ -51,6 +52,11 @@ class State(tuple):
     @property
     def size(self) -> int | None:
         return self[3] if len(self) > 1 else None
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """(st_uid, st_gid)."""
+        return (self[6], self[7]) if len(self) > 1 else None
 
     @property
     def changed_ns(self) -> int:
@@ -80,7 +86,8 @@ def _examine(path: str) -> State:
         return State((exc.errno or errno.EIO,))
     except ValueError:                       # an embedded NUL byte
         return State((errno.EINVAL,))
-    return State((st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return State((st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
+                  st.st_gid))
 
 
 def state(path: str) -> State:

@@ -24,13 +24,14 @@ from collections import namedtuple
 from .. import interrupts
 from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
-                  STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, DT_VERDEF, ElfError,
+                  STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, ElfError,
                   ElfObject)
 from ..elf.format import column
 from ..elf import dynsym
 from ..elf.hashing import bloom_admits, gnu_hash_of
 from .linkmap import Found, LinkMap, LoadTree
-from ..record import Record
+from .problems import BindingProblem, BindResult, Problem
+from .versions import version_problems
 from ..server import Server
 
 DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
@@ -44,34 +45,6 @@ _PLT_CLASS = {EM_X86_64: {7, 16, 17, 18, 36}, EM_AARCH64: {1026, 1028, 1029, 103
 _COPY = {EM_X86_64: 5, EM_AARCH64: 1024}
 
 
-class BindingProblem(Record):
-    """A version requirement or symbol reference dlopen() cannot satisfy.
-
-    With neither symbol nor version, pgdl could not read a table it needs:
-    dlerror says which, in place of glibc's text."""
-    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror")
-
-    def __init__(self, kind: str, symbol: str | None, version: str | None, required_by: str,
-                 wanted_from: str | None, dlerror: str):
-        self.kind = kind                # "version" or "undefined"
-        self.symbol = symbol            # the undefined symbol (None for a version problem)
-        self.version = version          # the version wanted, if any
-        self.required_by = required_by  # path of the object that needs it
-        self.wanted_from = wanted_from  # the SONAME a version is required from (VERNEED file)
-        self.dlerror = dlerror          # glibc's text for this problem
-
-
-class BindResult(Record):
-    """Every binding problem of one dlopen(), and the one glibc reports."""
-    __slots__ = ("problems", "error", "errno")
-
-    def __init__(self, problems: list[BindingProblem] | None = None, error: str | None = None,
-                 errno: int = 0):
-        self.problems = [] if problems is None else problems
-        self.error = error              # the dlerror() glibc reports: the first problem in its order
-        self.errno = errno              # errcode 0: dlopen leaves errno unspecified
-
-
 def bind(tree: LoadTree, server: Server) -> BindResult:
     """Every version and symbol problem of the objects the tree maps anew."""
     result = BindResult()
@@ -80,7 +53,7 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     new = tree.maps[tree.first_new:]        # breadth-first, the search list order
     scope = global_scope([m for m in tree.global_maps if m.obj is not None])
     for m in new:
-        result.problems.extend(_version_problems(m, tree.maps))
+        result.problems.extend(version_problems(m, tree.maps))
     local_objects = Objects(new)
     for m in _relocation_order(tree, new):
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
@@ -88,53 +61,6 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
         result.error = result.problems[0].dlerror
     return result
 
-
-# -- versions (dl-version.c) -----------------------------------------------
-
-def _version_problems(m: LinkMap, maps: list[LinkMap]) -> list[BindingProblem]:
-    try:
-        needs = m.obj.verneeds
-    except (ElfError, OSError, struct.error, ValueError) as exc:
-        return [BindingProblem("version", None, None, m.name, None,
-                               f"{m.name}: pgdl cannot read its version requirements: {exc}")]
-    out = []
-    for need in needs:
-        provider = _find_needed(need.file, maps)
-        if provider is None or provider.obj is None or provider.obj.dynamic_value(DT_VERDEF) is None:
-            continue          # no VERDEF: accepted silently (only ldd's verbose mode warns)
-        try:
-            defined = _defined_versions(provider.obj)
-        except (ElfError, OSError, struct.error, ValueError) as exc:
-            out.append(BindingProblem("version", None, None, m.name, need.file,
-                                      f"{_l_name(provider)}: pgdl cannot read its version definitions "
-                                      f"(version `{need.version}' required by {m.name}): {exc}"))
-            continue
-        if need.version in defined or need.weak:
-            continue
-        text = f"{_l_name(provider)}: version `{need.version}' not found (required by {m.name})"
-        out.append(BindingProblem("version", None, need.version, m.name, need.file, text))
-    return out
-
-
-def _find_needed(file: str, maps: list[LinkMap]) -> LinkMap | None:
-    """The object a VERNEED file names: matched as Loader.find_by_name() matches."""
-    for m in maps:
-        if (file == m.name and not m.is_main) or file in m.names:
-            return m
-    return None
-
-
-def _defined_versions(obj: ElfObject) -> set[str]:
-    """Names match_symbol() accepts: every VERDEF entry, the base one too."""
-    names = set(obj.verdefs)
-    base = obj.base_version()
-    if base:
-        names.add(base)
-    return names
-
-
-def _l_name(m: LinkMap) -> str:
-    return m.name or (m.obj.path if m.obj else "")
 
 
 # -- relocation order (dl-open.c, dl-sort-maps.c) ---------------------------
@@ -264,7 +190,7 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
             table = dynsym.table(obj)
             refs = lookups(obj, table)
     except (ElfError, OSError, struct.error, ValueError) as exc:
-        return [BindingProblem("undefined", None, None, m.name, None,
+        return [BindingProblem(Problem.UNDEFINED, None, None, m.name, None,
                                f"{m.name}: pgdl cannot read its symbols or relocations: {exc}")]
     out = []
     plt_class = _PLT_CLASS.get(machine, set())
@@ -286,7 +212,7 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
         if bind == STB_WEAK:
             continue                             # found or not, a weak reference is no problem
         if name is None:
-            out.append(BindingProblem("undefined", None, None, m.name, None,
+            out.append(BindingProblem(Problem.UNDEFINED, None, None, m.name, None,
                                       f"{m.name}: pgdl cannot read the name of symbol {symidx}"))
             continue
         plt = rtype in plt_class
@@ -302,7 +228,7 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
         elif local.define(ref, h, version_file) or (known is None and scope.define(ref, h)):
             continue                             # the few objects of this dlopen first
         suffix = f", version {version}" if version else ""
-        out.append(BindingProblem("undefined", name, version, m.name, version_file,
+        out.append(BindingProblem(Problem.UNDEFINED, name, version, m.name, version_file,
                                   f"{m.name}: undefined symbol: {name}{suffix}"))
     return out
 

@@ -25,10 +25,13 @@ file is opened.
 
 from __future__ import annotations
 
+import os
+
 from .. import interrupts
 from ..elf import ElfError
 from ..server import Server
 from .linkmap import MAX_EDGES, MAX_OBJECTS, Dependency, Found, LinkMap, LoadFailure, LoadTree
+from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list
 from .loader import Loader
 
 
@@ -111,3 +114,25 @@ def _map_row(tree: LoadTree, loader: Loader, requester: LinkMap | None, name: st
     path = m.name or loader.server.executable
     tree.deps.append(Dependency(depth, name, required_by, path, mapped.found_via, status, mapped.detail, m.obj))
     return m
+
+
+def searched_directories(tree: LoadTree, server: Server) -> list[str]:
+    """Every directory the RPATH and RUNPATH entries of the tree's objects and
+    the server's LD_LIBRARY_PATH name, expanded as the loader expands them
+    (where other copies of a library would be found)."""
+    platform, lib = PLATFORMS.get(server.machine, "x86_64"), dst_lib(server.machine)
+    dirs: list[str] = []
+    for dep in tree.deps:
+        obj = dep.obj
+        if obj is None or not dep.path:
+            continue
+        origin = os.path.dirname(dep.path) or "/"
+        expand = lambda text, origin=origin: expand_dst(text, origin, platform, lib)   # noqa: E731
+        for entries in (obj.rpath, obj.runpath):
+            if entries:
+                dirs += split_path_list(entries, ":", expand)
+    llp = server.environ.get("LD_LIBRARY_PATH")
+    if llp:
+        origin = os.path.dirname(os.path.realpath(server.executable)) if server.executable else None
+        dirs += split_path_list(llp, ":;", lambda text: expand_dst(text, origin, platform, lib))
+    return [d for d in dict.fromkeys(dirs) if d]

@@ -1,8 +1,8 @@
 """dlopen() of the module file itself: the checks glibc makes before mapping it.
 
-PostgreSQL reports a failed dlopen() as
-    could not load library "<libname>": <dlerror()>
-with errcode_for_file_access(errno), errno being whatever dlopen() left.
+What the server's OS user meets on the way to the file is described too
+(FileAccess): the loader says only "Permission denied", a person wants to
+know which directory or file refuses.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import errno
 import os
 import stat
 
-from ..errors import PgError, errcode_for_file_access
-from .openverify import Verdict, verify_header
+from .. import filestate
+from ..errors import PgError
+from ..record import Value
 from ..server import Server
+from .openverify import verify_header
 
 HEADER_BYTES = 832     # glibc reads this much of the file into its buffer first
 
@@ -30,44 +32,27 @@ def read_header(path: str) -> bytes:
         os.close(fd)
 
 
-def access_error(libname: str, err: int, major: int) -> PgError:
-    """internal_load_library()'s failed stat() of the expanded name."""
-    return PgError(errcode_for_file_access(err, major), f'could not access file "{libname}": {os.strerror(err)}')
+class FileFailure(Value):
+    """dlopen() of the module file fails before anything is mapped."""
+    __slots__ = ("dlerror", "errno")
+
+    def __init__(self, dlerror: str, errno: int):
+        self.dlerror = dlerror
+        self.errno = errno              # 0: dlopen leaves errno as it was (see postgres.dfmgr.dlopen_error)
 
 
-def dlopen_error(libname: str, dlerror: str, err: int, major: int = 15) -> PgError:
-    """internal_load_library()'s report of a failed dlopen().
-
-    `err` is the errno PostgreSQL sees: dlerror() sets it to glibc's error code
-    when there is one (ENOENT, EACCES, EISDIR...); otherwise it is whatever the
-    backend's errno already held (see Resolution.last_errno).
-    """
-    return PgError(errcode_for_file_access(err, major), f'could not load library "{libname}": {dlerror}')
-
-
-def check_module_file(libname: str, server: Server, stale_errno: int = 0) -> tuple[PgError | None, Verdict | None]:
-    """The error dlopen(libname) raises before mapping the module, if any (glibc open_verify)."""
-    failure, verdict = module_file_failure(libname, server)
-    if failure is None:
-        return None, verdict
-    text, err = failure
-    return dlopen_error(libname, text, err or stale_errno, server.major), verdict
-
-
-def module_file_failure(libname: str, server: Server) -> tuple[tuple[str, int] | None, Verdict | None]:
-    """((dlerror, errno), verdict) if dlopen(libname) fails before mapping the module.
-
-    errno 0: dlopen leaves errno as it was (see dlopen_error)."""
+def module_file_failure(libname: str, server: Server) -> FileFailure | None:
+    """Why dlopen(libname) fails before mapping the module (open, open_verify), if it does."""
     try:
         head = read_header(libname)
     except IsADirectoryError:
-        return (f"{libname}: cannot read file data: Is a directory", errno.EISDIR), None
+        return FileFailure(f"{libname}: cannot read file data: Is a directory", errno.EISDIR)
     except OSError as exc:
         code = exc.errno or errno.EIO
-        return (f"{libname}: cannot open shared object file: {os.strerror(code)}", code), None
+        return FileFailure(f"{libname}: cannot open shared object file: {os.strerror(code)}", code)
     verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
     if verdict.ok:
-        return None, verdict
+        return None
     if verdict.other_class:
         # Not fatal in a search; by path, glibc ends with this text and error code 0.
         text, code = "wrong ELF class: " + ("ELFCLASS32" if server.elf_class == 64 else "ELFCLASS64"), 0
@@ -76,7 +61,7 @@ def module_file_failure(libname: str, server: Server) -> tuple[tuple[str, int] |
         text, code = "cannot open shared object file: No such file or directory", errno.ENOENT
     else:
         text, code = verdict.error, 0
-    return (f"{libname}: {text}", code), verdict
+    return FileFailure(f"{libname}: {text}", code)
 
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -98,3 +83,39 @@ def truncation_crash(libname: str, obj) -> PgError | None:
                 "The postmaster then restarts and every session is ended.",
                 "The file is truncated or still being written: reinstall it.")
     return None
+
+
+class FileAccess(Value):
+    """The file as the server's OS user reaches it."""
+    __slots__ = ("path", "state", "blocked", "blocked_state", "dangling", "readable")
+
+    def __init__(self, path: str, state: filestate.State, blocked: str | None = None,
+                 blocked_state: filestate.State | None = None, dangling: bool = False, readable: bool = True):
+        self.path = path
+        self.state = state              # stat() of the path
+        self.blocked = blocked          # the first directory on the way that cannot be searched
+        self.blocked_state = blocked_state
+        self.dangling = dangling        # a symbolic link to nothing
+        self.readable = readable        # open(O_RDONLY) would be allowed
+
+
+def examine_access(path: str) -> FileAccess:
+    """What stat() and open() of `path` meet, directory by directory."""
+    state = filestate.state(path)
+    parts = []
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        parts.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for d in reversed(parts):
+        s = filestate.state(d)
+        if s.error:
+            break
+        if not os.access(d, os.X_OK):
+            return FileAccess(path, state, d, s)
+    if state.error:
+        return FileAccess(path, state, dangling=os.path.islink(path))
+    return FileAccess(path, state, readable=os.access(path, os.R_OK))

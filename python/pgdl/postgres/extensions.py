@@ -1,10 +1,17 @@
-"""What the catalog and the extension files say: C functions and control files."""
+"""Extensions as CREATE EXTENSION finds them (extension.c): the control file,
+its required extensions, the default version's install script or update
+path, module_pathname and the C functions the script declares.  One checker
+for every view (diagnose and audit)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
-from ..record import Value
+from .. import filestate
+from ..record import Record, Value
+from ..server import Server
 
 
 class CFunction(Value):
@@ -47,3 +54,136 @@ def c_functions_in_script(text: str, module_pathname: str | None) -> list[CFunct
         symbol = a.group(2) or name.split(".")[-1].strip('"')
         out.append(CFunction(f"{name}({' '.join(args.split())})", library, symbol))
     return out
+
+
+MAX_SCRIPT = 8 << 20          # bytes of an install script read for its C functions
+
+
+class Requirement(Value):
+    """One entry of the control file's `requires`."""
+    __slots__ = ("name", "control", "available")
+
+    def __init__(self, name: str, control: str, available: bool):
+        self.name = name
+        self.control = control          # the control file it needs
+        self.available = available
+
+
+class ExtensionCheck(Record):
+    """What CREATE EXTENSION name (its default version) would find."""
+    __slots__ = ("name", "control", "error", "script_dir", "version", "script", "installable", "requires",
+                 "module", "functions")
+
+    def __init__(self, name: str, control: str, error: str | None = None, script_dir: str | None = None,
+                 version: str | None = None, script: str | None = None, installable: bool = False,
+                 requires: tuple[Requirement, ...] = (), module: str | None = None,
+                 functions: tuple[CFunction, ...] = ()):
+        self.name = name
+        self.control = control          # path of the control file
+        self.error = error              # the control file cannot be read: why
+        self.script_dir = script_dir    # where the scripts are (the control file's `directory`)
+        self.version = version          # default_version
+        self.script = script            # name--version.sql, if it exists
+        self.installable = installable  # that script, or one reached by update scripts, exists
+        self.requires = requires
+        self.module = module            # module_pathname
+        self.functions = functions      # the C functions the install script declares
+
+
+_CONTROL_FILES = filestate.FileCache(1024)
+
+
+def control_directory(server: Server) -> str:
+    return os.path.join(server.sharedir, "extension")
+
+
+def check_extension(name: str, server: Server, listings: dict | None = None) -> ExtensionCheck:
+    """listings: script directories already listed by the caller (most extensions share one)."""
+    directory = control_directory(server)
+    control = os.path.join(directory, f"{name}.control")
+    try:
+        if not filestate.state(control).is_regular:       # a FIFO would block the read
+            raise OSError(errno.EINVAL, "not a regular file")
+        params = _CONTROL_FILES.get(control, lambda _state: read_control(control))
+    except OSError as exc:
+        return ExtensionCheck(name, control, f"cannot read {control}: {exc.strerror or os.strerror(exc.errno)}")
+    script_dir = params.get("directory") or directory
+    script_dir = script_dir if os.path.isabs(script_dir) else os.path.join(server.sharedir, script_dir)
+    requires = tuple(Requirement(r, os.path.join(directory, f"{r}.control"),
+                                 filestate.state(os.path.join(directory, f"{r}.control")).is_regular)
+                     for r in (x.strip() for x in params.get("requires", "").split(",")) if r)
+    version = params.get("default_version")
+    module = params.get("module_pathname")
+    script, installable, functions = None, False, ()
+    if version:
+        listing = _listing(script_dir, listings if listings is not None else {})
+        installable = listing is not None and version in _reachable(listing.get(name, []))
+        direct = os.path.join(script_dir, f"{name}--{version}.sql")
+        if filestate.state(direct).is_regular:
+            script = direct
+            functions = tuple(c_functions_in_script(_read_script(direct), module))
+    return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module, functions)
+
+
+def _read_script(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(MAX_SCRIPT)
+    except OSError:
+        return ""
+
+
+def _listing(script_dir: str, listings: dict) -> dict[str, list[str]] | None:
+    if script_dir not in listings:
+        listings[script_dir] = _scripts_by_extension(script_dir)
+    return listings[script_dir]
+
+
+def _reachable(middles: list[str]) -> set[str]:
+    """Versions a base script name--V.sql installs, directly or through name--A--B.sql updates."""
+    base, updates = set(), {}
+    for middle in middles:
+        parts = middle.split("--")
+        if len(parts) == 1:
+            base.add(parts[0])
+        elif len(parts) == 2:
+            updates.setdefault(parts[0], set()).add(parts[1])
+    seen, todo = set(base), list(base)
+    while todo:
+        for nxt in updates.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
+    """name -> the "V" or "A--B" of every name--V.sql / name--A--B.sql (names cannot contain "--")."""
+    filestate.state(script_dir)          # an added or removed script changes the directory
+    try:
+        files = os.listdir(script_dir)
+    except OSError:
+        return None
+    out: dict[str, list[str]] = {}
+    for f in files:
+        name, sep, rest = f.partition("--")
+        if sep and rest.endswith(".sql"):
+            out.setdefault(name, []).append(rest[:-4])
+    return out
+
+
+def available_extensions(server: Server) -> list[str]:
+    """The names of every control file, sorted (the directory's state noted)."""
+    return [os.path.basename(p)[:-len(".control")] for p in files_in(control_directory(server), ".control")]
+
+
+def files_in(directory: str, suffix: str) -> list[str]:
+    """glob(directory/*suffix), sorted.  The directory's state is noted: adding
+    or removing an entry changes it."""
+    if filestate.state(directory).error:
+        return []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if n.endswith(suffix) and not n.startswith("."))

@@ -119,10 +119,13 @@ def substitute_libpath_macro(name: str, server: Server) -> str:
     return server.pkglibdir + ("" if sep < 0 else name[sep:])
 
 
-def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suffixed: bool) -> str | None:
+def library_path(server: Server):
+    """(number, entry, directory) of each dynamic_library_path entry, in order;
+    PgErrorRaised when the server's walk of the path would reach a bad entry
+    (only then: an earlier entry may find the file first)."""
     path = server.dynamic_library_path
     if path == "":
-        return None
+        return
     entries = path.split(":")
     for number, piece in enumerate(entries, start=1):
         if piece == "" and number < len(entries):
@@ -134,6 +137,22 @@ def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suf
         if not mangled.startswith("/"):
             raise PgErrorRaised(PgError(
                 INVALID_NAME, 'component in parameter "dynamic_library_path" is not an absolute path'))
+        yield number, piece, mangled
+
+
+def library_path_directories(server: Server) -> list[str]:
+    """The directories dynamic_library_path names, as far as the path is valid."""
+    dirs = []
+    try:
+        for _number, _piece, directory in library_path(server):
+            dirs.append(directory)
+    except PgErrorRaised:
+        pass
+    return dirs
+
+
+def _find_in_dynamic_libpath(basename: str, server: Server, res: Resolution, suffixed: bool) -> str | None:
+    for number, piece, mangled in library_path(server):
         full = f"{mangled}/{basename}"
         rule = f"dynamic_library_path entry {number} ({piece})" + (" + DLSUFFIX" if suffixed else "")
         if _file_exists(full, res, rule, server):

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import struct
 
-from ..elf import ElfError, ElfObject
-from ..elf import dynsym
+from .. import filestate
+from ..elf import ElfError, ElfObject, cached_elf, dynsym
 from ..record import Value
 from ..elf.code import returned_address
 from ..errors import INTERNAL_ERROR, PgError
@@ -246,3 +246,28 @@ def server_block_bytes(server: ServerMagic, major: int, elf_class: int = 64) -> 
     if major >= 15:
         raw += server.abi_extra.encode().ljust(32, b"\0")[:32]
     return raw.ljust(length, b"\0")
+
+
+_ABI_EXTRA = filestate.FileCache(64)
+
+
+def server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
+    """FMGR_ABI_EXTRA of a running server, which no setting shows.
+
+    A module that the backend has already loaded from pkglibdir (PL/Python
+    itself, at least) passed the server's magic check, so its abi_extra is the
+    server's.  Stock builds say "PostgreSQL".  loaded: server.loaded."""
+    for obj in loaded:
+        if obj.path.startswith(pkglibdir.rstrip("/") + "/"):
+            extra = _ABI_EXTRA.get(obj.path, lambda _state: _abi_extra_of(obj.path, version), version)
+            if extra is not None:
+                return extra
+    return "PostgreSQL"
+
+
+def _abi_extra_of(path: str, version: int) -> str | None:
+    try:
+        block = read_magic(cached_elf(path))
+    except (ElfError, OSError, MagicNotFound):
+        return None
+    return block.abi_extra if block.version == version else None

@@ -9,18 +9,17 @@ in this backend.  Pure: it works from a Server and plain lists; the adapter
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from collections import Counter
 
 from .. import filestate, interrupts
-from ..postgres.extensions import CFunction, read_control
+from ..postgres.extensions import CFunction, available_extensions, check_extension, files_in
 from ..engine.predict import Prediction, check_entry_point, predict_load
 from ..record import Value
 from ..server import Server
+from .status import ERROR, OK, WARNING
 
-OK, WARNING, ERROR = "ok", "warning", "error"
 
 # Server load order: postmaster start, then each backend's start (miscinit.c).
 PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
@@ -39,14 +38,6 @@ class AuditRow(Value):
         self.hint = hint
         self.library = library
         self.symbol = symbol
-
-
-_CONTROL_FILES = filestate.FileCache(1024)
-
-
-def _read_control(path: str) -> dict[str, str]:
-    """read_control(), remembered while the file is unchanged."""
-    return _CONTROL_FILES.get(path, lambda _state: read_control(path))
 
 
 _AUDITS = filestate.Memo(4)
@@ -130,103 +121,36 @@ def _preloads(settings: dict[str, str], server: Server) -> list[AuditRow]:
 
 def _extensions(server: Server) -> list[AuditRow]:
     rows = []
-    directory = os.path.join(server.sharedir, "extension")
-    listings: dict[str, dict[str, list[str]] | None] = {}
-    for control in _files(directory, ".control"):
-        name = os.path.basename(control)[:-len(".control")]
-        try:
-            if not _is_file(control):           # a FIFO would block the read
-                raise OSError(errno.EINVAL, "not a regular file")
-            params = _read_control(control)
-        except OSError as exc:
-            rows.append(AuditRow("extension", name, ERROR, f"cannot read {control}: {exc.strerror}"))
+    listings: dict = {}
+    for name in available_extensions(server):
+        ext = check_extension(name, server, listings)
+        if ext.error is not None:
+            rows.append(AuditRow("extension", name, ERROR, ext.error))
             continue
-        problems = []
-        for req in (r.strip() for r in params.get("requires", "").split(",")):
-            if req and not _is_file(os.path.join(directory, f"{req}.control")):
-                problems.append((ERROR, f"requires {req}, which is not available", f"Install the {req} extension."))
-        script_dir = params.get("directory") or directory
-        script_dir = os.path.join(server.sharedir, script_dir) if not os.path.isabs(script_dir) else script_dir
-        version = params.get("default_version")
-        if not version:
+        problems = [(ERROR, f"requires {r.name}, which is not available", f"Install the {r.name} extension.")
+                    for r in ext.requires if not r.available]
+        if not ext.version:
             problems.append((ERROR, "no default_version in the control file", None))
-        elif not _installable(script_dir, name, version, listings):
-            problems.append((ERROR, f"no install script or update path for default version {version} in {script_dir}",
-                             None))
-        module = params.get("module_pathname")
-        if module:
-            p = predict_load(module, server)
+        elif not ext.installable:
+            problems.append((ERROR, f"no install script or update path for default version {ext.version} in "
+                                    f"{ext.script_dir}", None))
+        if ext.module:
+            p = predict_load(ext.module, server)
             if not p.will_load:
-                problems.append((ERROR, *_failure(module, p)))
+                problems.append((ERROR, *_failure(ext.module, p)))
         for status, message, hint in problems:
-            rows.append(AuditRow("extension", name, status, message, hint, module))
+            rows.append(AuditRow("extension", name, status, message, hint, ext.module))
         if not problems:
-            rows.append(AuditRow("extension", name, OK, f"version {version} installable"
-                                 + (f", {module} will load" if module else ""), library=module))
+            rows.append(AuditRow("extension", name, OK, f"version {ext.version} installable"
+                                 + (f", {ext.module} will load" if ext.module else ""), library=ext.module))
     return rows
-
-
-def _installable(script_dir: str, name: str, version: str, listings: dict[str, dict[str, list[str]] | None]) -> bool:
-    """A name--V.sql script for `version`, or one reachable from a base script by name--A--B.sql updates.
-
-    listings: script directories already read in this audit (most extensions share one)."""
-    if script_dir not in listings:
-        listings[script_dir] = _scripts_by_extension(script_dir)
-    if listings[script_dir] is None:
-        return False
-    base, updates = set(), {}
-    for middle in listings[script_dir].get(name, []):
-        parts = middle.split("--")
-        if len(parts) == 1:
-            base.add(parts[0])
-        elif len(parts) == 2:
-            updates.setdefault(parts[0], set()).add(parts[1])
-    seen, todo = set(base), list(base)
-    while todo:
-        for nxt in updates.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return version in seen
-
-
-def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
-    """name -> the "V" or "A--B" of every name--V.sql / name--A--B.sql (names cannot contain "--")."""
-    filestate.state(script_dir)          # an added or removed script changes the directory
-    try:
-        files = os.listdir(script_dir)
-    except OSError:
-        return None
-    out: dict[str, list[str]] = {}
-    for f in files:
-        name, sep, rest = f.partition("--")
-        if sep and rest.endswith(".sql"):
-            out.setdefault(name, []).append(rest[:-4])
-    return out
 
 
 def _pkglibdir(server: Server) -> list[AuditRow]:
     rows = []
-    for path in _files(server.pkglibdir, server.dlsuffix):
+    for path in files_in(server.pkglibdir, server.dlsuffix):
         rows.append(_library_row("pkglibdir", os.path.basename(path), path, predict_load(path, server)))
     return rows
-
-
-def _files(directory: str, suffix: str) -> list[str]:
-    """glob(directory/*suffix), sorted.  The directory's state is noted: adding
-    or removing an entry changes it."""
-    if filestate.state(directory).error:
-        return []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(os.path.join(directory, n) for n in names if n.endswith(suffix) and not n.startswith("."))
-
-
-def _is_file(path: str) -> bool:
-    """os.path.isfile(), noted."""
-    return filestate.state(path).is_regular
 
 
 DELETED = " (deleted)"

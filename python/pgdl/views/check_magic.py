@@ -8,7 +8,9 @@ from ..elf import ElfError, cached_elf
 from ..errors import PgError
 from ..postgres.magic import (MagicBlock, MagicField, MagicNotFound, compare_fields, judge,
                     missing_magic_error, read_magic, server_block_bytes, server_layout_length)
-from ..glibc.openfile import access_error, check_module_file
+from .. import filestate
+from ..glibc.openfile import module_file_failure
+from ..postgres.dfmgr import access_error, dlopen_error
 from ..record import Record
 from ..postgres.lookup import resolve
 from ..server import Server
@@ -37,13 +39,13 @@ def check_magic(name: str, server: Server) -> MagicReport:
         return MagicReport(None, error=res.error)
     libname = res.full_name
     report = MagicReport(libname)
-    try:
-        os.stat(libname)
-    except OSError as exc:
-        report.error = access_error(libname, exc.errno or 0, server.major)
+    st = filestate.state(libname)
+    if st.error:
+        report.error = access_error(libname, st.error, server.major)
         return report
-    report.error, _ = check_module_file(libname, server, res.last_errno)
-    if report.error is not None:
+    failure = module_file_failure(libname, server)
+    if failure is not None:
+        report.error = dlopen_error(libname, failure.dlerror, failure.errno or res.last_errno, server.major)
         return report
     try:
         obj = cached_elf(libname)
@@ -71,3 +73,18 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return os.strerror(exc.errno or 0) if exc.errno else str(exc)
     return str(exc)
+
+
+def check_magic_rows(name: str, server: Server) -> list[tuple]:
+    """(field, library_value, server_value, matches, sqlstate, message, detail, hint) rows: the
+    fields, then the verdict (accepted, rejected with the server's error, or not judged)."""
+    report = check_magic(name, server)
+    rows = [(f.field, f.library_value, f.server_value, f.matches, None, None, None, None) for f in report.fields]
+    if report.error is not None:
+        e = report.error
+        rows.append(("verdict", "rejected", None, False, e.sqlstate, e.message, e.detail, e.hint))
+    elif report.note is not None:
+        rows.append(("verdict", "not judged", None, None, None, report.note, None, None))
+    else:
+        rows.append(("verdict", "accepted", None, True, None, None, None, None))
+    return rows

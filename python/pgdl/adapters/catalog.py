@@ -1,0 +1,84 @@
+"""What the database's catalog says: its C functions, an extension's, the
+function a signature names.  Names come back as the bytes the server uses."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..postgres.extensions import CFunction
+from .session import session
+
+
+class _Plan:
+    """A query prepared once per session."""
+
+    def __init__(self, query: str, types: list[str]):
+        self.query, self.types, self.plan = query, types, None
+
+    def get(self, plpy):
+        if self.plan is None:
+            self.plan = plpy.prepare(self.query, self.types)
+        return self.plan
+
+
+# The signature is resolved with the caller's search_path; the rest is qualified.
+_FUNCTION = _Plan("""
+    SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS sig, p.probin, p.prosrc, l.lanname
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+     WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure($1)""", ["pg_catalog.text"])
+_SET_PATH = _Plan("SELECT pg_catalog.set_config('search_path', $1, true)", ["pg_catalog.text"])
+_EXTENSION_FUNCTIONS = _Plan("""
+    SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_extension'::regclass
+                                 AND d.refobjid = e.oid AND d.classid = 'pg_catalog.pg_proc'::regclass
+      JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+      JOIN pg_catalog.pg_language l ON l.oid = p.prolang AND l.lanname = 'c'
+     WHERE e.extname = $1
+     ORDER BY 1""", ["text"])
+_C_FUNCTIONS = """
+    SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+     WHERE l.lanname = 'c'
+     ORDER BY 1"""
+
+
+class Catalog:
+    """pgdl.views.diagnose.Catalog, answered by this database."""
+
+    def __init__(self, plpy, search_path: str | None = None):
+        self.plpy = plpy
+        self.search_path = search_path      # the caller's (pgdl._call pins its own)
+
+    def function(self, signature: str) -> tuple[CFunction, str] | None:
+        plpy = self.plpy
+        try:
+            rows = self._as_caller(lambda: plpy.execute(_FUNCTION.get(plpy), [signature]))
+        except plpy.SPIError as exc:
+            fs = session(plpy).fs
+            raise UserError(f"invalid function signature: {fs(signature)}", hint=fs(str(exc)))
+        return (_c_function(plpy, rows[0]), rows[0]["lanname"]) if rows else None
+
+    def extension_functions(self, extension: str) -> list[CFunction]:
+        plpy = self.plpy
+        return [_c_function(plpy, r) for r in plpy.execute(_EXTENSION_FUNCTIONS.get(plpy), [extension])]
+
+    def c_functions(self) -> list[CFunction]:
+        """Every C function of the database."""
+        return [_c_function(self.plpy, r) for r in self.plpy.execute(_C_FUNCTIONS)]
+
+    def _as_caller(self, query):
+        """query() with the caller's search_path; the change ends with this call
+        (as every change inside a function with a SET clause does) and is undone here at once."""
+        if self.search_path is None:
+            return query()
+        plpy = self.plpy
+        plpy.execute(_SET_PATH.get(plpy), [self.search_path])
+        try:
+            return query()
+        finally:
+            plpy.execute(_SET_PATH.get(plpy), ["pg_catalog, pg_temp"])
+
+
+def _c_function(plpy, row) -> CFunction:
+    fs = session(plpy).fs
+    return CFunction(fs(row["sig"]), fs(row["probin"]), fs(row["prosrc"]))

@@ -1,0 +1,43 @@
+"""The server as the calling session sees it now: its settings, the server's
+own paths and build values, its process environment, OS user and mapped
+files (settings can change between calls, so each call describes it anew)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..postgres.magic import server_abi_extra
+from ..server import Server, ServerMagic
+from .maps import read_maps
+from .session import session
+
+_SETTINGS_QUERY = """
+    SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS version_num,
+           pg_catalog.current_setting('max_function_args')::pg_catalog.int4 AS funcmaxargs,
+           pg_catalog.current_setting('max_index_keys')::pg_catalog.int4 AS indexmaxkeys,
+           pg_catalog.current_setting('max_identifier_length')::pg_catalog.int4 AS identifier_length,
+           pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on' AS is_superuser,
+           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
+
+
+def read_settings(plpy) -> tuple[dict, dict[str, str]]:
+    """This session's settings and pgdl._server_config(), in one query."""
+    row = plpy.execute(_SETTINGS_QUERY)[0]
+    fs = session(plpy).fs
+    return row, {name: fs(value) for name, value in json.loads(row["config"]).items()}
+
+
+def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -> Server:
+    """settings: read_settings(), if the caller needs them too."""
+    row, config = settings or read_settings(plpy)
+    loaded = read_maps()
+    version = row["version_num"] // 100
+    magic = ServerMagic(version=version, funcmaxargs=row["funcmaxargs"], indexmaxkeys=row["indexmaxkeys"],
+                        namedatalen=row["identifier_length"] + 1, float8byval=config.get("FLOAT8PASSBYVAL") == "true",
+                        abi_extra=server_abi_extra(loaded, config["PKGLIBDIR"], version))
+    return Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
+                  sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
+                  dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=os.readlink("/proc/self/exe"),
+                  environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
+                  uid=os.geteuid(), gids=tuple(os.getgroups()))

@@ -1,0 +1,94 @@
+"""What one load goes through, stage by stage: the trace every view renders.
+
+A Loading is what internal_load_library() does with one file once it is
+found (shared by every name of that file and every C function in it); a
+Prediction is one LOAD or CREATE FUNCTION: the privilege check, the name
+lookup, the file, that file's Loading, the entry points.  Both are made
+once, whole, and never changed: remembered answers are shared.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from ..elf import ElfObject
+from ..errors import PgError
+from ..glibc.linkmap import LoadTree
+from ..glibc.openfile import FileAccess
+from ..glibc.problems import BindResult
+from ..postgres.lookup import Resolution
+from ..postgres.magic import MagicBlock
+from ..record import Record
+
+
+class Stage(str, Enum):
+    """Where a load stops (in the server's order), or LOADED."""
+    PRIVILEGE = "privilege"             # LOAD's $libdir/plugins rule, C functions for superusers
+    LOOKUP = "lookup"                   # expand_dynamic_library_name()
+    FILE = "file"                       # internal_load_library()'s stat()
+    ELF = "elf"                         # dlopen(): the module file itself
+    DEPENDENCIES = "dependencies"       # dlopen(): mapping its DT_NEEDED tree
+    SYMBOLS = "symbols"                 # dlopen(): versions and relocations (RTLD_NOW)
+    MAGIC = "magic"                     # the magic block
+    ENTRY_POINT = "entry point"         # the function symbol and pg_finfo_<symbol>
+    LOADED = "loaded"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Loading(Record):
+    """dlopen() (file, dependencies, versions, symbols) and the magic block check of one file."""
+    __slots__ = ("stage", "error", "dlerror", "dl_errno", "module", "tree", "binding", "magic",
+                 "has_pg_init", "notes")
+
+    def __init__(self, stage: Stage, error: PgError | None = None, dlerror: str | None = None,
+                 dl_errno: int = 0, module: ElfObject | None = None, tree: LoadTree | None = None,
+                 binding: BindResult | None = None, magic: MagicBlock | None = None,
+                 has_pg_init: bool = False, notes: tuple[str, ...] = ()):
+        self.stage = stage              # where it stops, or MAGIC once the block is accepted
+        self.error = error              # a failure whatever the errno
+        self.dlerror = dlerror          # or: dlopen() fails with this dlerror() ...
+        self.dl_errno = dl_errno        # ... and errno (0: left as it was, see Resolution.last_errno)
+        self.module = module
+        self.tree = tree
+        self.binding = binding
+        self.magic = magic
+        self.has_pg_init = has_pg_init  # the module defines _PG_init()
+        self.notes = notes
+
+
+class Prediction(Record):
+    """What LOAD (or CREATE FUNCTION) would do, stage by stage."""
+    __slots__ = ("will_load", "stage", "error", "libname", "resolution", "access", "loading",
+                 "already_loaded", "notes")
+
+    def __init__(self, will_load: bool, stage: Stage, error: PgError | None = None, libname: str | None = None,
+                 resolution: Resolution | None = None, access: FileAccess | None = None,
+                 loading: Loading | None = None, already_loaded: bool = False, notes: tuple[str, ...] = ()):
+        self.will_load = will_load
+        self.stage = stage              # where it stops, or LOADED
+        self.error = error              # the server's error, word for word
+        self.libname = libname          # the expanded name the server uses
+        self.resolution = resolution
+        self.access = access            # the file as the server's OS user reaches it
+        self.loading = loading          # None before the file stage, or when already loaded
+        self.already_loaded = already_loaded
+        self.notes = notes
+
+    # What the file's loading found, for the views.
+    @property
+    def module(self) -> ElfObject | None:
+        return self.loading.module if self.loading else None
+
+    @property
+    def tree(self) -> LoadTree | None:
+        return self.loading.tree if self.loading else None
+
+    @property
+    def binding(self) -> BindResult | None:
+        return self.loading.binding if self.loading else None
+
+    @property
+    def magic(self) -> MagicBlock | None:
+        return self.loading.magic if self.loading else None

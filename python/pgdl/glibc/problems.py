@@ -1,0 +1,49 @@
+"""What binding a dlopen() finds wrong: the problems and the one glibc reports."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from ..record import Record
+from .linkmap import LinkMap
+
+
+class Problem(str, Enum):
+    VERSION = "version"                 # a version requirement no provider defines (dl-version.c)
+    UNDEFINED = "undefined"             # a symbol reference nothing defines (dl-lookup.c)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BindingProblem(Record):
+    """A version requirement or symbol reference dlopen() cannot satisfy.
+
+    With neither symbol nor version, pgdl could not read a table it needs:
+    dlerror says which, in place of glibc's text."""
+    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror")
+
+    def __init__(self, kind: Problem, symbol: str | None, version: str | None, required_by: str,
+                 wanted_from: str | None, dlerror: str):
+        self.kind = kind
+        self.symbol = symbol            # the undefined symbol (None for a version problem)
+        self.version = version          # the version wanted, if any
+        self.required_by = required_by  # path of the object that needs it
+        self.wanted_from = wanted_from  # the SONAME a version is required from (VERNEED file)
+        self.dlerror = dlerror          # glibc's text for this problem
+
+
+class BindResult(Record):
+    """Every binding problem of one dlopen(), and the one glibc reports."""
+    __slots__ = ("problems", "error", "errno")
+
+    def __init__(self, problems: list[BindingProblem] | None = None, error: str | None = None,
+                 errno: int = 0):
+        self.problems = [] if problems is None else problems
+        self.error = error              # the dlerror() glibc reports: the first problem in its order
+        self.errno = errno              # errcode 0: dlopen leaves errno unspecified
+
+
+def l_name(m: LinkMap) -> str:
+    """The name glibc's messages give an object: its l_name, the executable's path."""
+    return m.name or (m.obj.path if m.obj else "")

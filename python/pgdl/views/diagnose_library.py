@@ -1,0 +1,234 @@
+"""diagnose() of one library (or one C function in it): the prediction's
+trace told in the order a person reads it, with a hint for every problem:
+
+  resolution -> file access -> ELF -> magic -> dependencies -> symbols ->
+  entry points -> verdict (with the server's predicted error)
+
+Everything shown comes from the trace (pgdl.engine.trace); the only new
+reading is the search for the other copies a hint points to (explain).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+
+from .. import filestate, interrupts
+from ..elf import ElfError, cached_elf
+from ..engine.predict import predict_load
+from ..engine.trace import Prediction, Stage
+from ..glibc.ldso import searched_directories
+from ..glibc.problems import BindingProblem, Problem
+from ..postgres.lookup import library_path_directories
+from ..record import Value
+from ..server import Server
+from .explain import Copies, providers_of
+from .status import ERROR, OK, Status
+
+
+class Finding(Value):
+    """One row of pgdl.diagnose()."""
+    __slots__ = ("check", "status", "subject", "detail", "hint")
+
+    def __init__(self, check: str, status: Status, subject: str | None, detail: str | None = None,
+                 hint: str | None = None):
+        self.check = check
+        self.status = status
+        self.subject = subject
+        self.detail = detail
+        self.hint = hint
+
+
+def diagnose_library(name: str, server: Server, symbol: str | None = None, label: str | None = None) -> list[Finding]:
+    p = predict_load(name, server, symbol)
+    out: list[Finding] = []
+    out += _resolution(name, p)
+    if p.stage not in (Stage.PRIVILEGE, Stage.LOOKUP):
+        out += _file_access(p)
+    if p.module is not None or p.stage is Stage.ELF:
+        out += _elf(p)
+    out += _magic(p)
+    out += _dependencies(p)
+    out += _symbols(p, server)
+    if symbol is not None:
+        out += _entry_point(p, symbol)
+    out.append(_verdict(p, label or (f"{name}, {symbol}" if symbol else name)))
+    return out
+
+
+def _resolution(name: str, p: Prediction) -> list[Finding]:
+    if p.stage is Stage.PRIVILEGE:
+        return [Finding("privilege", ERROR, name, p.error.message,
+                        "Only superusers may LOAD libraries outside $libdir/plugins/ or create C functions.")]
+    res = p.resolution
+    tried = ", ".join(c.candidate for c in res.candidates) or "nothing"
+    if res.error is not None:
+        return [Finding("resolution", ERROR, name, res.error.message, "Fix dynamic_library_path or the name.")]
+    if res.found:
+        return [Finding("resolution", OK, p.libname, f"{name} resolves to {p.libname} (tried: {tried})")]
+    return [Finding("resolution", ERROR, name, f"no file found for {name!r} (tried: {tried}); "
+                    "the name is passed on unchanged",
+                    "Install the library into $libdir (pg_config --pkglibdir) or add its directory to "
+                    "dynamic_library_path.")]
+
+
+def _file_access(p: Prediction) -> list[Finding]:
+    access, path = p.access, p.libname
+    if access.blocked is not None:
+        directory, st = access.blocked, access.blocked_state
+        return [Finding("file access", ERROR, directory,
+                        f"the server's OS user ({_user()}) cannot search directory {directory} "
+                        f"(owner {_owner(st)}, mode {stat.filemode(st.mode)})",
+                        f"Grant search permission: chmod o+x {directory} (or make the server's user a member "
+                        "of its group).")]
+    st = access.state
+    if st.error:
+        what = "dangling symbolic link" if access.dangling else os.strerror(st.error)
+        return [Finding("file access", ERROR, path, f"{path}: {what}")]
+    if st.is_dir:
+        return [Finding("file access", ERROR, path, f"{path} is a directory, not a library")]
+    if not st.is_regular:
+        return [Finding("file access", ERROR, path, f"{path} is not a regular file ({stat.filemode(st.mode)})")]
+    if not access.readable:
+        return [Finding("file access", ERROR, path,
+                        f"the server's OS user ({_user()}) cannot read {path} "
+                        f"(owner {_owner(st)}, mode {stat.filemode(st.mode)})",
+                        f"chmod a+r {path}")]
+    return [Finding("file access", OK, path, f"readable by {_user()} ({st.size} bytes)")]
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def _owner(st: filestate.State) -> str:
+    uid, gid = st.owner
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return f"{user}:{group}"
+
+
+def _elf(p: Prediction) -> list[Finding]:
+    if p.stage is Stage.ELF and p.error is not None:
+        return [Finding("elf", ERROR, p.libname, p.error.message.split(": ", 1)[-1])]
+    obj = p.module
+    if obj is None:
+        return []
+    return [Finding("elf", OK, p.libname, f"{obj.class_name} shared object for {obj.machine_name}"
+                    + (f", SONAME {obj.soname}" if obj.soname else ""))]
+
+
+def _magic(p: Prediction) -> list[Finding]:
+    if p.stage is Stage.MAGIC and p.error is not None:
+        hint = p.error.hint or "Rebuild the module against this server's headers (pg_config --includedir-server)."
+        detail = p.error.message + (f" ({p.error.detail})" if p.error.detail else "")
+        return [Finding("magic", ERROR, p.libname, detail, hint)]
+    if p.magic is not None:
+        return [Finding("magic", OK, p.libname, f"built for PostgreSQL {p.magic.major_text}, matches this server")]
+    return []
+
+
+def _dependencies(p: Prediction) -> list[Finding]:
+    if p.tree is None:
+        return []
+    out = []
+    for dep in p.tree.deps[1:]:
+        status = OK if dep.status.loads else ERROR
+        detail = f"{dep.needed} -> {dep.path or 'not found'} ({dep.found_via})"
+        if dep.detail:
+            detail += f"; {dep.detail}"
+        hint = None
+        if status is ERROR:
+            hint = ("Install the library, or make it findable for the server: set LD_LIBRARY_PATH in the "
+                    "service environment, add its directory to /etc/ld.so.conf.d and run ldconfig, or "
+                    "link the module with an rpath.")
+        out.append(Finding("dependency", status, dep.needed, detail, hint))
+    return out
+
+
+def _symbols(p: Prediction, server: Server) -> list[Finding]:
+    if p.binding is None:
+        return []
+    out = []
+    # Other copies: where the tree's RPATH/RUNPATH and LD_LIBRARY_PATH point, and pkglibdir;
+    # modules: pkglibdir and dynamic_library_path.
+    copies = Copies(searched_directories(p.tree, server) + [server.pkglibdir],
+                    list(dict.fromkeys([server.pkglibdir] + library_path_directories(server))), p.libname)
+    for problem in p.binding.problems:
+        interrupts.check()
+        out.append(_explain_problem(problem, p, copies))
+    if not out and p.stage is not Stage.DEPENDENCIES:
+        out.append(Finding("symbols", OK, p.libname, "every undefined symbol and version requirement is satisfied"))
+    return out
+
+
+def _explain_problem(problem: BindingProblem, p: Prediction, copies: Copies) -> Finding:
+    subject = problem.symbol if problem.kind is Problem.UNDEFINED else f"{problem.version}"
+    detail = problem.dlerror
+    hint = None
+    if problem.symbol is None and problem.version is None:
+        return Finding("symbols", ERROR, problem.required_by, detail, hint)   # pgdl could not read it
+    chosen_by_soname = {d.needed: d for d in p.tree.deps[1:]} if p.tree else {}
+    wanted = problem.wanted_from
+    candidates = []
+    if wanted and wanted in chosen_by_soname:
+        dep = chosen_by_soname[wanted]
+        candidates = [(wanted, dep)]
+    elif p.tree is not None:
+        candidates = [(d.needed, d) for d in p.tree.deps[1:] if d.path]
+    for soname, dep in candidates:
+        cache_paths = p.tree.cache_paths_of(soname) if p.tree else []
+        others = copies.of(os.path.basename(soname), dep.path, cache_paths)
+        good = providers_of(problem.symbol, others) if problem.kind is Problem.UNDEFINED else \
+            [c for c in others if _defines_version(c, problem.version)]
+        if good:
+            detail += (f". The loader chose {dep.path} (found via {dep.found_via}), which lacks it; "
+                       f"{good[0]} has it")
+            hint = (f"Make the server find {good[0]} first: put {os.path.dirname(good[0])} first in the "
+                    "server's LD_LIBRARY_PATH (service environment) or in /etc/ld.so.conf.d and run ldconfig, "
+                    f"or remove the stale copy {dep.path}.")
+            return Finding("symbols", ERROR, subject, detail, hint)
+    if problem.kind is Problem.UNDEFINED:
+        modules = copies.modules_defining(problem.symbol)
+        if modules:
+            names = ", ".join(os.path.basename(m) for m in modules)
+            detail += f". Defined by the PostgreSQL module(s) {names}, which this backend has not loaded"
+            hint = (f"Load {os.path.splitext(os.path.basename(modules[0]))[0]} first (LOAD, or list it before "
+                    "this one in shared_preload_libraries), or link the module against it.")
+    return Finding("symbols", ERROR, subject, detail, hint)
+
+
+def _defines_version(path: str, version: str) -> bool:
+    try:
+        return version in cached_elf(path).verdefs
+    except (ElfError, OSError):
+        return False
+
+
+def _entry_point(p: Prediction, symbol: str) -> list[Finding]:
+    if p.stage is Stage.ENTRY_POINT and p.error is not None:
+        return [Finding("entry point", ERROR, symbol, p.error.message, p.error.hint)]
+    if p.will_load:
+        return [Finding("entry point", OK, symbol, f"{symbol} and pg_finfo_{symbol} are exported")]
+    return []
+
+
+def _verdict(p: Prediction, subject: str) -> Finding:
+    if p.will_load:
+        detail = "will load" + ("; " + "; ".join(p.notes) if p.notes else "")
+        return Finding("verdict", OK, subject, detail)
+    e = p.error
+    text = f"ERROR:  {e.message}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
+        (f"\nHINT:  {e.hint}" if e.hint else "")
+    return Finding("verdict", ERROR, subject, f"the server will fail with SQLSTATE {e.sqlstate}:\n{text}")
