@@ -58,6 +58,18 @@ class Loading(Record):
         self.notes = notes
 
 
+class _OfLoading:
+    """A field of a Prediction's Loading: None before the file stage, or when already loaded."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, p, owner=None):
+        if p is None:
+            return self
+        return getattr(p.loading, self.name) if p.loading is not None else None
+
+
 class Prediction(Record):
     """What LOAD (or CREATE FUNCTION) would do, stage by stage."""
     __slots__ = ("will_load", "stage", "error", "libname", "resolution", "access", "loading",
@@ -77,18 +89,7 @@ class Prediction(Record):
         self.notes = notes
 
     # What the file's loading found, for the views.
-    @property
-    def module(self) -> ElfObject | None:
-        return self.loading.module if self.loading else None
-
-    @property
-    def tree(self) -> LoadTree | None:
-        return self.loading.tree if self.loading else None
-
-    @property
-    def binding(self) -> BindResult | None:
-        return self.loading.binding if self.loading else None
-
-    @property
-    def magic(self) -> MagicBlock | None:
-        return self.loading.magic if self.loading else None
+    module = _OfLoading()
+    tree = _OfLoading()
+    binding = _OfLoading()
+    magic = _OfLoading()

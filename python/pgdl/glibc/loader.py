@@ -16,7 +16,7 @@ from . import cachefile
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list, system_dirs
 from .hwcaps import host_capability_subdirs
 from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
-from .openfile import read_header
+from .openfile import IS_A_DIRECTORY, read_header
 from .openverify import verify_header
 from .startup import global_scope, indexes, index_map, merged, startup_maps
 
@@ -229,14 +229,12 @@ class Loader:
         """open_verify(): usable, skipped (errno set) or fatal (LoadFailure)."""
         path = self.fs(candidate)
         filestate.state(path)            # what was read depends on it
-        try:
-            head = read_header(path)
-        except IsADirectoryError:
-            raise LoadFailure(f"{candidate}: cannot read file data: Is a directory", errnos.EISDIR)
-        except OSError as exc:
-            err = exc.errno or errnos.EIO
-            if err == errnos.ENODEV:        # a device or FIFO: glibc would read it
-                raise LoadFailure(f"{candidate}: file too short", 0)
+        head, err = read_header(path)
+        if err == errnos.EISDIR:
+            raise LoadFailure(f"{candidate}: {IS_A_DIRECTORY}", errnos.EISDIR)
+        if err == errnos.ENODEV:            # a device or FIFO: glibc would read it
+            raise LoadFailure(f"{candidate}: file too short", 0)
+        if err:
             search.errno = err
             if err != errnos.ENOENT:
                 search.notes.append(f"{candidate}: {os.strerror(err)}")

@@ -20,14 +20,23 @@ from .openverify import verify_header
 HEADER_BYTES = 832     # glibc reads this much of the file into its buffer first
 
 
-def read_header(path: str) -> bytes:
-    """The first bytes of a file, without blocking on FIFOs or devices."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+IS_A_DIRECTORY = "cannot read file data: Is a directory"     # open_verify() reading a directory
+
+
+def read_header(path: str) -> tuple[bytes, int]:
+    """(the first bytes of a file, 0), or (b"", errno): EISDIR for a directory,
+    ENODEV for a FIFO or device (never opened blocking), or open()'s errno."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)) \
-                if stat.S_ISDIR(os.fstat(fd).st_mode) else OSError(errno.ENODEV, "not a regular file")
-        return os.read(fd, HEADER_BYTES)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return b"", exc.errno or errno.EIO
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return b"", errno.EISDIR if stat.S_ISDIR(mode) else errno.ENODEV
+        return os.read(fd, HEADER_BYTES), 0
+    except OSError as exc:
+        return b"", exc.errno or errno.EIO
     finally:
         os.close(fd)
 
@@ -43,13 +52,10 @@ class FileFailure(Value):
 
 def module_file_failure(libname: str, server: Server) -> FileFailure | None:
     """Why dlopen(libname) fails before mapping the module (open, open_verify), if it does."""
-    try:
-        head = read_header(libname)
-    except IsADirectoryError:
-        return FileFailure(f"{libname}: cannot read file data: Is a directory", errno.EISDIR)
-    except OSError as exc:
-        code = exc.errno or errno.EIO
-        return FileFailure(f"{libname}: cannot open shared object file: {os.strerror(code)}", code)
+    head, err = read_header(libname)
+    if err:
+        text = IS_A_DIRECTORY if err == errno.EISDIR else f"cannot open shared object file: {os.strerror(err)}"
+        return FileFailure(f"{libname}: {text}", err)
     verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
     if verdict.ok:
         return None
