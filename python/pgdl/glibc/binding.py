@@ -244,7 +244,7 @@ def _defines(m: LinkMap, ref: Ref, h: int) -> bool:
     if not candidates:
         return False
     has_versym = table.versym is not None
-    verdef_index = _verdef_indexes(obj) if has_versym and ref.version is None else {}
+    verdef_index = obj.versions().defined_index if has_versym and ref.version is None else {}
     found = None
     versioned_seen: list[int] = []
     for i in candidates:
@@ -283,10 +283,6 @@ def _check_match(table, i: int, ref: Ref, has_versym: bool,
 def _usable(shndx: int, kind: int, value: int) -> bool:
     """check_match()'s first tests: a value (or an absolute or TLS symbol), and a type it binds to."""
     return (value != 0 or shndx == SHN_ABS or kind == STT_TLS) and kind in ALLOWED_TYPES
-
-
-def _verdef_indexes(obj: ElfObject) -> dict[str, int]:
-    return obj.versions().defined_index
 
 
 def lookups(obj: ElfObject, table) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from .hwcaps import host_capability_subdirs
 from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
 from .openfile import IS_A_DIRECTORY, read_header
 from .openverify import verify_header
-from .startup import global_scope, indexes, index_map, merged, startup_maps
+from .startup import in_global_scope, indexes, index_map, merged, startup_maps
 
 
 class _Probe(Record):
@@ -69,7 +69,7 @@ class Loader:
             self.main.names |= main_names
         if by_name is None:
             by_name, by_id = indexes(self.maps)
-            global_maps = global_scope(preloaded)
+            global_maps = in_global_scope(preloaded)
         self._by_name, self._by_id = dict(by_name), dict(by_id)
         self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
 

@@ -76,14 +76,14 @@ def _startup(server: Server, loader) -> Startup:
     listed = maps if main is None else \
         [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
     by_name, by_id = indexes(listed)
-    return Startup(loader.cache, maps, main_names, by_name, by_id, global_scope(maps))
+    return Startup(loader.cache, maps, main_names, by_name, by_id, in_global_scope(maps))
 
 
 # Python extension modules are dlopen'ed RTLD_LOCAL: not in the global scope.
 _RTLD_LOCAL_HINT = re.compile(r"(/lib-dynload/|/site-packages/|/dist-packages/|\.cpython-[^/]*\.so$|\.abi3\.so$)")
 
 
-def global_scope(maps: list[LinkMap]) -> list[LinkMap]:
+def in_global_scope(maps: list[LinkMap]) -> list[LinkMap]:
     """The objects of the global scope: the executable, and the others but
     those loaded RTLD_LOCAL.  PostgreSQL loads modules RTLD_GLOBAL."""
     return [m for m in maps if m.obj is not None and (m.is_main or not _RTLD_LOCAL_HINT.search(m.name))]
