@@ -11,7 +11,7 @@ fi
 id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
 work=$(mktemp -d /tmp/pgdl-run.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp -r python tests scripts pytest.ini "$work"/
+cp -r python tests scripts pytest.ini extension sql META.json "$work"/
 [ -d bench ] && cp -r bench "$work"/
 chown -R "$user" "$work"
 chmod 755 "$work"

@@ -110,3 +110,21 @@ def test_update_from_0_2_0_keeps_user_views_and_history(cluster):
             cluster.query(f"DROP DATABASE {fresh}")
     finally:
         cluster.query(f"DROP DATABASE {db}")
+
+
+def test_one_version_everywhere():
+    """The control file's default_version is the version of META.json and of the package,
+    and META.json names files that exist."""
+    import json
+    import re
+    from pathlib import Path
+
+    import pgdl
+    root = Path(__file__).resolve().parent.parent
+    control = (root / "extension" / "pgdl.control").read_text()
+    version = re.search(r"default_version\s*=\s*'([^']+)'", control).group(1)
+    meta = json.loads((root / "META.json").read_text())
+    assert meta["version"] == meta["provides"]["pgdl"]["version"] == pgdl.__version__ == version
+    assert (root / meta["provides"]["pgdl"]["file"]).is_file()
+    scripts = sorted(p.name for p in (root / "sql").glob("pgdl--*.sql"))
+    assert any(s.endswith(f"--{version}.sql") for s in scripts), scripts
