@@ -12,8 +12,8 @@ from modules import GOOD_MODULE, HAND_MAGIC, LONGER_MAGIC, NO_MAGIC_MODULE, OLD_
 
 
 def verdict(cluster, name):
-    rows = cluster.query("SELECT library_value, sqlstate, message, detail, hint "
-                         "FROM pgdl.check_magic(%s) WHERE field = 'verdict'", (name,))
+    rows = cluster.query("SELECT DISTINCT verdict, sqlstate, message, detail, hint "
+                         "FROM pgdl.check_magic(%s)", (name,))
     assert len(rows) == 1
     outcome, *error = rows[0]
     return outcome, ServerError(*error)
@@ -113,7 +113,7 @@ def test_stripped_library_is_read(cluster, build):
 
 def test_every_stock_module_accepted(cluster):
     rows = cluster.query("""
-        SELECT m.name, (SELECT library_value FROM pgdl.check_magic('$libdir/' || m.name) WHERE field = 'verdict')
+        SELECT m.name, (SELECT DISTINCT verdict FROM pgdl.check_magic('$libdir/' || m.name))
           FROM (SELECT regexp_replace(f, '\\.so$', '') AS name
                   FROM pg_ls_dir((SELECT setting FROM pgdl._server_config() WHERE name = 'PKGLIBDIR')) AS f
                  WHERE f LIKE '%%.so') m""")

@@ -31,7 +31,7 @@ LOADER_ERRORS = ('could not load library', 'could not access file', 'incompatibl
 
 
 def diagnose(cluster, target, **kw):
-    return cluster.query('SELECT "check", status, subject, detail, hint FROM pgdl.diagnose(%s)', (target,), **kw)
+    return cluster.query('SELECT topic, status, subject, message, hint FROM pgdl.diagnose(%s)', (target,), **kw)
 
 
 def test_every_stock_module_predicted_like_real_load(cluster):

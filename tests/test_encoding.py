@@ -88,8 +88,8 @@ def test_every_function_answers_with_escaped_bytes(cluster, databases, modules, 
 
     [(will_load, _state, message, _d, _h)] = rows_in(cluster, db, "SELECT * FROM pgdl.predict_load(%s)", (lib,))
     assert not will_load and f"{bad_lib}: cannot open shared object file" in message
-    deps = rows_in(cluster, db, "SELECT needed, status FROM pgdl.dependencies(%s)", (lib,))
-    assert (bad_lib, "not found") in deps
+    deps = rows_in(cluster, db, "SELECT needed, found_via, status FROM pgdl.dependencies(%s)", (lib,))
+    assert (bad_lib, "not found", "error") in deps
     assert any(d[0] == bad_lib for d in rows_in(cluster, db, "SELECT subject FROM pgdl.diagnose(%s)", (lib,)))
     assert rows_in(cluster, db, "SELECT count(*) FROM pgdl.check_magic(%s)", (lib,))[0][0] > 1
 

@@ -161,7 +161,7 @@ def test_untraversable_directory(cluster, build, tmp_path):
     try:
         _, actual = assert_load_matches(cluster, locked / "mod.so")
         assert actual.sqlstate == "42501"
-        rows = cluster.query("SELECT detail FROM pgdl.diagnose(%s) WHERE \"check\" = 'file access'",
+        rows = cluster.query("SELECT message FROM pgdl.diagnose(%s) WHERE topic = 'file access'",
                              (str(locked / "mod.so"),))
         assert rows and f"cannot search directory {locked}" in rows[0][0]
     finally:

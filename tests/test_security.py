@@ -120,7 +120,7 @@ def test_no_temporary_object_runs_with_the_owners_rights(cluster, roles, call):
     ("resolve", '"dblink"'), ("resolve", '["zz"]'), ("predict_load", '["2f", "nothex"]'),
 ])
 def test_internal_helper_answers_bad_input_with_a_clean_error(cluster, roles, function, arguments):
-    error = cluster.error_of("SELECT pgdl._rows(pgdl._call(%s, %s::jsonb))", (function, arguments), user=MEMBER)
+    error = cluster.error_of("SELECT pgdl._rows(pgdl._run(%s, %s::jsonb))", (function, arguments), user=MEMBER)
     assert error is not None and error.sqlstate in ("22004", "22023", "42883")
     text = " ".join(filter(None, (error.message, error.detail, error.hint)))
     assert not re.search(r"Traceback|\b\w*(Error|Exception)\b|\bNoneType\b", text), text

@@ -79,7 +79,7 @@ def test_dependencies_show_the_wrong_copy(seed):
 
 def test_diagnose_names_cause_and_fix(seed):
     cluster, module, old_dir, new_dir = seed
-    rows = cluster.query('SELECT "check", status, subject, detail, hint FROM pgdl.diagnose(%s)', (str(module),))
+    rows = cluster.query('SELECT topic, status, subject, message, hint FROM pgdl.diagnose(%s)', (str(module),))
     symbols = [r for r in rows if r[0] == "symbols"]
     assert symbols and symbols[0][1] == "error"
     _, _, subject, detail, hint = symbols[0]

@@ -10,7 +10,7 @@ from modules import GOOD_MODULE
 
 
 def resolve_rows(cluster, name, setup=()):
-    return cluster.query("SELECT step, rule, candidate, \"exists\", regular_file, chosen FROM pgdl.resolve(%s)",
+    return cluster.query("SELECT step, rule, candidate, file_exists, regular_file, chosen FROM pgdl.resolve(%s)",
                          (name,), setup=setup)
 
 
@@ -82,7 +82,7 @@ def test_not_found_passes_name_as_given(cluster):
 def test_odd_names_answered_cleanly(cluster, name):
     error = cluster.error_of("SELECT * FROM pgdl.check_magic(%s)", (name,))
     assert error is None
-    rows = cluster.query("SELECT message FROM pgdl.check_magic(%s) WHERE field = 'verdict'", (name,))
+    rows = cluster.query("SELECT DISTINCT message FROM pgdl.check_magic(%s)", (name,))
     assert len(rows) == 1
     resolve_error = cluster.error_of("SELECT * FROM pgdl.resolve(%s)", (name,))
     load_error = cluster.error_of("LOAD %s", (name,)) if name not in ("/dev/zero",) else None
@@ -115,3 +115,31 @@ def test_ordinary_role_is_refused(cluster, roles, call):
 @pytest.mark.parametrize("call", ["pgdl.resolve('dblink')", "pgdl.check_magic('dblink')"])
 def test_pg_read_server_files_member_is_allowed(cluster, roles, call):
     assert cluster.query(f"SELECT count(*) FROM {call}", user="pgdl_reader")[0][0] > 0
+
+
+def test_each_result_shape_is_declared_once(cluster):
+    """Every SQL function's columns are its Python view's record fields, through one SQL type."""
+    from pgdl.views.audit import AuditRow
+    from pgdl.views.check_magic import MagicCheck
+    from pgdl.views.dependencies import DependencyRow
+    from pgdl.views.diagnose_library import Finding
+    from pgdl.views.predict_load import LoadPrediction
+    from pgdl.views.resolve import Step
+    shapes = {"resolution_step": Step, "load_prediction": LoadPrediction, "dependency": DependencyRow,
+              "magic_check": MagicCheck, "finding": Finding, "audit_row": AuditRow}
+    functions = {"resolve": "resolution_step", "predict_load": "load_prediction", "dependencies": "dependency",
+                 "check_magic": "magic_check", "diagnose": "finding", "audit": "audit_row"}
+    for type_name, record in shapes.items():
+        attributes = [r[0] for r in cluster.query(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY attnum",
+            (f"pgdl.{type_name}",))]
+        assert tuple(attributes) == record._fields, type_name
+    for function, type_name in functions.items():
+        columns = cluster.query("""
+            SELECT coalesce(array_agg(a.name ORDER BY a.n), '{}')
+              FROM pg_proc p, unnest(p.proargnames, p.proargmodes) WITH ORDINALITY AS a(name, mode, n)
+             WHERE p.oid = %s::regproc AND a.mode = 't'""", (f"pgdl.{function}",))[0][0]
+        type_columns = cluster.query("""
+            SELECT pg_catalog.format_type(p.prorettype, NULL) FROM pg_proc p WHERE p.oid = %s::regproc""",
+                                     (f"pgdl.{function}",))[0][0]
+        assert tuple(columns) == shapes[type_name]._fields or type_columns == f"pgdl.{type_name}", function

@@ -52,7 +52,7 @@ def test_update_from_0_1_0_equals_a_fresh_install(cluster, databases):
     q(cluster, old, "ALTER EXTENSION pgdl UPDATE")
     q(cluster, new, "CREATE EXTENSION pgdl CASCADE")
     for db in (old, new):
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.3.0",)]
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.4.0",)]
     assert q(cluster, old, OBJECTS) == q(cluster, new, OBJECTS)
     # The 0.1.0 functions still work, and so do the new ones.
     assert q(cluster, old, "SELECT will_load FROM pgdl.predict_load('dblink')") == [(True,)]
@@ -92,7 +92,7 @@ def test_update_from_0_2_0_keeps_user_views_and_history(cluster):
         q(cluster, db, "CREATE VIEW my_dblink AS SELECT will_load FROM pgdl.predict_load('dblink')")
         runs = q(cluster, db, "SELECT * FROM my_runs")
         q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.3.0",)]
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.4.0",)]
         assert q(cluster, db, "SELECT * FROM my_runs") == runs
         assert q(cluster, db, "SELECT * FROM my_errors") == []
         assert q(cluster, db, "SELECT * FROM my_dblink") == [(True,)]
@@ -128,3 +128,35 @@ def test_one_version_everywhere():
     assert (root / meta["provides"]["pgdl"]["file"]).is_file()
     scripts = sorted(p.name for p in (root / "sql").glob("pgdl--*.sql"))
     assert any(s.endswith(f"--{version}.sql") for s in scripts), scripts
+
+
+def test_update_to_0_4_0_with_a_view_on_a_reshaped_function(cluster):
+    """0.4.0 reshapes resolve, check_magic, dependencies and diagnose: before the
+    update, a database still at 0.3.0 gets a clear error from them (not rows of
+    the wrong shape), a view on one stops the update with PostgreSQL's own
+    error, and once the view is dropped the update goes through."""
+    db = "pgdl_v030_view"
+    cluster.query(f"CREATE DATABASE {db}")
+    try:
+        q(cluster, db, "CREATE EXTENSION pgdl VERSION '0.3.0' CASCADE")
+        conn = cluster.connect(database=db)
+        try:
+            with conn.cursor() as cur:
+                with pytest.raises(Exception) as exc:
+                    cur.execute("SELECT * FROM pgdl.diagnose('dblink')")
+                assert exc.value.pgcode == "55000"
+                assert exc.value.diag.message_hint == "Run ALTER EXTENSION pgdl UPDATE in this database."
+                cur.execute("SELECT will_load FROM pgdl.predict_load('dblink')")     # same shape: works
+                assert cur.fetchall() == [(True,)]
+                cur.execute("CREATE VIEW my_diagnosis AS SELECT status FROM pgdl.diagnose('dblink')")
+                with pytest.raises(Exception) as exc:
+                    cur.execute("ALTER EXTENSION pgdl UPDATE")
+                assert exc.value.pgcode == "2BP01"        # dependent objects still exist
+                cur.execute("DROP VIEW my_diagnosis")
+                cur.execute("ALTER EXTENSION pgdl UPDATE")
+                cur.execute("SELECT topic, status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'")
+                assert cur.fetchall() == [("verdict", "ok")]
+        finally:
+            conn.close()
+    finally:
+        cluster.query(f"DROP DATABASE {db}")

@@ -1,4 +1,4 @@
-"""The PL/Python adapter: pgdl._call() hands every SQL function's call here.
+"""The PL/Python adapter: pgdl._run() hands every SQL function's call here.
 
 It checks the arguments, describes the server from the running backend
 (pgdl.adapters.describe), asks the catalog (pgdl.adapters.catalog), runs the
@@ -46,7 +46,7 @@ with _without_collection():
 
 
 def run(plpy, function: str | None, args_json: str | None) -> str:
-    """Entry point for every SQL function (through pgdl._call).
+    """Entry point for every SQL function (through pgdl._run).
 
     Returns JSON: {"rows": [...]} or {"error": {...}}, never raises, so the
     SQL side reports errors with the server's own wording and no traceback.
@@ -57,11 +57,12 @@ def run(plpy, function: str | None, args_json: str | None) -> str:
         return json.dumps({"error": {"sqlstate": getattr(exc, "sqlstate", None) or INTERNAL_ERROR,
                                      "message": str(exc).encode("ascii", "backslashreplace").decode()}})
     try:
-        handler, columns = _function(function)
+        handler = _function(function)
         args = _arguments(function, args_json, handler)
         with filestate.one_call(), _without_collection(), interrupts.polling(calls.poll):
             rows = handler(plpy, *args)
-        return calls.dumps({"rows": [dict(zip(columns, row)) for row in rows]})
+        # A view's records are the SQL rows: their fields are the columns.
+        return calls.dumps({"rows": [dict(zip(row._fields, row._values())) for row in rows]})
     except interrupts.Interrupted as exc:
         return calls.error(exc.sqlstate, exc.message)
     except UserError as exc:
@@ -88,7 +89,7 @@ def _function(function):
     found = _FUNCTIONS.get(function)
     if found is None:
         raise UserError(f"pgdl has no function named {function!r}", sqlstate=UNDEFINED_FUNCTION,
-                        hint="Call the functions of schema pgdl, such as pgdl.diagnose(); pgdl._call is internal.")
+                        hint="Call the functions of schema pgdl, such as pgdl.diagnose(); pgdl._run is internal.")
     return found
 
 
@@ -142,24 +143,14 @@ def _diagnose(plpy, target, search_path=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from ..views.diagnose import diagnose   # imported on first use
     name = name_argument(target, "target")
-    findings = diagnose(name, sql_text(name, session(plpy).codec), describe_server(plpy), Catalog(plpy, search_path))
-    return [(f.check, f.status, f.subject, f.detail, f.hint) for f in findings]
+    return diagnose(name, sql_text(name, session(plpy).codec), describe_server(plpy), Catalog(plpy, search_path))
 
 
 def _audit(plpy):
     settings = read_settings(plpy)
     preloads = {name: value for name, value in settings[1].items() if name in PRELOAD_SETTINGS}
-    rows = audit(describe_server(plpy, settings), Catalog(plpy).c_functions(), preloads)
-    return [(r.kind, r.subject, r.status, r.message, r.hint, r.library, r.symbol) for r in rows]
+    return audit(describe_server(plpy, settings), Catalog(plpy).c_functions(), preloads)
 
 
-# Each function's handler and the names of its result columns.
-_FUNCTIONS = {
-    "predict_load": (_predict_load, ("will_load", "sqlstate", "message", "detail", "hint")),
-    "dependencies": (_dependencies, ("depth", "needed", "required_by", "path", "found_via", "status", "detail")),
-    "diagnose": (_diagnose, ("check", "status", "subject", "detail", "hint")),
-    "resolve": (_resolve, ("step", "rule", "candidate", "exists", "regular_file", "chosen")),
-    "check_magic": (_check_magic, ("field", "library_value", "server_value", "matches", "sqlstate", "message",
-                                   "detail", "hint")),
-    "audit": (_audit, ("kind", "subject", "status", "message", "hint", "library", "symbol")),
-}
+_FUNCTIONS = {"predict_load": _predict_load, "dependencies": _dependencies, "diagnose": _diagnose,
+              "resolve": _resolve, "check_magic": _check_magic, "audit": _audit}

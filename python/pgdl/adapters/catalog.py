@@ -47,7 +47,7 @@ class Catalog:
 
     def __init__(self, plpy, search_path: str | None = None):
         self.plpy = plpy
-        self.search_path = search_path      # the caller's (pgdl._call pins its own)
+        self.search_path = search_path      # the caller's (pgdl._run pins its own)
 
     def function(self, signature: str) -> tuple[CFunction, str] | None:
         plpy = self.plpy

@@ -30,7 +30,7 @@ class Session:
         return shown(value, self.codec) if isinstance(value, str) else value
 
     def dumps(self, result: dict) -> str:
-        """pgdl._call()'s JSON, every text in the database's encoding (servertext.shown)."""
+        """pgdl._run()'s JSON, every text in the database's encoding (servertext.shown)."""
         rows = result.get("rows")
         if rows is not None:
             text = self.text

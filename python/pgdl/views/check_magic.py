@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 
 from ..elf import ElfError, cached_elf
 from ..errors import PgError
@@ -11,7 +12,7 @@ from ..postgres.magic import (MagicBlock, MagicField, MagicNotFound, compare_fie
 from .. import filestate
 from ..glibc.openfile import module_file_failure
 from ..postgres.dfmgr import access_error, dlopen_error
-from ..record import Record
+from ..record import Record, Value
 from ..postgres.lookup import resolve
 from ..server import Server
 
@@ -75,16 +76,45 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-def check_magic_rows(name: str, server: Server) -> list[tuple]:
-    """(field, library_value, server_value, matches, sqlstate, message, detail, hint) rows: the
-    fields, then the verdict (accepted, rejected with the server's error, or not judged)."""
+class Verdict(str, Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    NOT_JUDGED = "not judged"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MagicCheck(Value):
+    """A row of pgdl.check_magic() (the SQL type pgdl.magic_check): one field of the
+    magic block against the server's, and the verdict on the whole block."""
+    __slots__ = ("field", "library_value", "server_value", "matches", "verdict", "sqlstate", "message", "detail",
+                 "hint")
+
+    def __init__(self, field: str | None, library_value: str | None, server_value: str | None,
+                 matches: bool | None, verdict: Verdict, sqlstate: str | None = None, message: str | None = None,
+                 detail: str | None = None, hint: str | None = None):
+        self.field = field              # None: no field could be read (the verdict says why)
+        self.library_value = library_value
+        self.server_value = server_value
+        self.matches = matches
+        self.verdict = verdict
+        self.sqlstate = sqlstate        # what LOAD would raise at or before the magic check
+        self.message = message          # ... or why the block could not be judged
+        self.detail = detail
+        self.hint = hint
+
+
+def check_magic_rows(name: str, server: Server) -> list[MagicCheck]:
+    """One row per field of the block (at least one), each with the verdict."""
     report = check_magic(name, server)
-    rows = [(f.field, f.library_value, f.server_value, f.matches, None, None, None, None) for f in report.fields]
-    if report.error is not None:
-        e = report.error
-        rows.append(("verdict", "rejected", None, False, e.sqlstate, e.message, e.detail, e.hint))
+    e = report.error
+    if e is not None:
+        verdict = (Verdict.REJECTED, e.sqlstate, e.message, e.detail, e.hint)
     elif report.note is not None:
-        rows.append(("verdict", "not judged", None, None, None, report.note, None, None))
+        verdict = (Verdict.NOT_JUDGED, None, report.note, None, None)
     else:
-        rows.append(("verdict", "accepted", None, True, None, None, None, None))
-    return rows
+        verdict = (Verdict.ACCEPTED, None, None, None, None)
+    fields = [(f.field, f.library_value, f.server_value, f.matches) for f in report.fields] or \
+        [(None, None, None, None)]
+    return [MagicCheck(*field, *verdict) for field in fields]

@@ -41,11 +41,11 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
         if findings[-1].status is ERROR:
             return out + findings
         # One verdict for the extension, at the end; this one speaks for one library.
-        out += findings[:-1] + [Finding("library", OK, library, findings[-1].detail)]
+        out += findings[:-1] + [Finding("library", OK, library, findings[-1].message)]
     for f in functions:
         if not predict_load(f.library, server, f.symbol).will_load:
             out += [x for x in diagnose_library(f.library, server, f.symbol, label=f.signature)
-                    if x.check in ("entry point", "verdict")]
+                    if x.topic in ("entry point", "verdict")]
             return out
     if functions:
         out.append(Finding("entry points", OK, name, f"all {len(functions)} C functions have their symbols"))

@@ -29,15 +29,15 @@ from .status import ERROR, OK, Status
 
 
 class Finding(Value):
-    """One row of pgdl.diagnose()."""
-    __slots__ = ("check", "status", "subject", "detail", "hint")
+    """A row of pgdl.diagnose() (the SQL type pgdl.finding)."""
+    __slots__ = ("topic", "status", "subject", "message", "hint")
 
-    def __init__(self, check: str, status: Status, subject: str | None, detail: str | None = None,
+    def __init__(self, topic: str, status: Status, subject: str | None, message: str | None = None,
                  hint: str | None = None):
-        self.check = check
+        self.topic = topic              # what the row is about: resolution, file access, elf, ... verdict
         self.status = status
-        self.subject = subject
-        self.detail = detail
+        self.subject = subject          # the name, file, symbol or version it concerns
+        self.message = message
         self.hint = hint
 
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from ..engine.predict import Prediction, predict_load
+from ..record import Value
 from ..server import Server
 
 
-def predict_load_row(name: str, server: Server, symbol: str | None = None) -> tuple:
-    """(will_load, sqlstate, message, detail, hint)."""
+class LoadPrediction(Value):
+    """The row of pgdl.predict_load() (the SQL type pgdl.load_prediction)."""
+    __slots__ = ("will_load", "sqlstate", "message", "detail", "hint")
+
+    def __init__(self, will_load: bool, sqlstate: str | None = None, message: str | None = None,
+                 detail: str | None = None, hint: str | None = None):
+        self.will_load = will_load
+        self.sqlstate = sqlstate        # None with a message: the backend dies (the client loses the connection)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+
+def predict_load_row(name: str, server: Server, symbol: str | None = None) -> LoadPrediction:
     return prediction_row(predict_load(name, server, symbol))
 
 
-def prediction_row(p: Prediction) -> tuple:
+def prediction_row(p: Prediction) -> LoadPrediction:
     e = p.error
     if e is None:
-        return (p.will_load, None, None, None, None)
-    return (p.will_load, e.sqlstate, e.message, e.detail, e.hint)
+        return LoadPrediction(p.will_load)
+    return LoadPrediction(p.will_load, e.sqlstate, e.message, e.detail, e.hint)
