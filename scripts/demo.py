@@ -45,7 +45,7 @@ def main() -> int:
 CREATE EXTENSION pgdl CASCADE;
 SELECT * FROM pgdl.resolve('dblink');
 SELECT * FROM pgdl.check_magic('$libdir/dblink');
-SELECT field, library_value, server_value, matches, message, detail FROM pgdl.check_magic('{broken}');
+SELECT field, library_value, server_value, matches, verdict, message, detail FROM pgdl.check_magic('{broken}');
 SELECT * FROM pgdl.predict_load('{broken}');
 \\x on
 SELECT * FROM pgdl.diagnose('dblink');
