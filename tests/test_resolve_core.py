@@ -50,7 +50,7 @@ def test_exact_name_wins_over_suffixed(version, libdir):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_directory_is_not_a_file(version, libdir):
     res = resolve("dirmod.so", server(version, libdir))
-    assert res.candidates[0].exists and not res.candidates[0].chosen
+    assert res.candidates[0].file_exists and not res.candidates[0].chosen
     assert not res.found and res.full_name == "dirmod.so"
 
 

@@ -121,10 +121,10 @@ def test_each_result_shape_is_declared_once(cluster):
     """Every SQL function's columns are its Python view's record fields, through one SQL type."""
     from pgdl.views.audit import AuditRow
     from pgdl.views.check_magic import MagicCheck
-    from pgdl.views.dependencies import DependencyRow
+    from pgdl.glibc.linkmap import Dependency as DependencyRow
     from pgdl.views.diagnose_library import Finding
     from pgdl.views.predict_load import LoadPrediction
-    from pgdl.views.resolve import Step
+    from pgdl.postgres.lookup import Candidate as Step
     shapes = {"resolution_step": Step, "load_prediction": LoadPrediction, "dependency": DependencyRow,
               "magic_check": MagicCheck, "finding": Finding, "audit_row": AuditRow}
     functions = {"resolve": "resolution_step", "predict_load": "load_prediction", "dependencies": "dependency",

@@ -9,6 +9,8 @@ paid by the first call of every session.
 
 from __future__ import annotations
 
+from enum import Enum
+
 
 class Record:
     """Fields are the class's __slots__, in order; a slot whose name starts
@@ -50,3 +52,10 @@ class Value(Record):
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+
+class Name(str, Enum):
+    """An enum whose members are names that rows show as they are (str() is the value)."""
+
+    def __str__(self) -> str:
+        return self.value

@@ -9,7 +9,6 @@ once, whole, and never changed: remembered answers are shared.
 
 from __future__ import annotations
 
-from enum import Enum
 
 from ..elf import ElfObject
 from ..errors import PgError
@@ -18,10 +17,10 @@ from ..glibc.openfile import FileAccess
 from ..glibc.problems import BindResult
 from ..postgres.lookup import Resolution
 from ..postgres.magic import MagicBlock
-from ..record import Record
+from ..record import Name, Record
 
 
-class Stage(str, Enum):
+class Stage(Name):
     """Where a load stops (in the server's order), or LOADED."""
     PRIVILEGE = "privilege"             # LOAD's $libdir/plugins rule, C functions for superusers
     LOOKUP = "lookup"                   # expand_dynamic_library_name()
@@ -32,9 +31,6 @@ class Stage(str, Enum):
     MAGIC = "magic"                     # the magic block
     ENTRY_POINT = "entry point"         # the function symbol and pg_finfo_<symbol>
     LOADED = "loaded"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Loading(Record):

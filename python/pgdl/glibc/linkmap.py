@@ -4,16 +4,15 @@ dependency rows pgdl.dependencies() shows, and the tree of one dlopen."""
 from __future__ import annotations
 
 import os
-from enum import Enum
 
 from ..elf import ElfObject
-from ..record import Record
+from ..record import Name, Record
 
 # Bounds: real trees have tens of objects; these only stop hostile input.
 MAX_OBJECTS = 2000
 MAX_EDGES = 50_000
 
-class Found(str, Enum):
+class Found(Name):
     """What the search made of one DT_NEEDED entry (a Dependency's status)."""
     OK = "ok"                           # a file is found and would be mapped
     ALREADY_LOADED = "already loaded"   # an object already in the backend is reused
@@ -21,17 +20,17 @@ class Found(str, Enum):
     ERROR = "error"                     # the file found (or the name) makes dlopen fail
     SKIPPED = "skipped"                 # an entry glibc ignores (its $ORIGIN etc. expands to nothing)
 
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def loads(self) -> bool:
         return self in (Found.OK, Found.ALREADY_LOADED)
 
 
-class Dependency:
-    """One row of pgdl.dependencies()."""
-    __slots__ = ("depth", "needed", "required_by", "path", "found_via", "status", "detail", "obj")
+class Dependency(Record):
+    """One DT_NEEDED entry of a dlopen and what the search made of it: the
+    fields are the columns of pgdl.dependencies() (views.dependencies shows
+    `status` in the one status vocabulary)."""
+    __slots__ = ("depth", "needed", "required_by", "path", "found_via", "status", "detail", "_obj")
 
     def __init__(self, depth: int, needed: str, required_by: str | None, path: str | None, found_via: str,
                  status: Found, detail: str | None = None, obj: ElfObject | None = None):
@@ -42,7 +41,12 @@ class Dependency:
         self.found_via = found_via
         self.status = status
         self.detail = detail
-        self.obj = obj
+        self._obj = obj
+
+    @property
+    def obj(self) -> ElfObject | None:
+        """The object mapped for it (not a column)."""
+        return self._obj
 
 
 class LoadTree:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 
-from ..record import Record
+from ..record import Name, Record
 from .linkmap import LinkMap
 
 
-class Problem(str, Enum):
+class Problem(Name):
     VERSION = "version"                 # a version requirement no provider defines (dl-version.c)
     UNDEFINED = "undefined"             # a symbol reference nothing defines (dl-lookup.c)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class BindingProblem(Record):

@@ -18,14 +18,15 @@ from ..server import Server
 
 
 class Candidate(Value):
-    """One file name dfmgr.c tries, and what it found there."""
-    __slots__ = ("step", "rule", "candidate", "exists", "regular_file", "chosen")
+    """One file name dfmgr.c tries, and what it found there (a row of pgdl.resolve(),
+    the SQL type pgdl.resolution_step)."""
+    __slots__ = ("step", "rule", "candidate", "file_exists", "regular_file", "chosen")
 
-    def __init__(self, step: int, rule: str, candidate: str, exists: bool, regular_file: bool, chosen: bool):
+    def __init__(self, step: int, rule: str, candidate: str, file_exists: bool, regular_file: bool, chosen: bool):
         self.step = step
         self.rule = rule
         self.candidate = candidate
-        self.exists = exists
+        self.file_exists = file_exists  # stat() succeeds
         self.regular_file = regular_file
         self.chosen = chosen
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 
 from ..elf import ElfError, cached_elf
 from ..errors import PgError
@@ -12,7 +11,7 @@ from ..postgres.magic import (MagicBlock, MagicField, MagicNotFound, compare_fie
 from .. import filestate
 from ..glibc.openfile import module_file_failure
 from ..postgres.dfmgr import access_error, dlopen_error
-from ..record import Record, Value
+from ..record import Name, Record, Value
 from ..postgres.lookup import resolve
 from ..server import Server
 
@@ -76,13 +75,10 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-class Verdict(str, Enum):
+class Verdict(Name):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     NOT_JUDGED = "not judged"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class MagicCheck(Value):

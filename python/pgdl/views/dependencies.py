@@ -6,36 +6,22 @@ from ..errors import PgErrorRaised
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Dependency, Found
 from ..postgres.lookup import resolve
-from ..record import Value
 from ..server import Server
-from .status import ERROR, OK, WARNING, Status
+from .status import ERROR, OK, WARNING
 
-# What the search found, in the one status vocabulary (found_via tells "already loaded").
+# What the search found, in the one status vocabulary; found_via says "already loaded",
+# "not found" or "skipped".
 STATUS = {Found.OK: OK, Found.ALREADY_LOADED: OK, Found.SKIPPED: WARNING, Found.NOT_FOUND: ERROR, Found.ERROR: ERROR}
 
 
-class DependencyRow(Value):
-    """A row of pgdl.dependencies() (the SQL type pgdl.dependency)."""
-    __slots__ = ("depth", "needed", "required_by", "path", "found_via", "status", "detail")
-
-    def __init__(self, depth: int, needed: str, required_by: str | None, path: str | None, found_via: str,
-                 status: Status, detail: str | None):
-        self.depth = depth
-        self.needed = needed
-        self.required_by = required_by
-        self.path = path
-        self.found_via = found_via
-        self.status = status
-        self.detail = detail
-
-
-def dependency_rows(name: str, server: Server) -> list[DependencyRow]:
+def dependency_rows(name: str, server: Server) -> list[Dependency]:
+    """The rows of pgdl.dependencies() (the SQL type pgdl.dependency)."""
     res = resolve(name, server)
     if res.error is not None:
         raise PgErrorRaised(res.error)
-    return [_row(d) for d in load_tree(res.full_name, server).deps]
+    return [d.replace(status=STATUS[d.status], found_via=d.found_via or _unfound(d.status))
+            for d in load_tree(res.full_name, server).deps]
 
 
-def _row(d: Dependency) -> DependencyRow:
-    found_via = d.found_via or (str(d.status) if d.status is not Found.ERROR else "")
-    return DependencyRow(d.depth, d.needed, d.required_by, d.path, found_via, STATUS[d.status], d.detail)
+def _unfound(status: Found) -> str:
+    return "" if status is Found.ERROR else str(status)

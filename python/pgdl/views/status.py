@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from ..record import Name
 
 
-class Status(str, Enum):
+class Status(Name):
     OK = "ok"
     WARNING = "warning"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 OK, WARNING, ERROR = Status.OK, Status.WARNING, Status.ERROR
