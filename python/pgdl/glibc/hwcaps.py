@@ -47,9 +47,7 @@ class HostCaps(Value):
 
     def __init__(self, hwcap: int = HWCAP_X86_64, hwcap_mask: int = HWCAP_X86_64 | HWCAP_X86_AVX512_1,
                  platform: str | None = None, isa_1: int = ISA_1_BASELINE, hwcaps: tuple[str, ...] = ()):
-        self.hwcap = hwcap
-        self.hwcap_mask = hwcap_mask
-        self.platform = platform
+        self.hwcap, self.hwcap_mask, self.platform = hwcap, hwcap_mask, platform
         self.isa_1 = isa_1
         self.hwcaps = hwcaps
 
