@@ -108,6 +108,9 @@ class FileAccess(Value):
 def examine_access(path: str) -> FileAccess:
     """What stat() and open() of `path` meet, directory by directory."""
     state = filestate.state(path)
+    if not state.error:
+        # stat() went through every directory on the way: none refuses a search.
+        return FileAccess(path, state, readable=os.access(path, os.R_OK))
     parts = []
     directory = os.path.dirname(os.path.abspath(path))
     while True:
@@ -122,6 +125,4 @@ def examine_access(path: str) -> FileAccess:
             break
         if not os.access(d, os.X_OK):
             return FileAccess(path, state, d, s)
-    if state.error:
-        return FileAccess(path, state, dangling=os.path.islink(path))
-    return FileAccess(path, state, readable=os.access(path, os.R_OK))
+    return FileAccess(path, state, dangling=os.path.islink(path))

@@ -72,12 +72,11 @@ class Requirement(Value):
 class ExtensionCheck(Record):
     """What CREATE EXTENSION name (its default version) would find."""
     __slots__ = ("name", "control", "error", "script_dir", "version", "script", "installable", "requires",
-                 "module", "functions")
+                 "module")
 
     def __init__(self, name: str, control: str, error: str | None = None, script_dir: str | None = None,
                  version: str | None = None, script: str | None = None, installable: bool = False,
-                 requires: tuple[Requirement, ...] = (), module: str | None = None,
-                 functions: tuple[CFunction, ...] = ()):
+                 requires: tuple[Requirement, ...] = (), module: str | None = None):
         self.name = name
         self.control = control          # path of the control file
         self.error = error              # the control file cannot be read: why
@@ -87,7 +86,10 @@ class ExtensionCheck(Record):
         self.installable = installable  # that script, or one reached by update scripts, exists
         self.requires = requires
         self.module = module            # module_pathname
-        self.functions = functions      # the C functions the install script declares
+
+    def script_functions(self) -> list[CFunction]:
+        """The C functions the install script declares (read only when asked: audit does not)."""
+        return c_functions_in_script(_read_script(self.script), self.module) if self.script else []
 
 
 _CONTROL_FILES = filestate.FileCache(1024)
@@ -109,20 +111,22 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
         return ExtensionCheck(name, control, f"cannot read {control}: {exc.strerror or os.strerror(exc.errno)}")
     script_dir = params.get("directory") or directory
     script_dir = script_dir if os.path.isabs(script_dir) else os.path.join(server.sharedir, script_dir)
-    requires = tuple(Requirement(r, os.path.join(directory, f"{r}.control"),
-                                 filestate.state(os.path.join(directory, f"{r}.control")).is_regular)
-                     for r in (x.strip() for x in params.get("requires", "").split(",")) if r)
+    requires = tuple(_requirement(r, directory) for r in (x.strip() for x in params.get("requires", "").split(","))
+                     if r)
     version = params.get("default_version")
     module = params.get("module_pathname")
-    script, installable, functions = None, False, ()
+    script, installable = None, False
     if version:
         listing = _listing(script_dir, listings if listings is not None else {})
         installable = listing is not None and version in _reachable(listing.get(name, []))
         direct = os.path.join(script_dir, f"{name}--{version}.sql")
-        if filestate.state(direct).is_regular:
-            script = direct
-            functions = tuple(c_functions_in_script(_read_script(direct), module))
-    return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module, functions)
+        script = direct if filestate.state(direct).is_regular else None
+    return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module)
+
+
+def _requirement(name: str, directory: str) -> Requirement:
+    control = os.path.join(directory, f"{name}.control")
+    return Requirement(name, control, filestate.state(control).is_regular)
 
 
 def _read_script(path: str) -> str:

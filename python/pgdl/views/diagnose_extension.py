@@ -34,7 +34,7 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
                            f"required extension {req.name}: " + ("available" if req.available
                                                                  else f"{req.control} missing"),
                            None if req.available else f"Install the {req.name} extension first."))
-    functions = installed_functions if installed_functions else list(ext.functions)
+    functions = installed_functions or ext.script_functions()
     libraries = sorted({f.library for f in functions} | ({ext.module} if ext.module else set()))
     for library in libraries:
         findings = diagnose_library(library, server)

@@ -161,10 +161,11 @@ def _symbols(p: Prediction, server: Server) -> list[Finding]:
     if p.binding is None:
         return []
     out = []
-    # Other copies: where the tree's RPATH/RUNPATH and LD_LIBRARY_PATH point, and pkglibdir;
-    # modules: pkglibdir and dynamic_library_path.
-    copies = Copies(searched_directories(p.tree, server) + [server.pkglibdir],
-                    list(dict.fromkeys([server.pkglibdir] + library_path_directories(server))), p.libname)
+    if p.binding.problems:
+        # Other copies: where the tree's RPATH/RUNPATH and LD_LIBRARY_PATH point, and pkglibdir;
+        # modules: pkglibdir and dynamic_library_path.
+        copies = Copies(searched_directories(p.tree, server) + [server.pkglibdir],
+                        list(dict.fromkeys([server.pkglibdir] + library_path_directories(server))), p.libname)
     for problem in p.binding.problems:
         interrupts.check()
         out.append(_explain_problem(problem, p, copies))
