@@ -9,6 +9,8 @@ packages=(
   gcc make pgxnclient pax-utils
   # The pg_cron recipe test (tests/test_pg_cron.py).
   "postgresql-$PGVER-cron"
+  # _PG_init() decoding (x86-64), and the preload-only modules its tests load.
+  python3-capstone "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical" "postgresql-$PGVER-pg-stat-kcache"
   # Test fixtures: 32-bit builds (gcc -m32) and an AArch64 cross-build (clang + lld).
   gcc-multilib clang lld
 )

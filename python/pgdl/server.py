@@ -6,7 +6,36 @@ hand to check each PostgreSQL version's rules without a server of that version.
 
 from __future__ import annotations
 
-from .record import Record, Value
+from .record import Name, Record, Value
+
+
+class Context(Name):
+    """Whose load a question is about (the SQL functions' `context`)."""
+    THIS_SESSION = "this session"       # this backend, with all it has loaded (PL/Python too)
+    NEW_SESSION = "new session"         # a new backend of this server for the role
+    SERVER_START = "server start"       # the postmaster loading shared_preload_libraries
+
+
+class Role(Value):
+    """The role a question is asked for, as PostgreSQL judges its privileges."""
+    __slots__ = ("name", "is_superuser", "can_create")
+
+    def __init__(self, name: str, is_superuser: bool = True, can_create: bool = True):
+        self.name = name
+        self.is_superuser = is_superuser
+        self.can_create = can_create        # CREATE on the current database (trusted extensions, 13+)
+
+
+class Preloads(Value):
+    """The preload settings a new backend (or the postmaster) starts with."""
+    __slots__ = ("shared", "shared_from", "session", "local")
+
+    def __init__(self, shared: tuple[str, ...] = (), shared_from: str = "the running value",
+                 session: tuple[str, ...] = (), local: tuple[str, ...] = ()):
+        self.shared = shared                # shared_preload_libraries, as the next start would have it
+        self.shared_from = shared_from      # "the configuration files" or "the running value"
+        self.session = session              # session_preload_libraries, for the role and database
+        self.local = local                  # local_preload_libraries, for the role and database
 
 
 class ServerMagic(Value):
@@ -39,14 +68,17 @@ class Server(Record):
     """A PostgreSQL server as one session sees it."""
     __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
                  "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
-                 "machine", "elf_class", "_fingerprint")
+                 "machine", "elf_class", "context", "role", "preloads", "postmaster_loaded", "custom_settings",
+                 "_fingerprint")
 
     def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
                  dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
                  magic: ServerMagic | None = None, executable: str = "",
                  environ: dict[str, str] | None = None, loaded: list[LoadedObject] | None = None,
                  is_superuser: bool = True, uid: int = 0, gids: tuple[int, ...] = (), machine: int = 62,
-                 elf_class: int = 64):
+                 elf_class: int = 64, context: Context = Context.THIS_SESSION, role: Role | None = None,
+                 preloads: Preloads | None = None, postmaster_loaded: tuple[LoadedObject, ...] | None = None,
+                 custom_settings: frozenset = frozenset()):
         self.version_num = version_num  # server_version_num, e.g. 150018
         self.pkglibdir = pkglibdir
         self.dynamic_library_path = dynamic_library_path
@@ -62,6 +94,11 @@ class Server(Record):
         self.gids = gids
         self.machine = machine          # e_machine of the server executable
         self.elf_class = elf_class
+        self.context = context
+        self.role = role                # None: the session's own (is_superuser says which)
+        self.preloads = preloads or Preloads()
+        self.postmaster_loaded = postmaster_loaded  # the postmaster's mapped files, where readable
+        self.custom_settings = custom_settings      # custom settings (x.y) that exist, placeholders too
         self._fingerprint: Fingerprint | None = None
 
     @property
@@ -74,7 +111,8 @@ class Server(Record):
                 self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
                 self.data_directory, self.sharedir, self.magic, self.executable,
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
-                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class))
+                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context, self.role,
+                self.preloads, self.postmaster_loaded, self.custom_settings))
         return self._fingerprint
 
     @property

@@ -34,11 +34,13 @@ def _without_collection():
 with _without_collection():
     from .. import filestate, interrupts
     from ..errors import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgErrorRaised, UserError
-    from ..views.audit import PRELOAD_SETTINGS, audit
+    from ..server import Context
+    from ..views.audit import audit
     from ..views.dependencies import dependency_rows
     from ..views.predict_load import predict_load_row
     from ..views.resolve import resolve_rows
     from .catalog import Catalog
+    from .context import context_argument, in_context
     from .describe import describe_server, read_settings
     from .servertext import sql_text
     from .session import session
@@ -129,27 +131,38 @@ def _check_magic(plpy, name):
     return check_magic_rows(name_argument(name), describe_server(plpy))
 
 
-def _predict_load(plpy, name, symbol=None):
+def _described(plpy, context, role, preloads: bool = False):
+    """This session's description, told which process and role are asked about.
+    Without `context` (0.4.0's SQL functions): this session, as they answered.
+    preloads: this session's preload settings are wanted even so."""
+    context = context_argument(context, Context.THIS_SESSION)
+    settings = read_settings(plpy)
+    server = describe_server(plpy, settings)
+    if context is Context.THIS_SESSION and role is None and not preloads:
+        return server
+    return in_context(plpy, server, settings[1], context, role, settings[0]["current_user_name"])
+
+
+def _predict_load(plpy, name, symbol=None, context=None, role=None):
     name = name_argument(name)
     symbol = None if symbol is None else name_argument(symbol, "symbol")
-    return [predict_load_row(name, describe_server(plpy), symbol)]
+    return [predict_load_row(name, _described(plpy, context, role), symbol)]
 
 
-def _dependencies(plpy, name):
-    return dependency_rows(name_argument(name), describe_server(plpy))
+def _dependencies(plpy, name, context=None, role=None):
+    return dependency_rows(name_argument(name), _described(plpy, context, role))
 
 
-def _diagnose(plpy, target, search_path=None):
+def _diagnose(plpy, target, search_path=None, context=None, role=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from ..views.diagnose import diagnose   # imported on first use
     name = name_argument(target, "target")
-    return diagnose(name, sql_text(name, session(plpy).codec), describe_server(plpy), Catalog(plpy, search_path))
+    return diagnose(name, sql_text(name, session(plpy).codec), _described(plpy, context, role),
+                    Catalog(plpy, search_path))
 
 
-def _audit(plpy):
-    settings = read_settings(plpy)
-    preloads = {name: value for name, value in settings[1].items() if name in PRELOAD_SETTINGS}
-    return audit(describe_server(plpy, settings), Catalog(plpy).c_functions(), preloads)
+def _audit(plpy, context=None, role=None):
+    return audit(_described(plpy, context, role, preloads=True), Catalog(plpy).c_functions())
 
 
 _FUNCTIONS = {"predict_load": _predict_load, "dependencies": _dependencies, "diagnose": _diagnose,

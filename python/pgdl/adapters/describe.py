@@ -18,6 +18,7 @@ _SETTINGS_QUERY = """
            pg_catalog.current_setting('max_index_keys')::pg_catalog.int4 AS indexmaxkeys,
            pg_catalog.current_setting('max_identifier_length')::pg_catalog.int4 AS identifier_length,
            pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on' AS is_superuser,
+           CURRENT_USER::pg_catalog.text AS current_user_name,
            (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
 
 

@@ -2,7 +2,11 @@
 would do in this session, stage by stage, as PostgreSQL and glibc do it:
 
   privilege -> lookup -> stat -> dlopen (file, dependencies, versions,
-  symbols) -> magic block -> function symbol -> pg_finfo_<symbol>
+  symbols) -> magic block -> _PG_init -> function symbol -> pg_finfo_<symbol>
+
+The server description says which process loads (server.context:
+pgdl.engine.contexts makes it): that decides what is loaded already and what
+_PG_init() sees.
 
 dfmgr.c: load_file(), load_external_function(), internal_load_library();
 fmgr.c: fetch_finfo_record(); pg_proc.c: fmgr_c_validator().  Each stage's
@@ -25,15 +29,14 @@ from ..postgres.dfmgr import access_error, dlopen_error, restricted_name_error
 from ..postgres.fmgr import EntryPoint, entry_point
 from ..postgres.lookup import resolve
 from ..postgres.magic import MAGIC_FUNCTION, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
-from ..server import Server
+from ..postgres.pg_init import PgInitCheck, ProcessState, Verdict, check_pg_init
+from ..server import Context, Server
 from .trace import Loading, Prediction, Stage
 
 _PREDICTIONS = filestate.Memo(1024)
 _LOADINGS = filestate.Memo(512)
 _ENTRY_POINTS = filestate.Memo(4096)
 
-PG_INIT_NOTE = ("the module's _PG_init() runs on load and may still refuse (some modules must be "
-                "listed in shared_preload_libraries)")
 ALREADY_LOADED_NOTE = "already loaded in this backend: LOAD does nothing and no check is repeated"
 
 
@@ -51,14 +54,28 @@ def check_entry_point(p: Prediction, symbol: str, server: Server) -> PgError | N
     return _entry_point(p, symbol, server).error
 
 
+def pg_init_of(p: Prediction) -> PgInitCheck | None:
+    """What the module's _PG_init() did in this load (None: none ran)."""
+    return p.pg_init
+
+
+def process_state(server: Server) -> ProcessState:
+    """What _PG_init() reads of the process that loads the module."""
+    postmaster = server.context is Context.SERVER_START
+    return ProcessState(preload_in_progress=postmaster, under_postmaster=not postmaster,
+                        custom_settings=server.custom_settings)
+
+
 def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
+    denied = None
     if symbol is None and not server.is_superuser:
         # utility.c: load_file(filename, !superuser())
         denied = restricted_name_error(name)
-        if denied:
-            return Prediction(False, Stage.PRIVILEGE, denied)
-    if symbol is not None and not server.is_superuser:
-        return Prediction(False, Stage.PRIVILEGE, PgError(INSUFFICIENT_PRIVILEGE, "permission denied for language c"))
+    elif symbol is not None and not server.is_superuser:
+        denied = PgError(INSUFFICIENT_PRIVILEGE, "permission denied for language c")
+    if denied is not None:
+        beyond = predict_load(name, server.replace(is_superuser=True), symbol)
+        return Prediction(False, Stage.PRIVILEGE, denied, beyond=beyond)
     res = resolve(name, server, for_function=symbol is not None)
     if res.error is not None:
         return Prediction(False, Stage.LOOKUP, res.error, resolution=res)
@@ -85,8 +102,8 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
         if found.error is not None:
             return p.replace(will_load=False, stage=Stage.ENTRY_POINT, error=found.error)
         notes += (found.note,) if found.note else ()
-    if loading is not None and loading.has_pg_init:
-        notes += (PG_INIT_NOTE,)
+    if loading is not None and loading.pg_init is not None and loading.pg_init.verdict is Verdict.NOT_JUDGED:
+        notes += (f"its _PG_init() could not be judged: {loading.pg_init.reason}",)
     if loading is None:
         notes += (ALREADY_LOADED_NOTE,)
     return p.replace(notes=notes)
@@ -158,7 +175,15 @@ def _dlopen(libname: str, server: Server) -> Loading:
         return loaded.replace(notes=notes + (f"the magic block could not be read statically: {exc}",))
     srv = server.server_magic()
     error = judge(magic, srv, server_block_bytes(srv, server.major, server.elf_class), libname, server.major)
-    return loaded.replace(error=error, magic=magic)
+    loaded = loaded.replace(error=error, magic=magic)
+    if error is not None or not loaded.has_pg_init or module is None:
+        return loaded
+    # dfmgr.c internal_load_library(): _PG_init() runs once the magic block is accepted.
+    check = check_pg_init(module, process_state(server), magic.version // 100 if magic.version else server.major)
+    loaded = loaded.replace(pg_init=check)
+    if check is not None and check.verdict is Verdict.REFUSES:
+        return loaded.replace(stage=Stage.INIT, error=check.refusal.error)
+    return loaded
 
 
 def _entry_point(p: Prediction, symbol: str, server: Server) -> EntryPoint:

@@ -17,6 +17,7 @@ from ..glibc.openfile import FileAccess
 from ..glibc.problems import BindResult
 from ..postgres.lookup import Resolution
 from ..postgres.magic import MagicBlock
+from ..postgres.pg_init import PgInitCheck
 from ..record import Name, Record
 
 
@@ -29,19 +30,25 @@ class Stage(Name):
     DEPENDENCIES = "dependencies"       # dlopen(): mapping its DT_NEEDED tree
     SYMBOLS = "symbols"                 # dlopen(): versions and relocations (RTLD_NOW)
     MAGIC = "magic"                     # the magic block
+    INIT = "_PG_init"                   # the module's _PG_init() raises an error
     ENTRY_POINT = "entry point"         # the function symbol and pg_finfo_<symbol>
     LOADED = "loaded"
+
+    @property
+    def order(self) -> int:
+        """How far a load got: later stages are greater."""
+        return list(Stage).index(self)
 
 
 class Loading(Record):
     """dlopen() (file, dependencies, versions, symbols) and the magic block check of one file."""
     __slots__ = ("stage", "error", "dlerror", "dl_errno", "module", "tree", "binding", "magic",
-                 "has_pg_init", "notes")
+                 "has_pg_init", "pg_init", "notes")
 
     def __init__(self, stage: Stage, error: PgError | None = None, dlerror: str | None = None,
                  dl_errno: int = 0, module: ElfObject | None = None, tree: LoadTree | None = None,
                  binding: BindResult | None = None, magic: MagicBlock | None = None,
-                 has_pg_init: bool = False, notes: tuple[str, ...] = ()):
+                 has_pg_init: bool = False, pg_init: PgInitCheck | None = None, notes: tuple[str, ...] = ()):
         self.stage = stage              # where it stops, or MAGIC once the block is accepted
         self.error = error              # a failure whatever the errno
         self.dlerror = dlerror          # or: dlopen() fails with this dlerror() ...
@@ -51,6 +58,7 @@ class Loading(Record):
         self.binding = binding
         self.magic = magic
         self.has_pg_init = has_pg_init  # the module defines _PG_init()
+        self.pg_init = pg_init          # what its _PG_init() does in this process (postgres.pg_init)
         self.notes = notes
 
 
@@ -69,11 +77,12 @@ class _OfLoading:
 class Prediction(Record):
     """What LOAD (or CREATE FUNCTION) would do, stage by stage."""
     __slots__ = ("will_load", "stage", "error", "libname", "resolution", "access", "loading",
-                 "already_loaded", "notes")
+                 "already_loaded", "notes", "beyond")
 
     def __init__(self, will_load: bool, stage: Stage, error: PgError | None = None, libname: str | None = None,
                  resolution: Resolution | None = None, access: FileAccess | None = None,
-                 loading: Loading | None = None, already_loaded: bool = False, notes: tuple[str, ...] = ()):
+                 loading: Loading | None = None, already_loaded: bool = False, notes: tuple[str, ...] = (),
+                 beyond: "Prediction | None" = None):
         self.will_load = will_load
         self.stage = stage              # where it stops, or LOADED
         self.error = error              # the server's error, word for word
@@ -83,9 +92,13 @@ class Prediction(Record):
         self.loading = loading          # None before the file stage, or when already loaded
         self.already_loaded = already_loaded
         self.notes = notes
+        # Refused at the privilege stage: the same load for a superuser, so
+        # that every later stage is still judged and shown.
+        self.beyond = beyond
 
     # What the file's loading found, for the views.
     module = _OfLoading()
     tree = _OfLoading()
     binding = _OfLoading()
     magic = _OfLoading()
+    pg_init = _OfLoading()

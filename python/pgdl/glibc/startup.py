@@ -126,13 +126,39 @@ def merged(maps: list[LinkMap], main: LinkMap | None) -> tuple[list[LinkMap], se
     return out, main_names
 
 
+SYSTEM_PRELOAD = "/etc/ld.so.preload"
+
+
+def preload_names(server: Server) -> list[str]:
+    """What ld.so maps right after the executable, before its DT_NEEDED
+    (rtld.c dl_main: LD_PRELOAD, split at spaces and colons, then the
+    whitespace-separated names of /etc/ld.so.preload)."""
+    names = re.split(r"[ :]+", server.environ.get("LD_PRELOAD", ""))
+    if filestate.state(SYSTEM_PRELOAD).is_regular:
+        try:
+            with open(SYSTEM_PRELOAD, encoding="utf-8", errors="surrogateescape") as f:
+                names += f.read(1 << 16).split()
+        except OSError:
+            pass
+    return [n for n in names if n]
+
+
 def executable_closure(server: Server, loader) -> list[LinkMap]:
-    """What ld.so mapped at startup for the executable (breadth-first)."""
+    """What ld.so mapped at startup for the executable: the preloads, then
+    the DT_NEEDED tree breadth-first."""
     if loader.main is None or loader.main.obj is None:
         return []
     startup = loader.fresh()             # nothing mapped yet but the executable
     maps: list[LinkMap] = []
-    queue = [startup.main]
+    for name in preload_names(server):
+        try:
+            mapped = startup.map_object(startup.main, name)
+        except LoadFailure:
+            continue                     # ld.so says so on stderr and goes on
+        if mapped.new:
+            mapped.map.preloaded = True
+            maps.append(mapped.map)
+    queue = [startup.main] + list(maps)
     edges = 0
     while queue and len(maps) < MAX_OBJECTS:
         current = queue.pop(0)

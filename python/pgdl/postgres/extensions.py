@@ -10,6 +10,7 @@ import os
 import re
 
 from .. import filestate
+from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..record import Record, Value
 from ..server import Server
 
@@ -72,11 +73,12 @@ class Requirement(Value):
 class ExtensionCheck(Record):
     """What CREATE EXTENSION name (its default version) would find."""
     __slots__ = ("name", "control", "error", "script_dir", "version", "script", "installable", "requires",
-                 "module")
+                 "module", "superuser", "trusted")
 
     def __init__(self, name: str, control: str, error: str | None = None, script_dir: str | None = None,
                  version: str | None = None, script: str | None = None, installable: bool = False,
-                 requires: tuple[Requirement, ...] = (), module: str | None = None):
+                 requires: tuple[Requirement, ...] = (), module: str | None = None, superuser: bool = True,
+                 trusted: bool = False):
         self.name = name
         self.control = control          # path of the control file
         self.error = error              # the control file cannot be read: why
@@ -86,6 +88,8 @@ class ExtensionCheck(Record):
         self.installable = installable  # that script, or one reached by update scripts, exists
         self.requires = requires
         self.module = module            # module_pathname
+        self.superuser = superuser      # only superusers may create it (the default)...
+        self.trusted = trusted          # ...unless it is trusted (PostgreSQL 13+)
 
     def script_functions(self) -> list[CFunction]:
         """The C functions the install script declares (read only when asked: audit does not)."""
@@ -121,7 +125,35 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
         installable = listing is not None and version in _reachable(listing.get(name, []))
         direct = os.path.join(script_dir, f"{name}--{version}.sql")
         script = direct if filestate.state(direct).is_regular else None
-    return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module)
+    return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module,
+                          _bool(params.get("superuser"), True), _bool(params.get("trusted"), False))
+
+
+def _bool(text: str | None, default: bool) -> bool:
+    """parse_bool() of a control file parameter (an unreadable value: the default)."""
+    if text is None:
+        return default
+    value = text.strip().lower()
+    if value in ("true", "on", "yes", "1") or (len(value) > 1 and "true".startswith(value)):
+        return True
+    if value in ("false", "off", "no", "0") or (len(value) > 1 and "false".startswith(value)):
+        return False
+    return default
+
+
+def create_permission_error(ext: ExtensionCheck, is_superuser: bool, can_create: bool, major: int) -> PgError | None:
+    """extension.c execute_extension_script(): who may CREATE EXTENSION.
+
+    A trusted extension (13+) needs CREATE on the current database; any
+    other with superuser = true (the default) needs a superuser."""
+    if not ext.superuser or is_superuser:
+        return None
+    trusted = ext.trusted and major >= 13
+    if trusted and can_create:
+        return None
+    hint = ("Must have CREATE privilege on current database to create this extension." if trusted
+            else "Must be superuser to create this extension.")
+    return PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to create extension "{ext.name}"', hint=hint)
 
 
 def _requirement(name: str, directory: str) -> Requirement:

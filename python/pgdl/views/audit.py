@@ -15,9 +15,12 @@ from collections import Counter
 
 from .. import filestate, interrupts
 from ..postgres.extensions import CFunction, available_extensions, check_extension, files_in
+from ..engine.contexts import boot, in_context
 from ..engine.predict import Prediction, check_entry_point, predict_load
+from ..engine.trace import Stage
+from ..postgres.pg_init import Verdict
 from ..record import Value
-from ..server import Server
+from ..server import Context, Server
 from .status import ERROR, OK, WARNING
 
 
@@ -43,21 +46,27 @@ class AuditRow(Value):
 _AUDITS = filestate.Memo(4)
 
 
-def audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
-    """`functions`: the database's C functions; `settings`: the preload settings' values.
+def audit(server: Server, functions: list[CFunction]) -> list[AuditRow]:
+    """`functions`: the database's C functions; the preload settings are server.preloads.
 
     Every file and directory it reads is noted (pgdl.filestate): inside a call
     the whole answer is remembered and reused while none of them changed."""
-    key = (server.fingerprint, tuple(functions), tuple(sorted(settings.items())))
-    return _AUDITS.get(key, lambda: _audit(server, functions, settings))
+    key = (server.fingerprint, tuple(functions))
+    return _AUDITS.get(key, lambda: _audit(server, functions))
 
 
-def _audit(server: Server, functions: list[CFunction], settings: dict[str, str]) -> list[AuditRow]:
+PRELOAD_ONLY_HINT = ("Its _PG_init() refuses outside shared_preload_libraries: list it there and restart the "
+                     "server before using it.")
+
+
+def _audit(server: Server, functions: list[CFunction]) -> list[AuditRow]:
     # Libraries are loaded whoever calls the function or starts the session,
     # so judge as the server itself does; local_preload_libraries alone is restricted.
-    server = server.replace(is_superuser=True)
-    rows = _functions(functions, server) + _preloads(settings, server) + _extensions(server)
-    rows += _pkglibdir(server) + _stale(server)
+    rows = _preloads(server)
+    server = in_context(server).replace(is_superuser=True)
+    used: set[str] = set()
+    rows = _functions(functions, server, used) + rows
+    rows += _extensions(server, used) + _pkglibdir(server, used) + _stale(server)
     counts = Counter(r.status for r in rows)
     worst = ERROR if counts[ERROR] else WARNING if counts[WARNING] else OK
     summary = ", ".join(f"{counts[s]} {s}" for s in (OK, WARNING, ERROR))
@@ -71,19 +80,29 @@ def _failure(name: str, p: Prediction) -> tuple[str, str]:
             e.hint or f"See SELECT * FROM pgdl.diagnose('{name}').")
 
 
-def _library_row(kind: str, subject: str, name: str, p: Prediction) -> AuditRow:
+def _library_row(kind: str, subject: str, name: str, p: Prediction, used: set[str] | None = None) -> AuditRow:
+    """used: the libraries something uses; one that only refuses in its _PG_init() and that
+    nothing uses is a warning (a stock host ships sepgsql.so)."""
     if p.will_load:
+        unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
+        if unjudged:
+            return AuditRow(kind, subject, WARNING, f"{name}: its _PG_init() could not be judged: "
+                            f"{p.pg_init.reason}", f"See SELECT * FROM pgdl.diagnose('{name}').", library=name)
         return AuditRow(kind, subject, OK, f"{name} will load ({p.libname})", library=name)
+    if used is not None and p.stage is Stage.INIT and p.libname not in used:
+        return AuditRow(kind, subject, WARNING, f"{_failure(name, p)[0]} (nothing uses it)", PRELOAD_ONLY_HINT,
+                        library=name)
     return AuditRow(kind, subject, ERROR, *_failure(name, p), library=name)
 
 
-def _functions(functions: list[CFunction], server: Server) -> list[AuditRow]:
+def _functions(functions: list[CFunction], server: Server, used: set[str]) -> list[AuditRow]:
     rows = []
     by_library: dict[str, list[CFunction]] = {}
     for f in functions:
         by_library.setdefault(f.library, []).append(f)
     for library, group in sorted(by_library.items()):
         p = predict_load(library, server)
+        used.add(p.libname or library)
         rows.append(_library_row("library", library, library, p))
         for f in group:
             interrupts.check()
@@ -105,21 +124,27 @@ def split_library_list(value: str) -> list[str]:
     return [n for n in names if n]
 
 
-def _preloads(settings: dict[str, str], server: Server) -> list[AuditRow]:
+def _preloads(server: Server) -> list[AuditRow]:
+    """shared_preload_libraries as the next server start loads them, then
+    session_ and local_preload_libraries as a new session does: in order, up to
+    the first that fails (FATAL: nothing after it is loaded)."""
+    start = boot(server.replace(context=Context.SERVER_START))
+    steps = list(start.steps)
+    if start.failed is None:
+        steps += [s for s in boot(server.replace(context=Context.NEW_SESSION)).steps
+                  if s.setting != "shared_preload_libraries"]
     rows = []
-    for setting in PRELOAD_SETTINGS:
-        for name in split_library_list(settings.get(setting, "")):
-            target, as_server = name, server
-            if setting == "local_preload_libraries":
-                # dfmgr.c load_libraries(): restricted to $libdir/plugins/.
-                if "/" not in name:
-                    target = f"$libdir/plugins/{name}"
-                as_server = server.replace(is_superuser=False)
-            rows.append(_library_row(setting, name, target, predict_load(target, as_server)))
+    for step in steps:
+        row = _library_row(step.setting, step.name, step.target, step.prediction)
+        if not step.prediction.will_load:
+            stops = "the server does not start" if step.setting == "shared_preload_libraries" \
+                else "new sessions fail to start"
+            row = row.replace(message=f"{row.message}; {stops} (FATAL)")
+        rows.append(row)
     return rows
 
 
-def _extensions(server: Server) -> list[AuditRow]:
+def _extensions(server: Server, used: set[str]) -> list[AuditRow]:
     rows = []
     listings: dict = {}
     for name in available_extensions(server):
@@ -137,7 +162,8 @@ def _extensions(server: Server) -> list[AuditRow]:
         if ext.module:
             p = predict_load(ext.module, server)
             if not p.will_load:
-                problems.append((ERROR, *_failure(ext.module, p)))
+                row = _library_row("extension", name, ext.module, p, used)
+                problems.append((row.status, row.message, row.hint))
         for status, message, hint in problems:
             rows.append(AuditRow("extension", name, status, message, hint, ext.module))
         if not problems:
@@ -146,10 +172,10 @@ def _extensions(server: Server) -> list[AuditRow]:
     return rows
 
 
-def _pkglibdir(server: Server) -> list[AuditRow]:
+def _pkglibdir(server: Server, used: set[str]) -> list[AuditRow]:
     rows = []
     for path in files_in(server.pkglibdir, server.dlsuffix):
-        rows.append(_library_row("pkglibdir", os.path.basename(path), path, predict_load(path, server)))
+        rows.append(_library_row("pkglibdir", os.path.basename(path), path, predict_load(path, server), used))
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.contexts import in_context
 from ..errors import PgErrorRaised
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Dependency, Found
@@ -16,6 +17,7 @@ STATUS = {Found.OK: OK, Found.ALREADY_LOADED: OK, Found.SKIPPED: WARNING, Found.
 
 def dependency_rows(name: str, server: Server) -> list[Dependency]:
     """The rows of pgdl.dependencies() (the SQL type pgdl.dependency)."""
+    server = in_context(server)
     res = resolve(name, server)
     if res.error is not None:
         raise PgErrorRaised(res.error)

@@ -12,9 +12,11 @@ from typing import Protocol
 from .. import filestate
 from ..errors import UNDEFINED_FUNCTION, UserError
 from ..postgres.extensions import CFunction, control_directory
-from ..server import Server
+from ..engine.contexts import Boot, boot, in_context
+from ..server import Context, Server
 from .diagnose_extension import diagnose_extension
-from .diagnose_library import Finding, diagnose_library
+from .diagnose_library import Finding, diagnose_library, server_log_lines
+from .status import ERROR, OK
 
 SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
 
@@ -30,16 +32,54 @@ class Catalog(Protocol):
 
 def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> list[Finding]:
     """name: the target as the bytes the server would use; text: the same as
-    text of the database's encoding (None if it is not text there)."""
+    text of the database's encoding (None if it is not text there).
+    server.context says which process is asked about (pgdl.engine.contexts)."""
+    start = boot(server)
+    out = [context_finding(server, start)]
+    if start.failed is not None:
+        return out + _boot_failure(server, start)
+    booted = start.server
+    here = in_context(server.replace(context=Context.THIS_SESSION)) \
+        if server.context is not Context.THIS_SESSION else None
     if text is not None and SIGNATURE.match(text):
-        return _diagnose_function(name, text, server, catalog)
+        return out + _diagnose_function(name, text, booted, catalog, here)
     if text is not None and "/" not in name \
             and filestate.state(os.path.join(control_directory(server), f"{name}.control")).is_regular:
-        return diagnose_extension(name, server, catalog.extension_functions(text) or None)
-    return diagnose_library(name, server)
+        return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here)
+    return out + diagnose_library(name, booted, elsewhere=here)
 
 
-def _diagnose_function(name: str, signature: str, server: Server, catalog: Catalog) -> list[Finding]:
+def context_finding(server: Server, start: Boot) -> Finding:
+    """The first row: which process the answer is for."""
+    pre = server.preloads
+    shared = f"shared_preload_libraries = '{', '.join(pre.shared)}' ({pre.shared_from})"
+    who = f" of role {server.role.name}" if server.role else ""
+    if server.context is Context.SERVER_START:
+        text = f"the postmaster at server start, loading {shared}, then the library asked about"
+    elif server.context is Context.NEW_SESSION:
+        maps = "as mapped in the postmaster" if start.from_maps else "as the setting says"
+        text = (f"a new session{who}: {shared}, {maps}; session_preload_libraries = '{', '.join(pre.session)}'; "
+                f"local_preload_libraries = '{', '.join(pre.local)}'; nothing this session loaded")
+    else:
+        text = f"this session{who}, with all it has loaded (PL/Python included)"
+    return Finding("context", OK, str(server.context), text)
+
+
+def _boot_failure(server: Server, start: Boot) -> list[Finding]:
+    step = start.failed
+    e = step.prediction.error
+    if step.setting == "shared_preload_libraries":
+        what = "the server will not start"
+    else:
+        what = f"every new session{' of role ' + server.role.name if server.role else ''} fails to start"
+    return [Finding("preload", ERROR, step.name, f"{step.setting} lists {step.name}, which fails to load: "
+                    f"{e.message}", f"Remove {step.name} from {step.setting} or fix it: see "
+                    f"SELECT * FROM pgdl.diagnose('{step.target}', context => 'this session')."),
+            Finding("verdict", ERROR, step.name, f"{what}; the log says:\n{server_log_lines(e)}")]
+
+
+def _diagnose_function(name: str, signature: str, server: Server, catalog: Catalog,
+                       here: Server | None) -> list[Finding]:
     found = catalog.function(signature)
     if found is None:
         raise UserError(f"function {name} does not exist", sqlstate=UNDEFINED_FUNCTION,
@@ -48,4 +88,4 @@ def _diagnose_function(name: str, signature: str, server: Server, catalog: Catal
     if language != "c":
         raise UserError(f"function {function.signature} is written in {language}, not C",
                         hint="pgdl diagnoses C-language functions and the libraries they live in.")
-    return diagnose_library(function.library, server, function.symbol, label=function.signature)
+    return diagnose_library(function.library, server, function.symbol, label=function.signature, elsewhere=here)

@@ -5,18 +5,33 @@ and the entry point of each C function it declares."""
 from __future__ import annotations
 
 from ..engine.predict import predict_load
-from ..postgres.extensions import CFunction, check_extension
+from ..postgres.extensions import CFunction, check_extension, create_permission_error
 from ..server import Server
 from .diagnose_library import Finding, diagnose_library
-from .status import ERROR, OK
+from .status import ERROR, OK, WARNING
 
 
-def diagnose_extension(name: str, server: Server, installed_functions: list[CFunction] | None) -> list[Finding]:
-    """installed_functions: the extension's C functions in this database, if it is created here."""
+def diagnose_extension(name: str, server: Server, installed_functions: list[CFunction] | None,
+                       here: Server | None = None) -> list[Finding]:
+    """installed_functions: the extension's C functions in this database, if it is created here;
+    here: this session, when the question is about another process."""
     ext = check_extension(name, server)
     if ext.error is not None:
         return [Finding("extension", ERROR, name, ext.error)]
     out = [Finding("extension", OK, name, f"control file {ext.control}")]
+    role = server.role
+    denied = create_permission_error(ext, server.is_superuser, role.can_create if role else False, server.major) \
+        if installed_functions is None else None
+    if denied is not None:
+        # One finding: the rest is still judged.
+        out.append(Finding("privilege", ERROR, name, f"{denied.message} (for role {role.name if role else '?'})",
+                           denied.hint))
+    elif not server.is_superuser and ext.trusted and installed_functions is None:
+        out.append(Finding("privilege", OK, name, "a trusted extension: its script runs as the bootstrap superuser"))
+    # CREATE EXTENSION's script creates the C functions, whose validator loads
+    # the libraries, as a superuser (a trusted extension's script runs as one).
+    server = server.replace(is_superuser=True)
+    here = here.replace(is_superuser=True) if here is not None else None
     if ext.version:
         if ext.script is not None:
             out.append(Finding("extension script", OK, ext.script, f"install script for default version {ext.version}"))
@@ -37,11 +52,11 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
     functions = installed_functions or ext.script_functions()
     libraries = sorted({f.library for f in functions} | ({ext.module} if ext.module else set()))
     for library in libraries:
-        findings = diagnose_library(library, server)
+        findings = diagnose_library(library, server, elsewhere=here)
         if findings[-1].status is ERROR:
             return out + findings
         # One verdict for the extension, at the end; this one speaks for one library.
-        out += findings[:-1] + [Finding("library", OK, library, findings[-1].message)]
+        out += findings[:-1] + [Finding("library", findings[-1].status, library, findings[-1].message)]
     for f in functions:
         if not predict_load(f.library, server, f.symbol).will_load:
             out += [x for x in diagnose_library(f.library, server, f.symbol, label=f.signature)
@@ -49,5 +64,13 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
             return out
     if functions:
         out.append(Finding("entry points", OK, name, f"all {len(functions)} C functions have their symbols"))
-    out.append(Finding("verdict", OK, name, f"CREATE EXTENSION {name} will load its libraries"))
+    if denied is not None:
+        e = denied
+        out.append(Finding("verdict", ERROR, name, f"CREATE EXTENSION {name} will fail with SQLSTATE {e.sqlstate}:\n"
+                           f"ERROR:  {e.message}\nHINT:  {e.hint}"))
+        return out
+    unsure = any(f.status is WARNING and f.topic in ("_PG_init", "library") for f in out)
+    out.append(Finding("verdict", WARNING if unsure else OK, name,
+                       f"CREATE EXTENSION {name} will load its libraries"
+                       + (" unless a _PG_init() that could not be judged refuses" if unsure else "")))
     return out

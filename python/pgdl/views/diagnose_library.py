@@ -15,17 +15,20 @@ import os
 import pwd
 import stat
 
+import re
+
 from .. import filestate, interrupts
-from ..elf import ElfError, cached_elf
+from ..elf import ElfError, cached_elf, dynsym
 from ..engine.predict import predict_load
 from ..engine.trace import Prediction, Stage
 from ..glibc.ldso import searched_directories
 from ..glibc.problems import BindingProblem, Problem
 from ..postgres.lookup import library_path_directories
 from ..record import Value
-from ..server import Server
+from ..postgres.pg_init import Verdict
+from ..server import Context, Server
 from .explain import Copies, providers_of
-from .status import ERROR, OK, Status
+from .status import ERROR, OK, WARNING, Status
 
 
 class Finding(Value):
@@ -41,27 +44,109 @@ class Finding(Value):
         self.hint = hint
 
 
-def diagnose_library(name: str, server: Server, symbol: str | None = None, label: str | None = None) -> list[Finding]:
+def diagnose_library(name: str, server: Server, symbol: str | None = None, label: str | None = None,
+                     elsewhere: Server | None = None) -> list[Finding]:
+    """server: the process asked about (pgdl.engine.contexts); elsewhere: this
+    session, when that is another process, to say where the two differ."""
     p = predict_load(name, server, symbol)
     out: list[Finding] = []
-    out += _resolution(name, p)
-    if p.stage not in (Stage.PRIVILEGE, Stage.LOOKUP):
-        out += _file_access(p)
-    if p.module is not None or p.stage is Stage.ELF:
-        out += _elf(p)
-    out += _magic(p)
-    out += _dependencies(p)
-    out += _symbols(p, server)
+    shown = p
+    if p.stage is Stage.PRIVILEGE:
+        # One finding: every later stage is still judged, as for a superuser.
+        who = f"role {server.role.name}" if server.role else "this role"
+        out.append(Finding("privilege", ERROR, name, f"{p.error.message} (for {who})",
+                           "Only superusers may LOAD libraries outside $libdir/plugins/ or create C functions."))
+        shown = p.beyond
+    out += _resolution(name, shown)
+    if shown.stage is not Stage.LOOKUP:
+        out += _file_access(shown)
+    if shown.module is not None or shown.stage is Stage.ELF:
+        out += _elf(shown)
+    out += _magic(shown)
+    out += _pg_init(shown, server)
+    out += _dependencies(shown)
+    out += _symbols(shown, server)
     if symbol is not None:
-        out += _entry_point(p, symbol)
-    out.append(_verdict(p, label or (f"{name}, {symbol}" if symbol else name)))
+        out += _entry_point(shown, symbol)
+    if elsewhere is not None:
+        out += _difference(p, predict_load(name, elsewhere, symbol), elsewhere, server)
+    out.append(_verdict(p, label or (f"{name}, {symbol}" if symbol else name), server))
     return out
 
 
+PRELOAD_ADVICE = "List it in shared_preload_libraries and restart the server."
+
+
+def _pg_init(p: Prediction, server: Server) -> list[Finding]:
+    check = p.pg_init
+    if check is None:
+        return []
+    where = _process(server)
+    if check.verdict is Verdict.REFUSES:
+        r = check.refusal
+        text = r.error.message if r.error.message is not None else f"(formatted at run time) {r.format}"
+        hint = PRELOAD_ADVICE if server.context is not Context.SERVER_START else \
+            (r.error.hint or "Check the order of shared_preload_libraries: a library it needs must come first.")
+        return [Finding("_PG_init", ERROR, p.libname, f"its _PG_init() raises {r.severity} in {where}: {text}", hint)]
+    if check.verdict is Verdict.NOT_JUDGED:
+        return [Finding("_PG_init", WARNING, p.libname, f"its _PG_init() could not be judged for {where}: "
+                        f"{check.reason}" + (f" (the error: {check.refusal.error.message or check.refusal.format})"
+                                             if check.refusal else ""),
+                        "Try it on a test server, or list it in shared_preload_libraries if its documentation "
+                        "says so.")]
+    return [Finding("_PG_init", OK, p.libname, f"its _PG_init() raises no error in {where}")]
+
+
+def _process(server: Server) -> str:
+    if server.context is Context.SERVER_START:
+        return "the postmaster at server start"
+    return "a new session" if server.context is Context.NEW_SESSION else "this session"
+
+
+def _difference(p: Prediction, here: Prediction, elsewhere: Server, server: Server) -> list[Finding]:
+    """Where this session and the process asked about disagree."""
+    if p.will_load == here.will_load and p.error == here.error:
+        return []
+    where = _process(server)
+    subject = p.libname or here.libname
+    if here.will_load or not p.will_load and here.stage.order > p.stage.order:
+        got = "loads here" if here.will_load else f"gets further here ({_error_text(here.error)})"
+        return [Finding("context", WARNING, subject,
+                        f"{got} only because {_loaded_here_only(p, elsewhere)}; {where} fails with: "
+                        f"{_error_text(p.error)}",
+                        "Judge by the new session: it is what other sessions, CREATE EXTENSION there and every "
+                        "user get.")]
+    if p.will_load:
+        return [Finding("context", WARNING, subject,
+                        f"fails in this session ({_error_text(here.error)}), but loads in {where}")]
+    return [Finding("context", WARNING, subject, f"fails differently in this session: {_error_text(here.error)}")]
+
+
+def _loaded_here_only(p: Prediction, here: Server) -> str:
+    """What this session has loaded that the other process lacks: what defines the missing symbols."""
+    wanted = [b.symbol for b in (p.binding.problems if p.binding else ()) if b.symbol]
+    for obj in here.loaded:
+        if not SHARED_OBJECT.search(obj.path) or not wanted:
+            continue
+        try:
+            elf = cached_elf(obj.path)
+            if any(dynsym.definition(elf, s) is not None for s in wanted[:8]):
+                base = os.path.basename(obj.path)
+                return f"PL/Python ({base}) is loaded in this session" if base.startswith("libpython") \
+                    else f"{base} is loaded in this session"
+        except (ElfError, OSError):
+            continue
+    return "this session has already loaded what it needs"
+
+
+SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
+
+
+def _error_text(e) -> str:
+    return e.message if e.message is not None else "an error formatted at run time"
+
+
 def _resolution(name: str, p: Prediction) -> list[Finding]:
-    if p.stage is Stage.PRIVILEGE:
-        return [Finding("privilege", ERROR, name, p.error.message,
-                        "Only superusers may LOAD libraries outside $libdir/plugins/ or create C functions.")]
     res = p.resolution
     tried = ", ".join(c.candidate for c in res.candidates) or "nothing"
     if res.error is not None:
@@ -225,11 +310,24 @@ def _entry_point(p: Prediction, symbol: str) -> list[Finding]:
     return []
 
 
-def _verdict(p: Prediction, subject: str) -> Finding:
+def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
+    where = _process(server)
     if p.will_load:
-        detail = "will load" + ("; " + "; ".join(p.notes) if p.notes else "")
-        return Finding("verdict", OK, subject, detail)
+        detail = f"will load in {where}" + ("; " + "; ".join(p.notes) if p.notes else "")
+        unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
+        return Finding("verdict", WARNING if unjudged else OK, subject, detail)
     e = p.error
-    text = f"ERROR:  {e.message}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
+    if server.context is Context.SERVER_START:
+        # elog.c: an ERROR with no handler to catch it (the postmaster's start) is FATAL.
+        return Finding("verdict", ERROR, subject, "the server will not start; its log says:\n"
+                       + server_log_lines(e))
+    severity = p.pg_init.refusal.severity if p.stage is Stage.INIT else "ERROR"
+    text = f"{severity}:  {_error_text(e)}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
         (f"\nHINT:  {e.hint}" if e.hint else "")
-    return Finding("verdict", ERROR, subject, f"the server will fail with SQLSTATE {e.sqlstate}:\n{text}")
+    return Finding("verdict", ERROR, subject, f"{where} will fail with SQLSTATE {e.sqlstate}:\n{text}")
+
+
+def server_log_lines(e) -> str:
+    """The lines a FATAL error at start writes (log_line_prefix left out)."""
+    return f"FATAL:  {_error_text(e)}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
+        (f"\nHINT:  {e.hint}" if e.hint else "")

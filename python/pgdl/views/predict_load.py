@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.contexts import boot
 from ..engine.predict import Prediction, predict_load
 from ..record import Value
 from ..server import Server
@@ -21,7 +22,12 @@ class LoadPrediction(Value):
 
 
 def predict_load_row(name: str, server: Server, symbol: str | None = None) -> LoadPrediction:
-    return prediction_row(predict_load(name, server, symbol))
+    """In server.context: at 'server start', `name` appended to shared_preload_libraries
+    (a library before it that fails stops the start: its error is the answer)."""
+    start = boot(server)
+    if start.failed is not None:
+        return prediction_row(start.failed.prediction)
+    return prediction_row(predict_load(name, start.server, symbol))
 
 
 def prediction_row(p: Prediction) -> LoadPrediction:

@@ -1,0 +1,128 @@
+"""What the `context` and `role` arguments ask about, described from the
+catalog: the role's privileges, the preload settings a new session of that
+role gets (postinit.c process_settings(): database and role, role, database,
+all, then the configuration files), the list the next server start uses
+(pg_file_settings where the caller may read it, else the running value),
+the custom settings that exist, and the files mapped in the postmaster."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import UserError
+from ..server import Context, Preloads, Role, Server
+from ..views.audit import split_library_list
+from .maps import read_maps
+from .session import session
+
+UNDEFINED_OBJECT = "42704"
+PRELOAD_NAMES = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+
+_ROLE = """
+    SELECT r.oid::pg_catalog.int8 AS oid, r.rolsuper,
+           pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE') AS can_create,
+           (SELECT d.oid::pg_catalog.int8 FROM pg_catalog.pg_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS db
+      FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1"""
+_ROLE_SETTINGS = """
+    SELECT s.setdatabase::pg_catalog.int8 AS db, s.setrole::pg_catalog.int8 AS role, s.setconfig
+      FROM pg_catalog.pg_db_role_setting s
+     WHERE s.setdatabase::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $1]::pg_catalog.int8[])
+       AND s.setrole::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.int8[])"""
+_FILE_READABLE = """
+    SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS ok"""
+_FILE_SETTINGS = """
+    SELECT f.name, f.setting FROM pg_catalog.pg_file_settings f
+     WHERE f.error IS NULL OR f.error OPERATOR(pg_catalog.=) 'setting could not be applied'
+     ORDER BY f.seqno"""
+_CUSTOM = """
+    SELECT s.name FROM pg_catalog.pg_settings s
+     WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0"""
+_SOURCE = """
+    SELECT s.source FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'shared_preload_libraries'"""
+
+
+def context_argument(value: str | None, default: Context) -> Context:
+    if value is None:
+        return default
+    try:
+        return Context(value)
+    except ValueError:
+        raise UserError(f'invalid value for context: "{value}"',
+                        hint="Use 'this session', 'new session' or 'server start'.") from None
+
+
+def in_context(plpy, server: Server, config: dict[str, str], context: Context, role_name: str | None,
+               current_user: str) -> Server:
+    """`server` (this session's description) told which process and role the question is about."""
+    fs = session(plpy).fs
+    role_name = current_user if role_name is None else role_name
+    rows = plpy.execute(plpy.prepare(_ROLE, ["pg_catalog.name"]), [role_name])
+    if not rows:
+        raise UserError(f'role "{fs(role_name)}" does not exist', sqlstate=UNDEFINED_OBJECT)
+    r = rows[0]
+    is_superuser = server.is_superuser if role_name == current_user else r["rolsuper"]
+    role = Role(fs(role_name), is_superuser, r["can_create"] or is_superuser)
+    server = server.replace(context=context, role=role, is_superuser=is_superuser)
+    if context is Context.THIS_SESSION:
+        here = Preloads(tuple(split_library_list(config.get("shared_preload_libraries", ""))), "the running value",
+                        tuple(split_library_list(config.get("session_preload_libraries", ""))),
+                        tuple(split_library_list(config.get("local_preload_libraries", ""))))
+        return server.replace(preloads=here)
+    files = _file_settings(plpy)
+    shared, shared_from = _next_start_list(plpy, config, files)
+    per_role = _role_settings(plpy, r["db"], r["oid"])
+    values = {}
+    for name in ("session_preload_libraries", "local_preload_libraries"):
+        base = files.get(name, "") if files is not None else config.get(f"reset {name}", config.get(name, ""))
+        values[name] = per_role.get(name, base)
+    custom = {n for n in (files or {}) if "." in n} if files is not None else \
+        {row["name"] for row in plpy.execute(_CUSTOM)}
+    preloads = Preloads(tuple(shared), shared_from, tuple(split_library_list(values["session_preload_libraries"])),
+                        tuple(split_library_list(values["local_preload_libraries"])))
+    return server.replace(preloads=preloads, postmaster_loaded=_postmaster_maps(server),
+                          custom_settings=frozenset(fs(n) for n in custom))
+
+
+def _file_settings(plpy) -> dict[str, str] | None:
+    """The configuration files' settings as the next start reads them (the last
+    line for a name wins), or None if the caller may not read pg_file_settings."""
+    if not plpy.execute(_FILE_READABLE)[0]["ok"]:
+        return None
+    fs = session(plpy).fs
+    return {row["name"]: fs(row["setting"]) for row in plpy.execute(_FILE_SETTINGS)}
+
+
+def _next_start_list(plpy, config: dict[str, str], files: dict[str, str] | None) -> tuple[list[str], str]:
+    running = config.get("shared_preload_libraries", "")
+    rows = plpy.execute(_SOURCE)        # no row: a superuser-only setting, hidden from this role
+    source = rows[0]["source"] if rows else None
+    if files is None or source in ("command line", "environment variable"):
+        return split_library_list(running), "the running value"
+    return split_library_list(files.get("shared_preload_libraries", "")), "the configuration files"
+
+
+def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
+    """ALTER ROLE / ALTER DATABASE settings of the preload lists, the most specific first."""
+    rows = plpy.execute(plpy.prepare(_ROLE_SETTINGS, ["pg_catalog.int8", "pg_catalog.int8"]), [db, role])
+    rank = {(db, role): 0, (0, role): 1, (db, 0): 2, (0, 0): 3}
+    fs = session(plpy).fs
+    out: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        k = rank.get((row["db"], row["role"]), 4)
+        for entry in row["setconfig"] or []:
+            name, _, value = entry.partition("=")
+            if name in PRELOAD_NAMES and (name not in out or k < out[name][0]):
+                out[name] = (k, fs(value))
+    return {name: value for name, (_k, value) in out.items()}
+
+
+def _postmaster_maps(server: Server):
+    """The postmaster's mapped files: the backend's parent, if it is the same executable."""
+    parent = os.getppid()
+    try:
+        if os.readlink(f"/proc/{parent}/exe") != server.executable:
+            return None
+        return tuple(read_maps(f"/proc/{parent}/maps"))
+    except OSError:
+        return None
