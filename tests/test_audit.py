@@ -69,24 +69,32 @@ def test_covers_every_pkglibdir_object_and_control_file(cluster):
 
 def test_preload_settings_in_load_order_as_the_server_judges(cluster):
     # A list, as in postgresql.conf (one quoted string would be a single name).
+    # This session's SETs count in 'this session' only.
     setup = ('SET session_preload_libraries = auto_explain, "no_such_session_lib"',
              "SET local_preload_libraries = auto_explain, '/tmp/x.so'")
-    rows = [r for r in audit(cluster, setup=setup) if r[0].endswith("preload_libraries")]
+    sql = f"SELECT {COLUMNS} FROM pgdl.audit('this session')"
+    rows = [r for r in cluster.query(sql, setup=setup) if r[0].endswith("preload_libraries")]
+    # A failing session preload is FATAL to the session: nothing after it is loaded.
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("session_preload_libraries", "auto_explain", "ok"),
         ("session_preload_libraries", "no_such_session_lib", "error"),
-        ("local_preload_libraries", "auto_explain", "error"),
-        ("local_preload_libraries", "/tmp/x.so", "error"),
     ]
-    assert rows[1][3] == 'could not access file "no_such_session_lib": No such file or directory'
+    assert rows[1][3] == ('could not access file "no_such_session_lib": No such file or directory; '
+                          'new sessions fail to start (FATAL)')
     # local_preload_libraries looks in $libdir/plugins/, and only there.
-    assert rows[2][5] == "$libdir/plugins/auto_explain"
-    assert rows[3][3] == 'access to library "/tmp/x.so" is not allowed'
-    # The server says the same when a session starts with these settings.
-    for name, row in (("auto_explain", rows[2]), ("/tmp/x.so", rows[3])):
+    for name, message in (("auto_explain", 'could not access file "$libdir/plugins/auto_explain"'),
+                          ("/tmp/x.so", 'access to library "/tmp/x.so" is not allowed')):
+        setup = (f"SET local_preload_libraries = '{name}'",)
+        rows = [r for r in cluster.query(sql, setup=setup) if r[0].endswith("preload_libraries")]
+        assert [(r[0], r[1], r[2]) for r in rows] == [("local_preload_libraries", name, "error")]
+        assert rows[0][3].startswith(message) and rows[0][5] == ("$libdir/plugins/auto_explain" if "/" not in name
+                                                                 else name)
+        # The server says the same when a session starts with these settings...
         with pytest.raises(Exception) as raised:
             cluster.connect(options=f"-c local_preload_libraries={name}")
-        assert row[3] in str(raised.value)
+        assert rows[0][3].split("; new sessions")[0] in str(raised.value)
+        # ... and a new session (this one's SET aside) has none.
+        assert not [r for r in audit(cluster, setup=setup) if r[0].endswith("preload_libraries")]
 
 
 def test_hostile_probin_gives_rows_not_failure(cluster, db, tmp_path):
@@ -128,7 +136,7 @@ def test_stale_code_of_a_replaced_library(cluster, build, tmp_path):
             copy = tmp_path / "new.so"
             copy.write_bytes(built.read_bytes())
             os.replace(copy, built)          # a package upgrade: new inode, same name
-            cur.execute(f"SELECT {COLUMNS} FROM pgdl.audit() WHERE kind = 'stale'")
+            cur.execute(f"SELECT {COLUMNS} FROM pgdl.audit('this session') WHERE kind = 'stale'")
             rows = cur.fetchall()
     finally:
         conn.close()

@@ -155,18 +155,18 @@ def test_remembered_audit_sees_a_new_module(build, tmp_path):
     srv.pkglibdir, srv.sharedir = str(tmp_path / "lib"), str(tmp_path / "share")
     settle()
     with filestate.one_call():
-        first = audit(srv, [], {})
+        first = audit(srv, [])
     with filestate.one_call():
-        assert audit(srv, [], {}) is first
+        assert audit(srv, []) is first
     build("nomagic", NO_MAGIC_MODULE, output="lib/nomagic.so")
     settle()
     with filestate.one_call():
-        renewed = audit(srv, [], {})
+        renewed = audit(srv, [])
     assert renewed is not first
     rows = {(r.kind, r.subject): r for r in renewed}
     assert rows["pkglibdir", "nomagic.so"].status == "error"
     assert "missing magic block" in rows["pkglibdir", "nomagic.so"].message
-    assert renewed == audit(srv, [], {})                   # = uncached
+    assert renewed == audit(srv, [])                   # = uncached
 
 
 def test_shared_memory_is_not_a_loaded_object(cluster):

@@ -119,7 +119,7 @@ def test_latin1_database_says_what_the_server_says(cluster, databases, modules, 
 
 def test_latin1_names_in_settings_and_audit(cluster, databases):
     db = databases["LATIN1"]
-    rows = rows_in(cluster, db, "SELECT subject, status, message FROM pgdl.audit() "
+    rows = rows_in(cluster, db, "SELECT subject, status, message FROM pgdl.audit('this session') "
                                 "WHERE kind = 'local_preload_libraries'",
                    setup=("SET local_preload_libraries = 'caf\u00e9_\u00ff'",))
     assert [r[:2] for r in rows] == [("caf\u00e9_\u00ff", "error")]

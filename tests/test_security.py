@@ -133,7 +133,7 @@ def test_helpers_and_functions_are_not_for_public(cluster, roles):
          WHERE p.pronamespace = 'pgdl'::regnamespace AND a.privilege_type = 'EXECUTE'
            AND a.grantee <> p.proowner""")
     assert granted and all(grantee not in ("-", "0", "PUBLIC") for _f, grantee in granted)
-    assert {f for f, g in granted if g == "pg_read_server_files"} >= {"pgdl.diagnose(text)", "pgdl.audit()",
+    assert {f for f, g in granted if g == "pg_read_server_files"} >= {"pgdl.diagnose(text,text,name)", "pgdl.audit(text,name)",
                                                                       "pgdl.record_audit()"}
     assert not [f for f, g in granted if f.startswith("pgdl.prune_audits")]
     definers = cluster.query("""
@@ -162,7 +162,7 @@ def test_a_recorded_run_describes_the_server_not_the_callers_session(cluster, ro
     try:
         with conn.cursor() as cur:
             cur.execute("SET local_preload_libraries = 'pgdl_no_such_plugin'")
-            cur.execute("SELECT count(*) FROM pgdl.audit() WHERE subject = 'pgdl_no_such_plugin'")
+            cur.execute("SELECT count(*) FROM pgdl.audit('this session') WHERE subject = 'pgdl_no_such_plugin'")
             assert cur.fetchall() == [(1,)]
             cur.execute("SELECT pgdl.record_audit()")
             run = cur.fetchone()[0]

@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+import pgdl
+
 from conftest import pg_config
 
 # Every object of the extension with its definition and privileges.
@@ -52,7 +54,7 @@ def test_update_from_0_1_0_equals_a_fresh_install(cluster, databases):
     q(cluster, old, "ALTER EXTENSION pgdl UPDATE")
     q(cluster, new, "CREATE EXTENSION pgdl CASCADE")
     for db in (old, new):
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.4.0",)]
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
     assert q(cluster, old, OBJECTS) == q(cluster, new, OBJECTS)
     # The 0.1.0 functions still work, and so do the new ones.
     assert q(cluster, old, "SELECT will_load FROM pgdl.predict_load('dblink')") == [(True,)]
@@ -92,7 +94,7 @@ def test_update_from_0_2_0_keeps_user_views_and_history(cluster):
         q(cluster, db, "CREATE VIEW my_dblink AS SELECT will_load FROM pgdl.predict_load('dblink')")
         runs = q(cluster, db, "SELECT * FROM my_runs")
         q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [("0.4.0",)]
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
         assert q(cluster, db, "SELECT * FROM my_runs") == runs
         assert q(cluster, db, "SELECT * FROM my_errors") == []
         assert q(cluster, db, "SELECT * FROM my_dblink") == [(True,)]
@@ -158,5 +160,33 @@ def test_update_to_0_4_0_with_a_view_on_a_reshaped_function(cluster):
                 assert cur.fetchall() == [("verdict", "ok")]
         finally:
             conn.close()
+    finally:
+        cluster.query(f"DROP DATABASE {db}")
+
+
+def test_update_to_0_5_0_keeps_views_on_every_function(cluster):
+    """0.5.0 adds `context` and `role`: 0.4.0's functions stay (renamed *_0_4),
+    so views made on them and the recorded history survive the update."""
+    db = "pgdl_v040_views"
+    cluster.query(f"CREATE DATABASE {db}")
+    try:
+        q(cluster, db, "CREATE EXTENSION pgdl VERSION '0.4.0' CASCADE")
+        run = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
+        views = {
+            "v_predict": "SELECT will_load FROM pgdl.predict_load('dblink')",
+            "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
+            "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
+            "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
+        }
+        for name, sql in views.items():
+            q(cluster, db, f"CREATE VIEW {name} AS {sql}")
+        before = {name: q(cluster, db, f"SELECT * FROM {name}") for name in views}
+        q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
+        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
+        assert {name: q(cluster, db, f"SELECT * FROM {name}") for name in views} == before
+        assert q(cluster, db, "SELECT count(*) FROM pgdl.audit_run WHERE run_id = %s", (run,)) == [(1,)]
+        assert q(cluster, db, "SELECT pgdl.record_audit() > %s", (run,)) == [(True,)]
+        assert q(cluster, db, "SELECT will_load FROM pgdl.predict_load('dblink', context => 'new session')") \
+            == [(True,)]
     finally:
         cluster.query(f"DROP DATABASE {db}")
