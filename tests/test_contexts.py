@@ -348,3 +348,23 @@ def real_error_of_load(server, name):
     except psycopg2.Error as exc:
         return ServerError(exc.diag.sqlstate, exc.diag.message_primary, None, None)
     return None
+
+
+def test_stale_preloaded_code_in_the_postmaster(own_server, build, tmp_path):
+    """A shared_preload_libraries library replaced on disk after the start: every
+    new session still runs the postmaster's old copy (audit in 'new session')."""
+    built = build("ctx_stale", PROVIDER)
+    own_server.query(f"ALTER SYSTEM SET shared_preload_libraries = '{built}'")
+    own_server.stop()
+    assert own_server.start()
+    try:
+        copy = tmp_path / "new.so"
+        copy.write_bytes(built.read_bytes())
+        os.replace(copy, built)              # a package upgrade: new inode, same name
+        rows = own_server.query("SELECT subject, status, message FROM pgdl.audit() WHERE kind = 'stale'")
+        assert [(r[0], r[1]) for r in rows] == [(str(built), "warning")]
+        assert rows[0][2].startswith("the postmaster (so every new session) runs a copy")
+    finally:
+        own_server.query("ALTER SYSTEM RESET shared_preload_libraries")
+        own_server.stop()
+        assert own_server.start()

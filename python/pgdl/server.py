@@ -107,12 +107,14 @@ class Server(Record):
 
         Computed once: treat a Server as read-only once it is in use."""
         if self._fingerprint is None:
-            self._fingerprint = Fingerprint((
+            postmaster = None if self.postmaster_loaded is None else \
+                tuple((o.path, o.dev, o.inode) for o in self.postmaster_loaded)
+            self._fingerprint = Fingerprint.of((
                 self.version_num, self.pkglibdir, self.dynamic_library_path, self.dlsuffix,
                 self.data_directory, self.sharedir, self.magic, self.executable,
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
-                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context, self.role,
-                self.preloads, self.postmaster_loaded, self.custom_settings))
+                self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context,
+                self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings))
         return self._fingerprint
 
     @property
@@ -128,9 +130,22 @@ class Fingerprint:
     of the key of every answer a backend remembers."""
 
     __slots__ = ("value", "_hash")
+    _recent: dict = {}          # value -> its Fingerprint: equal descriptions share one object
 
     def __init__(self, value: tuple):
         self.value, self._hash = value, hash(value)
+
+    @classmethod
+    def of(cls, value: tuple) -> "Fingerprint":
+        """The Fingerprint of `value`, the same object as for an equal value met
+        recently: every remembered answer's key then compares by identity, not
+        field by field (hundreds of lookups a call)."""
+        found = cls._recent.get(value)
+        if found is None:
+            if len(cls._recent) >= 64:
+                cls._recent.clear()
+            found = cls._recent[value] = cls(value)
+        return found
 
     def __hash__(self) -> int:
         return self._hash

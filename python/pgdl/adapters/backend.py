@@ -131,15 +131,21 @@ def _check_magic(plpy, name):
     return check_magic_rows(name_argument(name), describe_server(plpy))
 
 
-def _described(plpy, context, role, preloads: bool = False):
+def _described(plpy, context, role, preloads: bool = False, compared: bool = False):
     """This session's description, told which process and role are asked about.
     Without `context` (0.4.0's SQL functions): this session, as they answered.
-    preloads: this session's preload settings are wanted even so."""
+    preloads: this session's preload settings are wanted even so; compared:
+    the answer also looks at this session (diagnose), so keep what it has mapped.
+    Otherwise another process's description leaves this session's mapped files
+    out: what pgdl itself maps (its decoder, on first use) then changes no
+    remembered answer's key."""
     context = context_argument(context, Context.THIS_SESSION)
     settings = read_settings(plpy)
     server = describe_server(plpy, settings)
     if context is Context.THIS_SESSION and role is None and not preloads:
         return server
+    if context is not Context.THIS_SESSION and not compared:
+        server = server.replace(loaded=[])
     return in_context(plpy, server, settings[1], context, role, settings[0]["current_user_name"])
 
 
@@ -157,7 +163,7 @@ def _diagnose(plpy, target, search_path=None, context=None, role=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from ..views.diagnose import diagnose   # imported on first use
     name = name_argument(target, "target")
-    return diagnose(name, sql_text(name, session(plpy).codec), _described(plpy, context, role),
+    return diagnose(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
                     Catalog(plpy, search_path))
 
 

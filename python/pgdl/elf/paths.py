@@ -23,12 +23,7 @@ from ..record import Name, Record
 from .format import EM_X86_64, ElfError
 from .objects import ElfObject
 from .slots import symbol_slots
-
-try:
-    import capstone
-    from capstone import x86 as _x86
-except ImportError:          # python3-capstone is a dependency; say so rather than fail
-    capstone = None
+from .x86_64 import Insn, Op, available, decode
 
 DECODED = {EM_X86_64: "x86-64"}
 MAX_STEPS = 40_000           # instructions interpreted, over all paths
@@ -94,7 +89,7 @@ class Semantics(Protocol):
 def walk(obj: ElfObject, entry: int, semantics: Semantics, notes=None) -> Walk:
     if obj.machine not in DECODED:
         return Walk([], False, f"code for {obj.machine_name} is not decoded (only {', '.join(DECODED.values())})")
-    if capstone is None:
+    if not available():
         return Walk([], False, "python3-capstone is not installed")
     return _Walker(obj, semantics).run(entry, notes)
 
@@ -113,10 +108,7 @@ class _State(NamedTuple):
 class _Walker:
     def __init__(self, obj: ElfObject, semantics: Semantics):
         self.obj, self.sem = obj, semantics
-        self.md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-        self.md.detail = True
         self.slots = symbol_slots(obj)
-        self._decoded: dict[int, object] = {}
         self._stubs: dict[int, str | None] = {}
 
     def run(self, entry: int, notes) -> Walk:
@@ -138,54 +130,31 @@ class _Walker:
                 st = self.step(st, todo, ends)
         return Walk(ends, True)
 
-    # -- decoding ----------------------------------------------------------------
-
-    def insn(self, pc: int):
-        found = self._decoded.get(pc)
-        if found is None:
-            try:
-                code = self.obj.read_vaddr(pc, 16)
-            except ElfError:
-                try:
-                    code = self.obj.read_vaddr(pc, 1)
-                except ElfError:
-                    return None
-            found = next(self.md.disasm(code, pc, 1), None)
-            self._decoded[pc] = found
-        return found
-
     def stub_symbol(self, target: int) -> str | None:
         """The symbol a PLT stub at `target` jumps to (endbr64; [bnd] jmp *slot(%rip))."""
         if target not in self._stubs:
             name, pc = None, target
             for _ in range(2):
-                i = self.insn(pc)
+                i = decode(self.obj, pc)
                 if i is None:
                     break
                 if i.mnemonic == "endbr64":
                     pc += i.size
                     continue
-                if i.mnemonic in ("jmp", "bnd jmp") and len(i.operands) == 1:
-                    slot = self._rip_address(i, i.operands[0])
-                    name = self.slots.get(slot) if slot is not None else None
+                if i.mnemonic in ("jmp", "bnd jmp") and len(i.ops) == 1 and i.ops[0].rip is not None:
+                    name = self.slots.get(i.ops[0].rip)
                 break
             self._stubs[target] = name
         return self._stubs[target]
 
-    @staticmethod
-    def _rip_address(i, op) -> int | None:
-        if op.type == _x86.X86_OP_MEM and op.mem.base == _x86.X86_REG_RIP and op.mem.index == 0:
-            return i.address + i.size + op.mem.disp
-        return None
-
     # -- one instruction ----------------------------------------------------------
 
     def step(self, st: _State, todo: list, ends: list) -> _State | None:
-        i = self.insn(st.pc)
+        i = decode(self.obj, st.pc)
         if i is None:
             ends.append(PathEnd(Ending.LOST, st.notes, False, False))
             return None
-        m, ops, nxt = i.mnemonic, i.operands, st.pc + i.size
+        m, ops, nxt = i.mnemonic, i.ops, st.pc + i.size
         regs = dict(st.regs)
         if m in ("ret", "bnd ret", "ret far"):
             if st.stack:
@@ -195,55 +164,49 @@ class _Walker:
             return None
         if m in ("ud2", "hlt", "int3"):
             return None                  # after a call that does not return
-        if m == "call" or m == "jmp" or m == "bnd jmp":
-            return self._transfer(st, i, regs, todo, ends, tail=m != "call")
+        if m in ("call", "jmp", "bnd jmp"):
+            return self._transfer(st, i, regs, ends, tail=m != "call")
         if m.startswith("j") or m.startswith("bnd j"):
             return self._branch(st, i, todo)
         if m in ("cmp", "test") and len(ops) == 2:
-            left, right = self._read(st, regs, i, ops[0]), self._read(st, regs, i, ops[1])
-            if m == "test" and not (ops[0].type == ops[1].type == _x86.X86_OP_REG and ops[0].reg == ops[1].reg):
+            left, right = self._read(st, regs, ops[0]), self._read(st, regs, ops[1])
+            if m == "test" and not (ops[0].kind == ops[1].kind == "reg" and ops[0].reg == ops[1].reg):
                 flags = None             # a bit test: only `test r, r` compares with zero
             else:
                 flags = (left, Known(Kind.CONST, 0) if m == "test" else right)
             return st._replace(pc=nxt, flags=flags)
         stores = st.stores
         if m in ("mov", "movzx", "movsx", "movsxd", "lea") and len(ops) == 2:
-            value = self._address_of(i, ops[1]) if m == "lea" else self._read(st, regs, i, ops[1])
-            if ops[0].type == _x86.X86_OP_REG:
-                regs[_family(i, ops[0].reg)] = value
+            src = ops[1]
+            value = (Known(Kind.ADDRESS, src.rip) if src.rip is not None else None) if m == "lea" \
+                else self._read(st, regs, src)
+            if ops[0].kind == "reg":
+                regs[ops[0].reg] = value
             else:
-                stores = self._store(st, i, ops[0], value)
+                stores = self._store(st, ops[0], value)
             return st._replace(pc=nxt, regs=self._pack(regs), stores=stores)
-        if m == "xor" and len(ops) == 2 and ops[0].type == ops[1].type == _x86.X86_OP_REG \
-                and ops[0].reg == ops[1].reg:
-            regs[_family(i, ops[0].reg)] = Known(Kind.CONST, 0)
+        if m == "xor" and len(ops) == 2 and ops[0].kind == ops[1].kind == "reg" and ops[0].reg == ops[1].reg:
+            regs[ops[0].reg] = Known(Kind.CONST, 0)
             return st._replace(pc=nxt, regs=self._pack(regs), flags=None)
         # Anything else: what it writes is no longer known.
-        try:
-            _read_regs, written = i.regs_access()
-        except capstone.CsError:
-            written = ()
-        flags = st.flags
-        for reg in written:
-            if reg == _x86.X86_REG_EFLAGS:
-                flags = None
-            elif reg not in (_x86.X86_REG_RSP, _x86.X86_REG_RIP):
-                regs.pop(_family(i, reg), None)
-        if ops and ops[0].type == _x86.X86_OP_MEM and ops[0].access & capstone.CS_AC_WRITE:
-            stores = self._store(st, i, ops[0], UNKNOWN)
+        flags = None if "flags" in i.written else st.flags
+        for reg in i.written:
+            if reg not in ("flags", "rsp", "rip"):
+                regs.pop(reg, None)
+        if ops and ops[0].kind == "mem" and ops[0].write:
+            stores = self._store(st, ops[0], UNKNOWN)
         return st._replace(pc=nxt, regs=self._pack(regs), flags=flags, stores=stores)
 
-    def _transfer(self, st: _State, i, regs: dict, todo: list, ends: list, tail: bool) -> _State | None:
-        op = i.operands[0] if i.operands else None
+    def _transfer(self, st: _State, i: Insn, regs: dict, ends: list, tail: bool) -> _State | None:
+        op = i.ops[0] if i.ops else None
         nxt = st.pc + i.size
-        target = op.imm if op is not None and op.type == _x86.X86_OP_IMM else None
+        target = op.imm if op is not None and op.kind == "imm" else None
         symbol = None
-        if target is None and op is not None:
-            slot = self._rip_address(i, op)       # call *slot(%rip): -fno-plt
-            symbol = self.slots.get(slot) if slot is not None else None
+        if target is None and op is not None and op.rip is not None:
+            symbol = self.slots.get(op.rip)       # call *slot(%rip): -fno-plt
         elif target is not None:
             symbol = self.stub_symbol(target)
-        if symbol is None and target is not None and not self._is_stub(target):
+        if symbol is None and target is not None:
             if tail:                              # a jump within the function (or a tail call inside the object)
                 return st._replace(pc=target)
             if len(st.stack) < MAX_DEPTH:
@@ -271,13 +234,10 @@ class _Walker:
             return None
         return after
 
-    def _is_stub(self, target: int) -> bool:
-        return self.stub_symbol(target) is not None
-
-    def _branch(self, st: _State, i, todo: list) -> _State | None:
-        op = i.operands[0] if i.operands else None
+    def _branch(self, st: _State, i: Insn, todo: list) -> _State | None:
+        op = i.ops[0] if i.ops else None
         nxt = st.pc + i.size
-        if op is None or op.type != _x86.X86_OP_IMM:
+        if op is None or op.kind != "imm":
             return None
         taken = self._condition(i.mnemonic.replace("bnd ", ""), st.flags)
         if taken is None:
@@ -324,28 +284,21 @@ class _Walker:
 
     # -- operands -----------------------------------------------------------------
 
-    def _address_of(self, i, op) -> Known | None:
-        where = self._rip_address(i, op)
-        return Known(Kind.ADDRESS, where) if where is not None else None
-
-    def _read(self, st: _State, regs: dict, i, op) -> Known | None:
-        if op.type == _x86.X86_OP_IMM:
+    def _read(self, st: _State, regs: dict, op: Op) -> Known | None:
+        if op.kind == "imm":
             return Known(Kind.CONST, op.imm)
-        if op.type == _x86.X86_OP_REG:
-            return regs.get(_family(i, op.reg))
-        if op.type != _x86.X86_OP_MEM:
-            return None
-        where = self._rip_address(i, op)
-        if where is not None:
-            symbol = self.slots.get(where)
+        if op.kind == "reg":
+            return regs.get(op.reg)
+        if op.rip is not None:
+            symbol = self.slots.get(op.rip)
             if symbol is not None and op.size == 8:
                 return Known(Kind.SLOT, symbol)
             written = dict(st.stores)
-            if where in written:
-                return written[where]
-            return self._initial(where, op.size)
-        if op.mem.index == 0 and op.mem.disp == 0 and op.mem.base:
-            base = regs.get(_family(i, op.mem.base))
+            if op.rip in written:
+                return written[op.rip]
+            return self._initial(op.rip, op.size)
+        if op.plain:
+            base = regs.get(op.reg)
             if base is not None and base.kind is Kind.SLOT:
                 return Known(Kind.VARIABLE, base.value)
         return None
@@ -362,12 +315,11 @@ class _Walker:
             return Known(Kind.CONST, 0) if in_bss else None
         return Known(Kind.CONST, int.from_bytes(data, "little" if self.obj.little_endian else "big"))
 
-    def _store(self, st: _State, i, op, value) -> tuple:
-        where = self._rip_address(i, op)
-        if where is None:
+    def _store(self, st: _State, op: Op, value) -> tuple:
+        if op.rip is None:
             return st.stores
         written = dict(st.stores)
-        written[where] = value
+        written[op.rip] = value
         return tuple(sorted(written.items(), key=lambda kv: kv[0]))
 
     @staticmethod
@@ -385,18 +337,3 @@ class _NonZero:
 
 
 _NONZERO = _NonZero()
-_FAMILIES: dict[str, str] = {}
-for _base in ("a", "b", "c", "d"):
-    for _n in (f"{_base}l", f"{_base}h", f"{_base}x", f"e{_base}x", f"r{_base}x"):
-        _FAMILIES[_n] = f"r{_base}x"
-for _base in ("si", "di", "bp", "sp"):
-    for _n in (f"{_base}l", _base, f"e{_base}", f"r{_base}"):
-        _FAMILIES[_n] = f"r{_base}"
-for _k in range(8, 16):
-    for _suffix in ("b", "w", "d", ""):
-        _FAMILIES[f"r{_k}{_suffix}"] = f"r{_k}"
-
-
-def _family(i, reg: int) -> str:
-    name = i.reg_name(reg)
-    return _FAMILIES.get(name, name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from .. import filestate
 from ..elf import ElfError, ElfObject, dynsym
 from ..elf.paths import Ending, Kind, Known, walk
+from ..elf.slots import symbol_slots
 from ..errors import INTERNAL_ERROR, PgError
 from ..record import Name, Value
 
@@ -95,6 +96,7 @@ class _Report(Value):
 _CHECKS = filestate.Memo(256)
 _NORETURN = {"abort", "exit", "_exit", "proc_exit", "pg_re_throw", "ExceptionalCondition", "__stack_chk_fail",
              "__assert_fail", "siglongjmp", "longjmp"}
+_STATE_VARIABLES = set(ProcessState(False, False).variables())
 _DEFINES = {"DefineCustomBoolVariable", "DefineCustomIntVariable", "DefineCustomRealVariable",
             "DefineCustomStringVariable", "DefineCustomEnumVariable"}
 
@@ -113,6 +115,8 @@ def _check(obj: ElfObject, state: ProcessState, built_for: int) -> PgInitCheck |
         return PgInitCheck(Verdict.NOT_JUDGED, reason="its symbol table cannot be read")
     if init is None:
         return None
+    if not _worth_walking(obj, state):
+        return PgInitCheck(Verdict.PASSES)
     sem = _Semantics(obj, state, built_for)
     try:
         with obj.reading():
@@ -134,6 +138,19 @@ def _check(obj: ElfObject, state: ProcessState, built_for: int) -> PgInitCheck |
         return PgInitCheck(Verdict.NOT_JUDGED, reason="its code is too large to follow every path",
                            defines=defines)
     return PgInitCheck(Verdict.PASSES, defines=defines)
+
+
+def _worth_walking(obj: ElfObject, state: ProcessState) -> bool:
+    """Whether the code can depend on what the walk knows: it reads the
+    process's state or a setting, or (at server start, where later libraries
+    may read them) defines settings.  Most modules do none of these, and are
+    not decoded at all."""
+    try:
+        imported = set(symbol_slots(obj).values())
+    except ElfError:
+        return True
+    return bool(imported & _STATE_VARIABLES or "GetConfigOption" in imported
+                or state.preload_in_progress and imported & _DEFINES)
 
 
 class _Semantics:

@@ -184,11 +184,13 @@ SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
 
 
 def _stale(server: Server) -> list[AuditRow]:
-    """Shared objects mapped in this backend that are no longer the file on disk.
+    """Shared objects mapped in the process asked about that are no longer the file on disk.
 
     A session started before a package upgrade keeps running the old code
-    until it reconnects (the postmaster, for shared_preload_libraries, until a restart).
+    until it reconnects; the postmaster, and so every new session, keeps the
+    old shared_preload_libraries until a restart.
     """
+    who = "this backend" if server.context is Context.THIS_SESSION else "the postmaster (so every new session)"
     rows = []
     for obj in server.loaded:
         path = obj.path[:-len(DELETED)] if obj.path.endswith(DELETED) else obj.path
@@ -198,9 +200,9 @@ def _stale(server: Server) -> list[AuditRow]:
         replaced = st.identity != (obj.dev, obj.inode)
         if obj.path.endswith(DELETED) or replaced:
             rows.append(AuditRow("stale", path, WARNING,
-                                 f"this backend runs a copy of {path} that has since been replaced or removed",
+                                 f"{who} runs a copy of {path} that has since been replaced or removed",
                                  "Sessions started before the upgrade run old code: reconnect them; "
                                  "restart the server for shared_preload_libraries and the server binary.",
                                  library=path))
     # No count in the message: it differs between sessions, and audit_changes compares messages.
-    return rows or [AuditRow("stale", "this backend", OK, "every mapped shared object is the file now on disk")]
+    return rows or [AuditRow("stale", who, OK, "every mapped shared object is the file now on disk")]

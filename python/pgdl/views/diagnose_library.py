@@ -68,7 +68,10 @@ def diagnose_library(name: str, server: Server, symbol: str | None = None, label
     out += _symbols(shown, server)
     if symbol is not None:
         out += _entry_point(shown, symbol)
-    if elsewhere is not None:
+    if elsewhere is not None and not p.will_load:
+        # Only a failure is compared with this session (whose PL/Python, SETs and
+        # LOADs may hide it): a second full prediction for every library that loads
+        # would double the work of a diagnosis.
         out += _difference(p, predict_load(name, elsewhere, symbol), elsewhere, server)
     out.append(_verdict(p, label or (f"{name}, {symbol}" if symbol else name), server))
     return out
