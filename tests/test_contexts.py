@@ -368,3 +368,50 @@ def test_stale_preloaded_code_in_the_postmaster(own_server, build, tmp_path):
         own_server.query("ALTER SYSTEM RESET shared_preload_libraries")
         own_server.stop()
         assert own_server.start()
+
+
+def test_a_pending_restart_counts_for_the_next_start_only(own_server):
+    """shared_preload_libraries changed in the files, not yet restarted: a new session
+    still runs with the old list, the next start with the new one."""
+    own_server.query("ALTER SYSTEM SET shared_preload_libraries = pg_cron")
+    try:
+        assert own_server.query("SELECT pg_reload_conf()") == [(True,)]
+        new_session = own_server.query("SELECT * FROM pgdl.predict_load('pg_cron', context => 'new session')")[0]
+        assert new_session == real_load_in(own_server, "pg_cron")
+        assert new_session[0] is False
+        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron', context => 'server start')")
+        assert "shared_preload_libraries = 'pg_cron' (the configuration files)" in rows[0][1]
+        assert own_server.query("SELECT will_load FROM pgdl.predict_load('pg_cron', context => 'server start')") \
+            == [(True,)]
+        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron')")
+        assert "shared_preload_libraries = '' (the running value)" in rows[0][1]
+    finally:
+        own_server.query("ALTER SYSTEM RESET shared_preload_libraries")
+
+
+def real_load_in(server, name):
+    try:
+        server.query(f"LOAD '{name}'")
+    except psycopg2.Error as exc:
+        d = exc.diag
+        return (False, d.sqlstate, d.message_primary, d.message_detail, d.message_hint)
+    return (True, None, None, None, None)
+
+
+def test_a_new_session_without_the_postmasters_maps_is_simulated(build):
+    """Where /proc/<postmaster>/maps cannot be read, the postmaster is simulated:
+    the executable's startup closure, then shared_preload_libraries in order."""
+    from pgdl.engine.contexts import boot
+    from pgdl.server import Context, Preloads, Server
+    provider, consumer = build("sim_provider", PROVIDER), build("sim_consumer", CONSUMER)
+    srv = Server(version_num=int(pg_config("--version").split()[1].split(".")[0]) * 10000, pkglibdir=PKGLIBDIR,
+                 executable=f"{BINDIR}/postgres", data_directory="/", context=Context.NEW_SESSION,
+                 preloads=Preloads(shared=(str(provider),)))
+    started = boot(srv)
+    assert not started.from_maps and started.failed is None
+    paths = [o.path for o in started.server.loaded]
+    assert paths[0] == f"{BINDIR}/postgres" and str(provider) in paths
+    assert any(p.endswith("/libc.so.6") for p in paths)
+    from pgdl.engine.predict import predict_load
+    assert predict_load(str(consumer), started.server).will_load
+    assert not predict_load(str(consumer), boot(srv.replace(preloads=Preloads())).server).will_load

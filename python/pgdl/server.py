@@ -28,14 +28,20 @@ class Role(Value):
 
 class Preloads(Value):
     """The preload settings a new backend (or the postmaster) starts with."""
-    __slots__ = ("shared", "shared_from", "session", "local")
+    __slots__ = ("shared", "at_start", "at_start_from", "session", "local")
 
-    def __init__(self, shared: tuple[str, ...] = (), shared_from: str = "the running value",
-                 session: tuple[str, ...] = (), local: tuple[str, ...] = ()):
-        self.shared = shared                # shared_preload_libraries, as the next start would have it
-        self.shared_from = shared_from      # "the configuration files" or "the running value"
+    def __init__(self, shared: tuple[str, ...] = (), at_start: tuple[str, ...] | None = None,
+                 at_start_from: str = "the running value", session: tuple[str, ...] = (),
+                 local: tuple[str, ...] = ()):
+        self.shared = shared                # shared_preload_libraries as the postmaster runs with it
+        self.at_start = shared if at_start is None else at_start   # ... as the next start would have it
+        self.at_start_from = at_start_from  # "the configuration files" or "the running value"
         self.session = session              # session_preload_libraries, for the role and database
         self.local = local                  # local_preload_libraries, for the role and database
+
+    def of(self, context) -> tuple[str, ...]:
+        """shared_preload_libraries for the postmaster of a context: the next start's, or the running one's."""
+        return self.at_start if context is Context.SERVER_START else self.shared
 
 
 class ServerMagic(Value):

@@ -65,8 +65,8 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
     role = Role(fs(role_name), is_superuser, r["can_create"] or is_superuser)
     server = server.replace(context=context, role=role, is_superuser=is_superuser)
     if context is Context.THIS_SESSION:
-        here = Preloads(tuple(split_library_list(config.get("shared_preload_libraries", ""))), "the running value",
-                        tuple(split_library_list(config.get("session_preload_libraries", ""))),
+        here = Preloads(tuple(split_library_list(config.get("shared_preload_libraries", ""))), None,
+                        "the running value", tuple(split_library_list(config.get("session_preload_libraries", ""))),
                         tuple(split_library_list(config.get("local_preload_libraries", ""))))
         return server.replace(preloads=here)
     files = _file_settings(plpy)
@@ -78,7 +78,9 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
         values[name] = per_role.get(name, base)
     custom = {n for n in (files or {}) if "." in n} if files is not None else \
         {row["name"] for row in plpy.execute(_CUSTOM)}
-    preloads = Preloads(tuple(shared), shared_from, tuple(split_library_list(values["session_preload_libraries"])),
+    running = tuple(split_library_list(config.get("shared_preload_libraries", "")))
+    preloads = Preloads(running, tuple(shared), shared_from,
+                        tuple(split_library_list(values["session_preload_libraries"])),
                         tuple(split_library_list(values["local_preload_libraries"])))
     return server.replace(preloads=preloads, postmaster_loaded=_postmaster_maps(server),
                           custom_settings=frozenset(fs(n) for n in custom))

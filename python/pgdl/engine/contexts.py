@@ -94,7 +94,7 @@ def _postmaster(server: Server) -> Boot:
     current = as_postmaster.replace(loaded=list(server.postmaster_loaded) if from_maps
                                     else _startup_objects(as_postmaster))
     steps = []
-    for name in server.preloads.shared:
+    for name in server.preloads.of(server.context):
         step = PreloadStep("shared_preload_libraries", name, name, predict_load(name, current))
         steps.append(step)
         if not step.prediction.will_load:

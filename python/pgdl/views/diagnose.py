@@ -52,7 +52,10 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
 def context_finding(server: Server, start: Boot) -> Finding:
     """The first row: which process the answer is for."""
     pre = server.preloads
-    shared = f"shared_preload_libraries = '{', '.join(pre.shared)}' ({pre.shared_from})"
+    if server.context is Context.SERVER_START:
+        shared = f"shared_preload_libraries = '{', '.join(pre.at_start)}' ({pre.at_start_from})"
+    else:
+        shared = f"shared_preload_libraries = '{', '.join(pre.shared)}' (the running value)"
     who = f" of role {server.role.name}" if server.role else ""
     if server.context is Context.SERVER_START:
         text = f"the postmaster at server start, loading {shared}, then the library asked about"
