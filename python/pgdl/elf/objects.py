@@ -16,7 +16,7 @@ import stat
 import struct
 
 from .. import filestate, interrupts
-from .format import (BLOCK, DF_1_NODEFLIB, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
+from .format import (BLOCK, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
                      MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_LOAD, ElfError, Symbol, VersionNeed,
                      Versions, machine_name, struct_format)
@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "has_dynamic", "needed", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -55,6 +55,9 @@ class ElfObject:
         # From the dynamic section.
         self.has_dynamic = False
         self.needed: list[str] = []
+        # DT_NEEDED, DT_FILTER and DT_AUXILIARY names in the dynamic section's
+        # order (tag, name), as dl-deps.c maps them; only set where there are filtees.
+        self.filtees: list[tuple[int, str]] = []
         self.soname: str | None = None
         self.rpath: str | None = None
         self.runpath: str | None = None
@@ -300,7 +303,9 @@ def _read_program_headers(obj: ElfObject) -> None:
             p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, _align = fields
         if p_type == PT_LOAD:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
-        elif p_type == PT_DYNAMIC and dynamic is None:
+        elif p_type == PT_DYNAMIC and dynamic is None and p_filesz:
+            # dl-load.c skips a PT_DYNAMIC with p_filesz 0 (the mark of an
+            # `objcopy --only-keep-debug` file): "object file has no dynamic section".
             dynamic = (p_offset, p_filesz)
     if dynamic is None:
         return
@@ -313,6 +318,7 @@ def _read_program_headers(obj: ElfObject) -> None:
     raw = obj.read_at(d_offset, d_size - d_size % entsize)
     flat = struct.unpack(struct_format(obj, ("QQ" if obj.elf_class == 64 else "II") * (len(raw) // entsize)), raw)
     dyn = obj._dyn
+    order = []
     for tag, value in zip(flat[0::2], flat[1::2]):
         if tag == DT_NULL:
             break
@@ -320,16 +326,20 @@ def _read_program_headers(obj: ElfObject) -> None:
             dyn[tag].append(value)
         else:
             dyn[tag] = [value]
-    _read_dynamic_strings(obj)
+        if tag in (DT_NEEDED, DT_FILTER, DT_AUXILIARY):
+            order.append((tag, value))
+    _read_dynamic_strings(obj, order)
     obj.flags_1 = obj.dynamic_value(DT_FLAGS_1) or 0
 
 
-def _read_dynamic_strings(obj: ElfObject) -> None:
-    wanted = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)
+def _read_dynamic_strings(obj: ElfObject, order: list[tuple[int, int]]) -> None:
+    wanted = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FILTER, DT_AUXILIARY)
     if not any(tag in obj._dyn for tag in wanted):
         return
     table = PagedStrings(obj)       # not read whole: libLLVM's is 3 MB, for a few names
     obj.needed = [table.string(v) for v in obj._dyn.get(DT_NEEDED, [])]
+    if DT_FILTER in obj._dyn or DT_AUXILIARY in obj._dyn:
+        obj.filtees = [(tag, table.string(v)) for tag, v in order]
     if DT_SONAME in obj._dyn:
         obj.soname = table.string(obj.dynamic_value(DT_SONAME))
     if DT_RPATH in obj._dyn:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 
 from .. import interrupts
-from ..elf import ElfError
+from ..elf import DT_AUXILIARY, DT_NEEDED, ElfError
 from ..server import Server
 from .linkmap import MAX_EDGES, MAX_OBJECTS, Dependency, Found, LinkMap, LoadFailure, LoadTree
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list
@@ -71,7 +71,7 @@ def _walk(tree: LoadTree, loader: Loader, module_path: str) -> None:
         current, depth = queue.pop(0)
         if current.preloaded or current.obj is None:
             continue                     # its dependencies are loaded already
-        for raw in current.obj.needed:
+        for tag, raw in current.obj.filtees or [(DT_NEEDED, n) for n in current.obj.needed]:
             interrupts.check()
             edges += 1
             if edges > MAX_EDGES or len(tree.deps) >= MAX_OBJECTS:
@@ -84,7 +84,10 @@ def _walk(tree: LoadTree, loader: Loader, module_path: str) -> None:
                 tree.deps.append(Dependency(depth + 1, raw, current.name, None, "", Found.SKIPPED,
                                             "dynamic string token expands to nothing; glibc ignores it"))
                 continue
-            m = _map_row(tree, loader, current, name, depth + 1, current.name, listed=listed)
+            # dl-deps.c: a DT_FILTER filtee is mapped like a DT_NEEDED entry (and its
+            # absence is as fatal); a DT_AUXILIARY one is tried, and its absence ignored.
+            m = _map_row(tree, loader, current, name, depth + 1, current.name, listed=listed,
+                         optional=tag == DT_AUXILIARY)
             if m is not None:
                 tree.links.setdefault(id(current), []).append(m)
             if m is not None and id(m) not in listed:
@@ -93,11 +96,17 @@ def _walk(tree: LoadTree, loader: Loader, module_path: str) -> None:
 
 
 def _map_row(tree: LoadTree, loader: Loader, requester: LinkMap | None, name: str, depth: int,
-             required_by: str | None, callmap: bool = False, listed: set | None = None) -> LinkMap | None:
-    """Map one name and add its row (once per object); None if it fails."""
+             required_by: str | None, callmap: bool = False, listed: set | None = None,
+             optional: bool = False) -> LinkMap | None:
+    """Map one name and add its row (once per object); None if it fails.
+    optional: a DT_AUXILIARY filtee, whose failure glibc ignores."""
     try:
         mapped = loader.map_object(requester, name, callmap=callmap)
     except LoadFailure as failure:
+        if optional:
+            tree.deps.append(Dependency(depth, name, required_by, None, "", Found.SKIPPED,
+                                        f"auxiliary filtee (DT_AUXILIARY) that glibc skips: {failure.text}"))
+            return None
         status = Found.NOT_FOUND if failure.not_found else Found.ERROR
         tree.deps.append(Dependency(depth, name, required_by, None, "", status, failure.text))
         _fail(tree, failure)
