@@ -59,3 +59,38 @@ def test_debug_only_file_has_no_dynamic_section(cluster, build, tmp_path):
     subprocess.run(["objcopy", "--only-keep-debug", str(built), str(debug)], check=True)
     assert_matches(cluster, debug, loads=False)
     assert "object file has no dynamic section" in predicted(cluster, debug)[2]
+
+
+def patch_u16(path, section: str, at: int, value: int) -> None:
+    """Overwrite the 16-bit field `at` bytes into `section`."""
+    import struct
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        offset = ELFFile(f).get_section_by_name(section)["sh_offset"]
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<H", data, offset + at, value)
+    path.write_bytes(bytes(data))
+
+
+def test_unsupported_verneed_record(cluster, build):
+    built = build("verneed2", MATH_MODULE, "-lm")
+    patch_u16(built, ".gnu.version_r", 0, 2)          # vn_version of the first entry
+    assert_matches(cluster, built, loads=False)
+
+
+PROVIDER = "int pgdl_provided(void);\nint pgdl_provided(void) { return 42; }\n"
+CONSUMER = GOOD_MODULE + r"""
+extern int pgdl_provided(void);
+int pgdl_consumer(void);
+int pgdl_consumer(void) { return pgdl_provided(); }
+"""
+
+
+def test_unsupported_verdef_record_of_a_dependency(cluster, build, tmp_path):
+    (tmp_path / "prov.map").write_text("PGDL_1 { global: pgdl_provided; local: *; };\n")
+    provider = build("provider", PROVIDER, f"-Wl,--version-script={tmp_path}/prov.map",
+                     "-Wl,-soname,libpgdlprov.so", output="libpgdlprov.so")
+    consumer = build("consumer", CONSUMER, f"-L{tmp_path}", "-lpgdlprov", f"-Wl,-rpath,{tmp_path}")
+    assert_matches(cluster, consumer, loads=True)
+    patch_u16(provider, ".gnu.version_d", 0, 3)       # vd_version of the first (base) entry
+    assert_matches(cluster, consumer, loads=False)

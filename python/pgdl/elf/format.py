@@ -134,12 +134,13 @@ class Symbol(Value):
 
 class VersionNeed(Value):
     """One DT_VERNEED requirement: a version wanted from a SONAME."""
-    __slots__ = ("file", "version", "weak")
+    __slots__ = ("file", "version", "weak", "record_version")
 
-    def __init__(self, file: str, version: str, weak: bool):
+    def __init__(self, file: str, version: str, weak: bool, record_version: int = 1):
         self.file = file                # the SONAME the versions are required from
         self.version = version
         self.weak = weak
+        self.record_version = record_version    # vn_version of its Verneed entry (1 is the only one known)
 
 
 # pyelftools' descriptions of the machines PostgreSQL servers run on, so that
@@ -165,14 +166,15 @@ def struct_format(obj, spec: str) -> str:
 
 class Versions(Record):
     """An object's version tables (VERDEF and VERNEED), read on first use."""
-    __slots__ = ("names", "files", "defined", "needed", "defined_index")
+    __slots__ = ("names", "files", "defined", "needed", "records", "defined_index")
 
     def __init__(self, names: dict[int, str], files: dict[int, str], defined: list[str],
-                 needed: list[VersionNeed]):
+                 needed: list[VersionNeed], records: tuple[tuple[str | None, int], ...] = ()):
         self.names = names              # version index -> name, from both tables
         self.files = files              # version index -> the SONAME a VERNEED entry names
         self.defined = defined          # names VERDEF defines, the base one left out
         self.needed = needed
+        self.records = records          # VERDEF in order: (name, vd_version), as match_symbol() walks it
         wanted = set(defined)
         self.defined_index = {name: ndx for ndx, name in names.items() if name in wanted}
 

@@ -14,19 +14,22 @@ def read_versions(obj, table: PagedStrings) -> Versions:
     index_files: dict[int, str] = {}
     verdefs: list[str] = []
     verneeds: list[VersionNeed] = []
+    records: list[tuple[str | None, int]] = []
     verdef = obj.dynamic_value(DT_VERDEF)
     if verdef is not None:
         count = min(obj.dynamic_value(DT_VERDEFNUM) or 0, MAX_VERSION_ENTRIES)
         offset = obj.vaddr_to_offset(verdef)
         for _ in range(count):
             vd = obj.read_at(offset, 20)
-            _vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(struct_format(obj, "HHHHIII"), vd)
+            vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(struct_format(obj, "HHHHIII"), vd)
+            name = None
             if vd_cnt:
                 vda_name, _vda_next = struct.unpack(struct_format(obj, "II"), obj.read_at(offset + vd_aux, 8))
                 name = table.string(vda_name)
                 index_names[vd_ndx & 0x7FFF] = name
                 if not vd_flags & VER_FLG_BASE:
                     verdefs.append(name)
+            records.append((name, vd_version))
             if vd_next == 0:
                 break
             offset += vd_next
@@ -36,7 +39,7 @@ def read_versions(obj, table: PagedStrings) -> Versions:
         offset = obj.vaddr_to_offset(verneed)
         budget = MAX_VERSION_ENTRIES
         for _ in range(count):
-            _vn_version, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack(struct_format(obj, "HHIII"), obj.read_at(offset, 16))
+            vn_version, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack(struct_format(obj, "HHIII"), obj.read_at(offset, 16))
             file_name = table.string(vn_file)
             aux = offset + vn_aux
             for _ in range(vn_cnt):
@@ -47,11 +50,11 @@ def read_versions(obj, table: PagedStrings) -> Versions:
                 name = table.string(vna_name)
                 index_names[vna_other & 0x7FFF] = name
                 index_files[vna_other & 0x7FFF] = file_name
-                verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK)))
+                verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK), vn_version))
                 if vna_next == 0:
                     break
                 aux += vna_next
             if vn_next == 0:
                 break
             offset += vn_next
-    return Versions(index_names, index_files, verdefs, verneeds)
+    return Versions(index_names, index_files, verdefs, verneeds, tuple(records))
