@@ -94,3 +94,65 @@ def test_unsupported_verdef_record_of_a_dependency(cluster, build, tmp_path):
     assert_matches(cluster, consumer, loads=True)
     patch_u16(provider, ".gnu.version_d", 0, 3)       # vd_version of the first (base) entry
     assert_matches(cluster, consumer, loads=False)
+
+
+# -- static TLS (dl-tls.c) -----------------------------------------------------
+
+def test_small_initial_exec_tls_loads(cluster, build):
+    assert_matches(cluster, build("tls64", tls_module(64)), loads=True)
+
+
+def test_global_dynamic_tls_of_any_size_loads(cluster, build):
+    assert_matches(cluster, build("tls_gd", tls_module(1 << 20, "global-dynamic")), loads=True)
+
+
+def test_large_initial_exec_tls_does_not_fit(cluster, build):
+    assert_matches(cluster, build("tls4k", tls_module(4096)), loads=False)
+
+
+def test_static_tls_boundary_to_the_byte(cluster, build):
+    """The largest initial-exec block pgdl says fits, and one byte more, each
+    against the real LOAD: the surplus and the startup objects' blocks, exact."""
+    lo, hi = 64, 4096
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if predicted(cluster, build(f"tls_probe_{mid}", tls_module(mid)))[0]:
+            lo = mid
+        else:
+            hi = mid
+    assert_matches(cluster, build(f"tls_fit_{lo}", tls_module(lo)), loads=True)
+    assert_matches(cluster, build(f"tls_over_{hi}", tls_module(hi)), loads=False)
+
+
+@pytest.mark.parametrize("library", ["liblsan.so.0", "libtsan.so.2"])
+def test_sanitizer_runtimes(cluster, library):
+    import glob
+    found = glob.glob(f"/usr/lib/*/{library}") + glob.glob(f"/lib/*/{library}")
+    if not found:
+        pytest.skip(f"{library} is not installed")
+    assert_matches(cluster, found[0], loads=False)
+
+
+# -- relocation types (dl-machine.h) ---------------------------------------------
+
+def patch_relocation_type(path, index: int, kind: int) -> None:
+    import struct
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        offset = ELFFile(f).get_section_by_name(".rela.dyn")["sh_offset"]
+    data = bytearray(path.read_bytes())
+    at = offset + index * 24 + 8                      # Elf64_Rela.r_info
+    info = struct.unpack_from("<Q", data, at)[0]
+    struct.pack_into("<Q", data, at, (info & ~0xFFFFFFFF) | kind)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", [0x2A, 0x17])        # unknown; R_X86_64_TPOFF32, which ld.so does not apply
+def test_unexpected_relocation_type(cluster, build, kind):
+    built = build(f"badtype_{kind}", MATH_MODULE, "-lm")
+    from elftools.elf.elffile import ELFFile
+    with open(built, "rb") as f:
+        last = ELFFile(f).get_section_by_name(".rela.dyn").num_relocations() - 1
+    patch_relocation_type(built, last, kind)
+    assert_matches(cluster, built, loads=False)
+    assert f"unexpected reloc type 0x{kind:02x}" in predicted(cluster, built)[2]

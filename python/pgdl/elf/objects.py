@@ -18,7 +18,7 @@ import struct
 from .. import filestate, interrupts
 from .format import (BLOCK, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
-                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_LOAD, ElfError, Symbol, VersionNeed,
+                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
                      Versions, machine_name, struct_format)
 from .hashing import read_bloom
 from .sections import relative_relocation, symtab_symbol
@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "tls", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -52,6 +52,7 @@ class ElfObject:
         self.phoff, self.phnum = phoff, phnum
         self.shoff, self.shnum, self.shentsize, self.shstrndx = shoff, shnum, shentsize, shstrndx
         self.loads: list[tuple[int, int, int, int]] = []    # PT_LOAD: (vaddr, offset, filesz, memsz)
+        self.tls: tuple[int, int, int] | None = None         # PT_TLS: (vaddr, memsz, align)
         # From the dynamic section.
         self.has_dynamic = False
         self.needed: list[str] = []
@@ -298,11 +299,13 @@ def _read_program_headers(obj: ElfObject) -> None:
     dynamic = None
     for fields in struct.iter_unpack(struct_format(obj, spec), table):
         if obj.elf_class == 64:
-            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
+            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align = fields
         else:
-            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, _align = fields
+            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, p_align = fields
         if p_type == PT_LOAD:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
+        elif p_type == PT_TLS and obj.tls is None and p_memsz:
+            obj.tls = (p_vaddr, p_memsz, max(p_align, 1))
         elif p_type == PT_DYNAMIC and dynamic is None and p_filesz:
             # dl-load.c skips a PT_DYNAMIC with p_filesz 0 (the mark of an
             # `objcopy --only-keep-debug` file): "object file has no dynamic section".

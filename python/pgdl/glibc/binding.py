@@ -24,20 +24,15 @@ from collections import namedtuple
 from .. import interrupts
 from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
-                  STV_INTERNAL, DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, ElfError,
-                  ElfObject)
-from ..elf.format import column
+                  STV_INTERNAL, ElfError, ElfObject)
 from ..elf import dynsym
 from ..elf.hashing import bloom_admits, gnu_hash_of
 from .linkmap import Found, LinkMap, LoadTree
-from .problems import BindingProblem, BindResult, Problem
+from .problems import BindingProblem, BindResult, Problem, l_name
+from .relocations import relocation_facts, relocation_infos
 from .versions import version_problems
 from ..server import Server
 
-DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
-DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFFF9, 0x6FFFFFFA
-MAX_RELOCS = 2_000_000
-RELOC_CHUNK = 4096            # relocations read at a time
 ALLOWED_TYPES = {STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC}
 # Relocation types looked up with ELF_RTYPE_CLASS_PLT (undefined entries with
 # a value do not count as definitions for them) and COPY (skips the executable).
@@ -55,12 +50,33 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     for m in new:
         result.problems.extend(version_problems(m, tree.maps))
     local_objects = Objects(new)
+    tls = tree.static_tls.replace() if tree.static_tls is not None else None    # this dlopen's own copy
     for m in _relocation_order(tree, new):
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
+        result.problems.extend(_relocation_problems(m, tls))
     if result.problems:
         result.error = result.problems[0].dlerror
     return result
 
+
+
+def _relocation_problems(m: LinkMap, tls) -> list[BindingProblem]:
+    """What _dl_relocate_object() refuses besides symbols: a relocation type
+    dl-machine.h does not know, and a TPOFF64 relocation whose TLS block no
+    longer fits in static TLS (pgdl.glibc.tls)."""
+    if m.obj is None:
+        return []
+    facts = relocation_facts(m.obj)
+    out = []
+    if facts.first_bad_type is not None:
+        kind = facts.first_bad_type
+        shown = f"{kind:02x}" if kind <= 0xFF else f"{kind:08x}"
+        out.append(BindingProblem(Problem.RELOCATION, None, None, m.name, None,
+                                  f"{l_name(m)}: unexpected reloc type 0x{shown}"))
+    if facts.static_tls and tls is not None and not tls.allocate(m.obj.tls):
+        out.append(BindingProblem(Problem.STATIC_TLS, None, None, m.name, None,
+                                  f"{l_name(m)}: cannot allocate memory in static TLS block"))
+    return out
 
 
 # -- relocation order (dl-open.c, dl-sort-maps.c) ---------------------------
@@ -300,7 +316,7 @@ def lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
     seen = bytearray(count)
     shift, mask = (32, 0xFFFFFFFF) if obj.elf_class == 64 else (8, 0xFF)
     out = []
-    for infos in _relocation_infos(obj):
+    for infos in relocation_infos(obj):
         for info in infos:
             symidx = info >> shift
             if not symidx or symidx >= count or seen[symidx]:
@@ -314,32 +330,3 @@ def lookups(obj: ElfObject, table) -> list[tuple[int, int]]:
     return out
 
 
-def _relocation_infos(obj: ElfObject):
-    """The r_info words of the relocations ld.so applies, in order, a chunk at a time."""
-    is64 = obj.elf_class == 64
-    jmprel = obj.dynamic_value(DT_JMPREL)
-    pltsz = obj.dynamic_value(DT_PLTRELSZ) or 0
-    pltrel = obj.dynamic_value(DT_PLTREL)
-    for tag, size_tag, count_tag, rela in ((DT_REL, DT_RELSZ, DT_RELCOUNT, False),
-                                           (DT_RELA, DT_RELASZ, DT_RELACOUNT, True)):
-        start = obj.dynamic_value(tag)
-        size = obj.dynamic_value(size_tag) or 0
-        plt_here = jmprel is not None and pltrel == tag
-        if start is not None and plt_here and start + size == jmprel + pltsz and jmprel >= start:
-            size -= pltsz                   # DT_RELASZ includes .rela.plt (elf/dynamic-link.h)
-        entsize = (24 if rela else 16) if is64 else (12 if rela else 8)
-        ranges = []
-        if start is not None:
-            skip = min(obj.dynamic_value(count_tag) or 0, max(size, 0) // entsize)
-            ranges.append((start + skip * entsize, size - skip * entsize))
-        if plt_here:
-            ranges.append((jmprel, pltsz))
-        word = 8 if is64 else 4
-        for where, nbytes in ranges:
-            total = min(nbytes // entsize, MAX_RELOCS)
-            for first in range(0, max(total, 0), RELOC_CHUNK):
-                interrupts.check()
-                n = min(RELOC_CHUNK, total - first)
-                raw = obj.read_vaddr(where + first * entsize, n * entsize)
-                # r_info is the second word of Elf_Rel and Elf_Rela alike.
-                yield column(obj, raw, "Q" if is64 else "I", 1, entsize // word)

@@ -49,6 +49,7 @@ def load_tree(module_path: str, server: Server, cache=None) -> LoadTree:
         return tree
     tree.first_new = len(loader.maps)
     tree.global_maps = loader.global_maps
+    tree.static_tls = loader.static_tls
     _walk(tree, loader, module_path)
     tree.maps = list(loader.maps)
     tree.cache = loader.cache

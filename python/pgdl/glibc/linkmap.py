@@ -51,7 +51,8 @@ class Dependency(Record):
 
 class LoadTree:
     """What dlopen() of one module would map, and where it would fail."""
-    __slots__ = ("module", "deps", "error", "errno", "cache", "maps", "links", "first_new", "global_maps")
+    __slots__ = ("module", "deps", "error", "errno", "cache", "maps", "links", "first_new", "global_maps",
+                 "static_tls")
 
     def __init__(self, module: str, deps: list[Dependency], error: str | None = None, errno: int = 0,
                  cache: object = None, maps: list[LinkMap] | None = None,
@@ -70,6 +71,7 @@ class LoadTree:
         self.links = {} if links is None else links
         self.first_new = first_new  # maps[first_new:] are the objects this dlopen maps
         self.global_maps = [] if global_maps is None else global_maps  # the global scope
+        self.static_tls = None      # pgdl.glibc.tls.StaticTls before this dlopen (None: not known)
 
     def cache_paths_of(self, soname: str) -> list[str]:
         """Every path /etc/ld.so.cache lists for this SONAME (other copies worth a look)."""

@@ -61,7 +61,9 @@ class Loader:
             preloaded, main_names, by_name, by_id, global_maps = (start.maps, set(start.main_names), start.by_name,
                                                                   start.by_id, start.global_maps)
             self._shared = {id(m) for m in preloaded}
+            self.static_tls = start.static_tls
         else:
+            self.static_tls = None
             preloaded, main_names = merged(preloaded, self.main)
             by_name = by_id = global_maps = None
         self.maps.extend(preloaded)                    # merged by identity

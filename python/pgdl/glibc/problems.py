@@ -10,6 +10,8 @@ from .linkmap import LinkMap
 class Problem(Name):
     VERSION = "version"                 # a version requirement no provider defines (dl-version.c)
     UNDEFINED = "undefined"             # a symbol reference nothing defines (dl-lookup.c)
+    RELOCATION = "relocation"           # a relocation type the loader does not know (dl-machine.h)
+    STATIC_TLS = "static TLS"           # initial-exec TLS that no longer fits (dl-tls.c)
 
 
 class BindingProblem(Record):

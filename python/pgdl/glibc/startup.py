@@ -11,15 +11,17 @@ from ..elf import ET_DYN, ElfError, cached_elf
 from ..record import Record
 from ..server import Server
 from .linkmap import MAX_EDGES, MAX_OBJECTS, LinkMap, LoadFailure
+from .relocations import relocation_facts
+from .tls import StaticTls
 
-def preloaded_maps(server: Server, loader) -> list[LinkMap]:
+def preloaded_maps(server: Server, loader, startup: list[LinkMap]) -> list[LinkMap]:
     """The objects in the backend before the dlopen, with glibc's l_name.
 
     With server.loaded (from /proc/PID/maps) every mapped ELF shared object
-    counts; the l_name of those the executable pulled in at startup is the
-    path ld.so found them under (maps show the resolved path instead).
-    Without it, the executable's own dependency tree is assumed."""
-    startup = executable_closure(server, loader)
+    counts; the l_name of those the executable pulled in at startup (`startup`,
+    executable_closure()) is the path ld.so found them under (maps show the
+    resolved path instead).  Without it, the executable's own dependency tree
+    is assumed."""
     if not server.loaded:
         return startup
     by_id = {i: m for m in startup for i in m.ids}
@@ -58,25 +60,40 @@ def startup_maps(server: Server, loader) -> Startup:
 
 class Startup(Record):
     """startup_maps(): what a Loader starts from (shared between Loaders: read only)."""
-    __slots__ = ("cache", "maps", "main_names", "by_name", "by_id", "global_maps")
+    __slots__ = ("cache", "maps", "main_names", "by_name", "by_id", "global_maps", "static_tls")
 
     def __init__(self, cache, maps: list[LinkMap], main_names: set[str], by_name: dict[str, int],
-                 by_id: dict[tuple[int, int], int], global_maps: list[LinkMap]):
+                 by_id: dict[tuple[int, int], int], global_maps: list[LinkMap], static_tls: StaticTls):
         self.cache = cache              # kept with the answer, so that its id, in the key, stays unique
         self.maps = maps                # merged by file identity
         self.main_names = main_names    # names that belong to the executable's own map
         self.by_name, self.by_id = by_name, by_id    # indexes of the executable and these maps
         self.global_maps = global_maps
+        self.static_tls = static_tls    # what is left of static TLS before the dlopen
 
 
 def _startup(server: Server, loader) -> Startup:
     filestate.state(server.executable)      # its DT_NEEDED list is where startup began
-    maps, main_names = merged(preloaded_maps(server, loader), loader.main)
+    closure = executable_closure(server, loader)
+    maps, main_names = merged(preloaded_maps(server, loader, closure), loader.main)
     main = loader.main
     listed = maps if main is None else \
         [LinkMap(main.name, main.obj, main.names | main_names, main.ids, is_main=True)] + maps
     by_name, by_id = indexes(listed)
-    return Startup(loader.cache, maps, main_names, by_name, by_id, in_global_scope(maps))
+    return Startup(loader.cache, maps, main_names, by_name, by_id, in_global_scope(maps),
+                   _static_tls(server, main, closure, maps))
+
+
+def _static_tls(server: Server, main: LinkMap | None, closure: list[LinkMap], maps: list[LinkMap]) -> StaticTls:
+    """Static TLS as the startup left it, less what objects loaded since took
+    (those with TPOFF64 relocations of their own TLS, in the order listed)."""
+    started = ([main] if main is not None else []) + closure
+    tls = StaticTls.at_start([m.obj.tls for m in started if m.obj is not None and m.obj.tls], server.environ)
+    at_start = {i for m in closure for i in m.ids}
+    for m in maps:
+        if m.obj is not None and m.obj.tls and not m.ids & at_start and relocation_facts(m.obj).static_tls:
+            tls.allocate(m.obj.tls)
+    return tls
 
 
 # Python extension modules are dlopen'ed RTLD_LOCAL: not in the global scope.

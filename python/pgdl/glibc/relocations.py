@@ -1,0 +1,86 @@
+"""The dynamic relocations ld.so applies to an object, in its order, and
+what dl-machine.h (x86-64, glibc 2.36) makes of their types."""
+
+from __future__ import annotations
+
+from .. import filestate, interrupts
+from ..elf import DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, EM_X86_64, ElfError, ElfObject
+from ..elf.format import column
+from ..record import Value
+
+DT_PLTRELSZ, DT_PLTREL, DT_JMPREL = 2, 20, 23
+DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFFF9, 0x6FFFFFFA
+MAX_RELOCS = 2_000_000
+RELOC_CHUNK = 4096            # relocations read at a time
+
+# sysdeps/x86_64/dl-machine.h elf_machine_rela(): the types it applies; any
+# other is "unexpected reloc type" (R_X86_64_TPOFF32, 0x17, among them).
+ACCEPTED = {EM_X86_64: frozenset({0, 1, 2, 5, 6, 7, 8, 10, 16, 17, 18, 32, 33, 36, 37, 38})}
+TPOFF = {EM_X86_64: 18}       # R_X86_64_TPOFF64: the symbol's TLS block must be in static TLS
+
+
+class RelocationFacts(Value):
+    __slots__ = ("first_bad_type", "static_tls")
+
+    def __init__(self, first_bad_type: int | None, static_tls: bool):
+        self.first_bad_type = first_bad_type    # the first type elf_machine_rela() does not know
+        self.static_tls = static_tls            # a TPOFF64 relocation against the object's own TLS
+
+
+_FACTS = filestate.FileCache(256)
+
+
+def relocation_facts(obj: ElfObject) -> RelocationFacts:
+    """Read once per file state: the relocation tables are walked whole."""
+    return _FACTS.get(obj.path, lambda _state: _facts(obj), obj.size)
+
+
+def _facts(obj: ElfObject) -> RelocationFacts:
+    accepted, tpoff = ACCEPTED.get(obj.machine), TPOFF.get(obj.machine)
+    if accepted is None or obj.elf_class != 64:
+        return RelocationFacts(None, False)
+    first_bad, static = None, False
+    try:
+        for infos in relocation_infos(obj):
+            for info in infos:
+                kind = info & 0xFFFFFFFF
+                if kind not in accepted and first_bad is None:
+                    first_bad = kind
+                # Against the object's own TLS: no symbol, or a symbol it defines (local-exec
+                # and initial-exec of its own variables).
+                if kind == tpoff and obj.tls is not None:
+                    static = True
+    except (ElfError, OSError, ValueError):
+        pass
+    return RelocationFacts(first_bad, static)
+
+
+def relocation_infos(obj: ElfObject):
+    """The r_info words of the relocations ld.so applies, in order, a chunk at a time."""
+    is64 = obj.elf_class == 64
+    jmprel = obj.dynamic_value(DT_JMPREL)
+    pltsz = obj.dynamic_value(DT_PLTRELSZ) or 0
+    pltrel = obj.dynamic_value(DT_PLTREL)
+    for tag, size_tag, count_tag, rela in ((DT_REL, DT_RELSZ, DT_RELCOUNT, False),
+                                           (DT_RELA, DT_RELASZ, DT_RELACOUNT, True)):
+        start = obj.dynamic_value(tag)
+        size = obj.dynamic_value(size_tag) or 0
+        plt_here = jmprel is not None and pltrel == tag
+        if start is not None and plt_here and start + size == jmprel + pltsz and jmprel >= start:
+            size -= pltsz                   # DT_RELASZ includes .rela.plt (elf/dynamic-link.h)
+        entsize = (24 if rela else 16) if is64 else (12 if rela else 8)
+        ranges = []
+        if start is not None:
+            skip = min(obj.dynamic_value(count_tag) or 0, max(size, 0) // entsize)
+            ranges.append((start + skip * entsize, size - skip * entsize))
+        if plt_here:
+            ranges.append((jmprel, pltsz))
+        word = 8 if is64 else 4
+        for where, nbytes in ranges:
+            total = min(nbytes // entsize, MAX_RELOCS)
+            for first in range(0, max(total, 0), RELOC_CHUNK):
+                interrupts.check()
+                n = min(RELOC_CHUNK, total - first)
+                raw = obj.read_vaddr(where + first * entsize, n * entsize)
+                # r_info is the second word of Elf_Rel and Elf_Rela alike.
+                yield column(obj, raw, "Q" if is64 else "I", 1, entsize // word)
