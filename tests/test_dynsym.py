@@ -17,7 +17,7 @@ import pytest
 from conftest import pg_config
 from pgdl import elf
 from pgdl.elf import dynsym, hashing
-from pgdl.glibc import binding
+from pgdl.glibc import binding, relocations
 from test_ldso import assert_same, gcc, helper  # noqa: F401  (fixture)
 
 POSTGRES = os.path.join(pg_config("--bindir"), "postgres")
@@ -98,9 +98,9 @@ def test_paged_string_table_reads_the_same_names():
 def plain_lookups(obj: elf.ElfObject) -> list[tuple[int, int]]:
     """binding.lookups() the obvious way: every relocation read, glibc's rules applied one by one."""
     table = dynsym.table(obj)
-    relative_prefix = obj.dynamic_value(binding.DT_RELACOUNT) or 0
+    relative_prefix = obj.dynamic_value(relocations.DT_RELACOUNT) or 0
     rela, relasz = obj.dynamic_value(elf.DT_RELA), obj.dynamic_value(elf.DT_RELASZ) or 0
-    jmprel, pltsz = obj.dynamic_value(binding.DT_JMPREL), obj.dynamic_value(binding.DT_PLTRELSZ) or 0
+    jmprel, pltsz = obj.dynamic_value(relocations.DT_JMPREL), obj.dynamic_value(relocations.DT_PLTRELSZ) or 0
     entries = []
     if rela is not None:
         if jmprel is not None and rela + relasz == jmprel + pltsz:
