@@ -156,3 +156,22 @@ def test_unexpected_relocation_type(cluster, build, kind):
     patch_relocation_type(built, last, kind)
     assert_matches(cluster, built, loads=False)
     assert f"unexpected reloc type 0x{kind:02x}" in predicted(cluster, built)[2]
+
+
+# -- x86 ISA level (sysdeps/x86/dl-prop.h) ------------------------------------------
+
+@pytest.mark.parametrize("level", ["x86-64-v2", "x86-64-v3", "x86-64-v4"])
+def test_isa_level_of_the_module(cluster, build, level):
+    """Whatever this CPU supports: pgdl judges from /proc/cpuinfo, the real LOAD from cpuid."""
+    built = build(f"isa_{level}", MATH_MODULE, "-lm", f"-Wl,-z,{level}")
+    actual = real(cluster, built)
+    assert predicted(cluster, built) == actual
+
+
+def test_isa_level_of_a_dependency(cluster, build, tmp_path):
+    build("isadep", PROVIDER, "-Wl,-z,x86-64-v4", "-Wl,-soname,libpgdlisa.so", output="libpgdlisa.so")
+    consumer = build("isa_consumer", CONSUMER, f"-L{tmp_path}", "-lpgdlisa", f"-Wl,-rpath,{tmp_path}")
+    actual = real(cluster, consumer)
+    assert predicted(cluster, consumer) == actual
+    if not actual[0]:
+        assert actual[2].endswith("libpgdlisa.so: CPU ISA level is lower than required")

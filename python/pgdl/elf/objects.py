@@ -16,9 +16,9 @@ import stat
 import struct
 
 from .. import filestate, interrupts
-from .format import (BLOCK, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
+from .format import (BLOCK, GNU_PROPERTY_X86_ISA_1_NEEDED, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
-                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
+                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
                      Versions, machine_name, struct_format)
 from .hashing import read_bloom
 from .sections import relative_relocation, symtab_symbol
@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "tls", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "tls", "x86_isa_needed", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -53,6 +53,7 @@ class ElfObject:
         self.shoff, self.shnum, self.shentsize, self.shstrndx = shoff, shnum, shentsize, shstrndx
         self.loads: list[tuple[int, int, int, int]] = []    # PT_LOAD: (vaddr, offset, filesz, memsz)
         self.tls: tuple[int, int, int] | None = None         # PT_TLS: (vaddr, memsz, align)
+        self.x86_isa_needed = 0                              # GNU_PROPERTY_X86_ISA_1_NEEDED bits
         # From the dynamic section.
         self.has_dynamic = False
         self.needed: list[str] = []
@@ -306,6 +307,8 @@ def _read_program_headers(obj: ElfObject) -> None:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
         elif p_type == PT_TLS and obj.tls is None and p_memsz:
             obj.tls = (p_vaddr, p_memsz, max(p_align, 1))
+        elif p_type == PT_GNU_PROPERTY and 0 < p_filesz <= 4096 and p_offset + p_filesz <= obj.size:
+            obj.x86_isa_needed = _x86_isa_needed(obj, obj.read_at(p_offset, p_filesz))
         elif p_type == PT_DYNAMIC and dynamic is None and p_filesz:
             # dl-load.c skips a PT_DYNAMIC with p_filesz 0 (the mark of an
             # `objcopy --only-keep-debug` file): "object file has no dynamic section".
@@ -333,6 +336,26 @@ def _read_program_headers(obj: ElfObject) -> None:
             order.append((tag, value))
     _read_dynamic_strings(obj, order)
     obj.flags_1 = obj.dynamic_value(DT_FLAGS_1) or 0
+
+
+def _x86_isa_needed(obj: ElfObject, notes: bytes) -> int:
+    """GNU_PROPERTY_X86_ISA_1_NEEDED from PT_GNU_PROPERTY's NT_GNU_PROPERTY_TYPE_0
+    note, as sysdeps/x86/dl-prop.h reads it (0: none)."""
+    e, align = ("<" if obj.little_endian else ">"), (8 if obj.elf_class == 64 else 4)
+    at = 0
+    while at + 12 <= len(notes):
+        namesz, descsz, kind = struct.unpack_from(e + "III", notes, at)
+        name_at = at + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        if kind == 5 and notes[name_at:name_at + namesz] == b"GNU\0":
+            p, end = desc_at, min(desc_at + descsz, len(notes))
+            while p + 8 <= end:
+                pr_type, pr_datasz = struct.unpack_from(e + "II", notes, p)
+                if pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED and pr_datasz == 4 and p + 12 <= end:
+                    return struct.unpack_from(e + "I", notes, p + 8)[0]
+                p += 8 + (pr_datasz + align - 1) // align * align
+        at = desc_at + (descsz + align - 1) // align * align
+    return 0
 
 
 def _read_dynamic_strings(obj: ElfObject, order: list[tuple[int, int]]) -> None:

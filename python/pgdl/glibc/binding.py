@@ -27,6 +27,7 @@ from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GN
                   STV_INTERNAL, ElfError, ElfObject)
 from ..elf import dynsym
 from ..elf.hashing import bloom_admits, gnu_hash_of
+from .hwcaps import detect_host_caps
 from .linkmap import Found, LinkMap, LoadTree
 from .problems import BindingProblem, BindResult, Problem, l_name
 from .relocations import relocation_facts, relocation_infos
@@ -49,6 +50,13 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     scope = global_scope([m for m in tree.global_maps if m.obj is not None])
     for m in new:
         result.problems.extend(version_problems(m, tree.maps))
+    # dl-open.c, then: the x86 ISA level of each new object (glibc 2.33+), before any relocation.
+    isa = detect_host_caps().isa_1
+    for m in new:
+        needed = m.obj.x86_isa_needed if m.obj is not None and m.obj.machine == EM_X86_64 else 0
+        if needed & isa != needed:
+            result.problems.append(BindingProblem(Problem.ISA_LEVEL, None, None, m.name, None,
+                                                  f"{l_name(m)}: CPU ISA level is lower than required"))
     local_objects = Objects(new)
     tls = tree.static_tls.replace() if tree.static_tls is not None else None    # this dlopen's own copy
     for m in _relocation_order(tree, new):

@@ -12,6 +12,7 @@ class Problem(Name):
     UNDEFINED = "undefined"             # a symbol reference nothing defines (dl-lookup.c)
     RELOCATION = "relocation"           # a relocation type the loader does not know (dl-machine.h)
     STATIC_TLS = "static TLS"           # initial-exec TLS that no longer fits (dl-tls.c)
+    ISA_LEVEL = "ISA level"             # x86-64 ISA level above this CPU's (sysdeps/x86/dl-prop.h)
 
 
 class BindingProblem(Record):
