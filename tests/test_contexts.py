@@ -10,11 +10,12 @@ import glob
 import os
 import subprocess
 import time
+from types import SimpleNamespace
 
 import psycopg2
 import pytest
 
-from conftest import ServerError, pg_config
+from conftest import Cluster, ServerError, pg_config
 
 PKGLIBDIR = pg_config("--pkglibdir")
 BINDIR = pg_config("--bindir")
@@ -261,14 +262,9 @@ class OwnServer:
         subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True)
 
     def query(self, sql, params=()):
-        conn = psycopg2.connect(host=str(self.sock), port=self.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        """Rows of `sql` in a fresh session (conftest.Cluster's way)."""
+        dsn = {"host": str(self.sock), "port": self.port, "user": "postgres", "database": "postgres"}
+        return Cluster(SimpleNamespace(dsn=lambda: dsn)).query(sql, params)
 
     def set_preload(self, value: str):
         """As the next start reads it, even when the server is down."""
