@@ -175,3 +175,48 @@ def test_isa_level_of_a_dependency(cluster, build, tmp_path):
     assert predicted(cluster, consumer) == actual
     if not actual[0]:
         assert actual[2].endswith("libpgdlisa.so: CPU ISA level is lower than required")
+
+
+# -- mapping (dl-load.c) ---------------------------------------------------------------
+
+def patch_elf_header(path, field_at: int, fmt: str, value) -> None:
+    import struct
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, field_at, value)
+    path.write_bytes(bytes(data))
+
+
+def test_program_headers_past_the_end(cluster, build):
+    built = build("shortph", MATH_MODULE, "-lm")
+    patch_elf_header(built, 32, "<Q", built.stat().st_size - 20)     # e_phoff
+    assert_matches(cluster, built, loads=False)
+    assert predicted(cluster, built)[2].endswith(": cannot read file data")
+
+
+def test_load_command_not_page_aligned(cluster, build):
+    import struct
+    built = build("misaligned", MATH_MODULE, "-lm")
+    data = bytearray(built.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
+    for k in range(phnum):
+        at = phoff + 56 * k
+        if struct.unpack_from("<I", data, at)[0] == 1 and struct.unpack_from("<Q", data, at + 8)[0]:
+            struct.pack_into("<Q", data, at + 8, struct.unpack_from("<Q", data, at + 8)[0] + 1)   # p_offset
+            break
+    built.write_bytes(bytes(data))
+    assert_matches(cluster, built, loads=False)
+
+
+# -- healthy look-alikes keep loading ------------------------------------------------------
+
+@pytest.mark.parametrize("source, flags", [
+    (MATH_MODULE, ("-Wl,-z,execstack",)),             # loads on glibc 2.36 (refused from 2.41)
+    (MATH_MODULE, ("-Wl,-z,now",)),
+    (MATH_MODULE, ("-Wl,-z,pack-relative-relocs",)),  # DT_RELR with its GLIBC_ABI_DT_RELR requirement
+    (MATH_MODULE, ("-fcf-protection=full",)),
+    (tls_module(64), ("-mtls-dialect=gnu2",)),          # TLSDESC
+    (tls_module(4096, "global-dynamic"), ("-mtls-dialect=gnu2",)),  # optional static TLS: falls back
+], ids=["execstack", "now", "relr", "cet", "tlsdesc", "tlsdesc-large"])
+def test_healthy_variants_keep_loading(cluster, build, source, flags):
+    built = build("healthy", source, "-lm", *flags)
+    assert_matches(cluster, built, loads=True)

@@ -16,7 +16,7 @@ from . import cachefile
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list, system_dirs
 from .hwcaps import host_capability_subdirs
 from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
-from .openfile import IS_A_DIRECTORY, read_header
+from .openfile import IS_A_DIRECTORY, PAGE_SIZE, read_header
 from .openverify import verify_header
 from .startup import in_global_scope, indexes, index_map, merged, startup_maps
 
@@ -241,7 +241,8 @@ class Loader:
             if err != errnos.ENOENT:
                 search.notes.append(f"{candidate}: {os.strerror(err)}")
             return _Probe(False, err)
-        verdict = verify_header(head, host_machine=self.server.machine, host_class=self.server.elf_class)
+        verdict = verify_header(head, host_machine=self.server.machine, host_class=self.server.elf_class,
+                                size=filestate.state(path).size)
         if verdict.ok:
             return _Probe(True)
         if verdict.other_class or verdict.other_machine:
@@ -267,6 +268,9 @@ class Loader:
             obj = cached_elf(self.fs(realname))
         except (ElfError, OSError, ValueError) as exc:
             raise LoadFailure(f"{name}: pgdl cannot read this file: {exc}", 0)
+        # The PT_LOAD loop: file offset and address must agree modulo the page size.
+        if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
+            raise LoadFailure(f"{name}: ELF load command address/offset not page-aligned", 0)
         if not obj.loads:
             raise LoadFailure(f"{name}: object file has no loadable segments", 0)
         if obj.e_type != ET_DYN:

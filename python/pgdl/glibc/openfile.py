@@ -56,7 +56,8 @@ def module_file_failure(libname: str, server: Server) -> FileFailure | None:
     if err:
         text = IS_A_DIRECTORY if err == errno.EISDIR else f"cannot open shared object file: {os.strerror(err)}"
         return FileFailure(f"{libname}: {text}", err)
-    verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class)
+    verdict = verify_header(head, host_machine=server.machine, host_class=server.elf_class,
+                            size=filestate.state(libname).size)
     if verdict.ok:
         return None
     if verdict.other_class:

@@ -30,8 +30,10 @@ class Verdict(Value):
         self.other_machine = other_machine  # skipped: wrong e_machine (search continues)
 
 
-def verify_header(head: bytes, *, host_machine: int = EM_X86_64, host_class: int = 64) -> Verdict:
-    """Judge the first bytes of a file (at least 64 if the file has them)."""
+def verify_header(head: bytes, *, host_machine: int = EM_X86_64, host_class: int = 64,
+                  size: int | None = None) -> Verdict:
+    """Judge the first bytes of a file (at least 64 if the file has them);
+    size: the file's, to know whether its program headers can be read."""
     ehdr_size = 64 if host_class == 64 else 52
     if len(head) < ehdr_size:
         return Verdict(False, "file too short")
@@ -67,6 +69,12 @@ def verify_header(head: bytes, *, host_machine: int = EM_X86_64, host_class: int
     phentsize = struct.unpack_from("<H", head, 54 if host_class == 64 else 42)[0]
     if phentsize != (56 if host_class == 64 else 32):
         return Verdict(False, "ELF file's phentsize not the expected size")
+    if size is not None:
+        phoff = struct.unpack_from("<Q" if host_class == 64 else "<I", head, 32 if host_class == 64 else 28)[0]
+        phnum = struct.unpack_from("<H", head, 56 if host_class == 64 else 44)[0]
+        if phoff + phnum * phentsize > size:
+            # The pread() of the program headers comes back short: errno is left 0.
+            return Verdict(False, "cannot read file data")
     return Verdict(True)
 
 
