@@ -220,3 +220,40 @@ def test_load_command_not_page_aligned(cluster, build):
 def test_healthy_variants_keep_loading(cluster, build, source, flags):
     built = build("healthy", source, "-lm", *flags)
     assert_matches(cluster, built, loads=True)
+
+
+# -- ld.so assertions that kill the backend ---------------------------------------------------
+
+def wait_for_recovery(cluster) -> None:
+    """After a backend dies the postmaster restarts every session: wait until it accepts again."""
+    import time
+    import psycopg2
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cluster.query("SELECT 1")
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_versioned_reference_to_an_unversioned_copy_kills_the_backend(cluster, build, tmp_path):
+    """Built against libpgdlv.so with symbol versions, run against a copy without
+    any: dl-lookup.c's check_match() assertion aborts the process."""
+    import psycopg2
+    (tmp_path / "prov.map").write_text("PGDL_1 { global: pgdl_provided; local: *; };\n")
+    build("versioned", PROVIDER, f"-Wl,--version-script={tmp_path}/prov.map", "-Wl,-soname,libpgdlv.so",
+          output="libpgdlv.so")
+    consumer = build("consumer_v", CONSUMER, f"-L{tmp_path}", "-lpgdlv", f"-Wl,-rpath,{tmp_path}")
+    assert_matches(cluster, consumer, loads=True)
+    build("unversioned", PROVIDER, "-Wl,-soname,libpgdlv.so", output="libpgdlv.so")
+    row = predicted(cluster, consumer)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert "check_match: Assertion" in row[3] and "exit code 127" in row[3]
+    with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
+        cluster.query("LOAD %s", (str(consumer),))
+    wait_for_recovery(cluster)
+    verdict = cluster.query("SELECT status, message FROM pgdl.diagnose(%s) WHERE topic = 'verdict'", (str(consumer),))
+    assert verdict[0][0] == "error" and "dies" in verdict[0][1]

@@ -24,6 +24,7 @@ from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..glibc.binding import bind
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Found
+from ..glibc.problems import Problem, assertion_crash
 from ..glibc.openfile import examine_access, module_file_failure, truncation_crash
 from ..postgres.dfmgr import access_error, dlopen_error, restricted_name_error
 from ..postgres.fmgr import EntryPoint, entry_point
@@ -161,6 +162,10 @@ def _dlopen(libname: str, server: Server) -> Loading:
     module = tree.deps[0].obj if tree.deps else None
     binding = bind(tree, server)
     if binding.error is not None:
+        first = binding.problems[0]
+        if first.kind is Problem.ASSERTION:
+            return Loading(Stage.SYMBOLS, assertion_crash(libname, first), module=module, tree=tree,
+                           binding=binding, notes=notes)
         return Loading(Stage.SYMBOLS, dlerror=binding.error, dl_errno=binding.errno, module=module, tree=tree,
                        binding=binding, notes=notes)
     loaded = Loading(Stage.MAGIC, module=module, tree=tree, binding=binding, notes=notes)

@@ -240,6 +240,9 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
                                       f"{m.name}: pgdl cannot read the name of symbol {symidx}"))
             continue
         plt = rtype in plt_class
+        if version is not None and _unversioned_provider(version_file, scope, local, name):
+            out.append(BindingProblem(Problem.ASSERTION, name, version, m.name, version_file, CHECK_MATCH))
+            continue
         known = answers.get((name, version, plt, rtype == copy_type))   # equal to the Ref
         if known:
             continue
@@ -255,6 +258,28 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
         out.append(BindingProblem(Problem.UNDEFINED, name, version, m.name, version_file,
                                   f"{m.name}: undefined symbol: {name}{suffix}"))
     return out
+
+
+# dl-lookup.c check_match() (glibc 2.36, line 107), printed on the server's stderr before exit(127).
+CHECK_MATCH = ("Inconsistency detected by ld.so: dl-lookup.c: 107: check_match: Assertion `version->filename == "
+               "NULL || ! _dl_name_match_p (version->filename, map)' failed!")
+
+
+def _unversioned_provider(version_file: str | None, scope: "GlobalScope", local: Objects, name: str) -> bool:
+    """A versioned reference found in the very object its Verneed names, which has
+    no version table: check_match() asserts that cannot happen, and ld.so aborts."""
+    entry = scope._by_name.get(version_file) or local._by_name.get(version_file) if version_file else None
+    if entry is None:
+        return False
+    try:
+        table = dynsym.table(entry[0].obj)
+        if table.versym is not None:
+            return False
+        return any(_usable(table.st_shndx[i], table.st_info[i] & 0xF, table.st_value[i])
+                   and table.st_info[i] >> 4 in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE)
+                   for i in table.find(name, gnu_hash_of(name)))
+    except (ElfError, OSError, struct.error, ValueError):
+        return False
 
 
 def _defines(m: LinkMap, ref: Ref, h: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+from ..errors import PgError
 from ..record import Name, Record
 from .linkmap import LinkMap
 
@@ -13,6 +14,7 @@ class Problem(Name):
     RELOCATION = "relocation"           # a relocation type the loader does not know (dl-machine.h)
     STATIC_TLS = "static TLS"           # initial-exec TLS that no longer fits (dl-tls.c)
     ISA_LEVEL = "ISA level"             # x86-64 ISA level above this CPU's (sysdeps/x86/dl-prop.h)
+    ASSERTION = "ld.so assertion"       # ld.so aborts the process (exit 127): the backend dies
 
 
 class BindingProblem(Record):
@@ -41,6 +43,18 @@ class BindResult(Record):
         self.problems = [] if problems is None else problems
         self.error = error              # the dlerror() glibc reports: the first problem in its order
         self.errno = errno              # errcode 0: dlopen leaves errno unspecified
+
+
+def assertion_crash(libname: str, problem: BindingProblem) -> PgError:
+    """What the client sees when ld.so aborts the backend (exit code 127)."""
+    return PgError(
+        None, "server closed the connection unexpectedly",
+        f"The dynamic linker aborts the backend (exit code 127) while {libname} is loaded: "
+        f"{problem.required_by} wants {problem.symbol} at version {problem.version} of {problem.wanted_from}, "
+        f"whose copy found has no version information. The server log says: {problem.dlerror} "
+        "The postmaster then restarts and every session is ended.",
+        f"Install the {problem.wanted_from} the module was built against (one with symbol versions), "
+        "or rebuild the module against the copy the server finds.")
 
 
 def l_name(m: LinkMap) -> str:

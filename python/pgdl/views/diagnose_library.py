@@ -324,6 +324,10 @@ def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
         # elog.c: an ERROR with no handler to catch it (the postmaster's start) is FATAL.
         return Finding("verdict", ERROR, subject, "the server will not start; its log says:\n"
                        + server_log_lines(e))
+    if e.sqlstate is None:
+        # The backend dies: the client has no error, only a lost connection.
+        return Finding("verdict", ERROR, subject, f"the backend of {where} dies; the client sees: {e.message}\n"
+                       f"{e.detail}" + (f"\nHINT:  {e.hint}" if e.hint else ""))
     severity = p.pg_init.refusal.severity if p.stage is Stage.INIT else "ERROR"
     text = f"{severity}:  {_error_text(e)}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
         (f"\nHINT:  {e.hint}" if e.hint else "")
