@@ -257,3 +257,34 @@ def test_versioned_reference_to_an_unversioned_copy_kills_the_backend(cluster, b
     wait_for_recovery(cluster)
     verdict = cluster.query("SELECT status, message FROM pgdl.diagnose(%s) WHERE topic = 'verdict'", (str(consumer),))
     assert verdict[0][0] == "error" and "dies" in verdict[0][1]
+
+
+# -- SIGSEGV: what ld.so touches is not mapped (or not writable) ---------------------------------
+
+def mutate_writable_load(path, change) -> None:
+    """Apply change(p_type, p_flags) -> (p_type, p_flags) to the writable PT_LOAD."""
+    import struct
+    data = bytearray(path.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
+    for k in range(phnum):
+        at = phoff + 56 * k
+        p_type, p_flags = struct.unpack_from("<II", data, at)
+        if p_type == 1 and p_flags & 2:
+            struct.pack_into("<II", data, at, *change(p_type, p_flags))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("mutation, why", [
+    (lambda t, f: (4, f), "dynamic section"),          # PT_LOAD -> PT_NOTE: .dynamic is not mapped
+    (lambda t, f: (t, f & ~2), "read-only segment"),  # PF_W cleared: relocations write to read-only pages
+], ids=["pt_note", "read_only"])
+def test_mutated_program_headers_kill_the_backend(cluster, build, mutation, why):
+    import psycopg2
+    built = build("mutated", MATH_MODULE, "-lm")
+    mutate_writable_load(built, mutation)
+    row = predicted(cluster, built)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert "SIGSEGV" in row[3] and why in row[3]
+    with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
+        cluster.query("LOAD %s", (str(built),))
+    wait_for_recovery(cluster)

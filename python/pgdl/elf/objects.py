@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "tls", "x86_isa_needed", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "tls", "x86_isa_needed", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -54,6 +54,8 @@ class ElfObject:
         self.loads: list[tuple[int, int, int, int]] = []    # PT_LOAD: (vaddr, offset, filesz, memsz)
         self.tls: tuple[int, int, int] | None = None         # PT_TLS: (vaddr, memsz, align)
         self.x86_isa_needed = 0                              # GNU_PROPERTY_X86_ISA_1_NEEDED bits
+        self.writable: list[tuple[int, int]] = []            # PT_LOAD with PF_W: (vaddr, memsz)
+        self.dynamic_range: tuple[int, int] | None = None     # PT_DYNAMIC: (vaddr, memsz)
         # From the dynamic section.
         self.has_dynamic = False
         self.needed: list[str] = []
@@ -300,11 +302,13 @@ def _read_program_headers(obj: ElfObject) -> None:
     dynamic = None
     for fields in struct.iter_unpack(struct_format(obj, spec), table):
         if obj.elf_class == 64:
-            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align = fields
+            p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align = fields
         else:
-            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, p_align = fields
+            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, p_align = fields
         if p_type == PT_LOAD:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
+            if p_flags & 2:                                          # PF_W
+                obj.writable.append((p_vaddr, p_memsz))
         elif p_type == PT_TLS and obj.tls is None and p_memsz:
             obj.tls = (p_vaddr, p_memsz, max(p_align, 1))
         elif p_type == PT_GNU_PROPERTY and 0 < p_filesz <= 4096 and p_offset + p_filesz <= obj.size:
@@ -313,6 +317,7 @@ def _read_program_headers(obj: ElfObject) -> None:
             # dl-load.c skips a PT_DYNAMIC with p_filesz 0 (the mark of an
             # `objcopy --only-keep-debug` file): "object file has no dynamic section".
             dynamic = (p_offset, p_filesz)
+            obj.dynamic_range = (p_vaddr, p_memsz)
     if dynamic is None:
         return
     obj.has_dynamic = True

@@ -30,6 +30,21 @@ class RelocationFacts(Value):
 _FACTS = filestate.FileCache(256)
 
 
+def relocation_targets(obj: ElfObject):
+    """The r_offset of every RELA relocation ld.so applies (64-bit objects), in order."""
+    if obj.elf_class != 64:
+        return
+    for start_tag, size_tag in ((DT_RELA, DT_RELASZ), (DT_JMPREL, DT_PLTRELSZ)):
+        start, size = obj.dynamic_value(start_tag), obj.dynamic_value(size_tag) or 0
+        if start is None:
+            continue
+        total = min(size // 24, MAX_RELOCS)
+        for first in range(0, total, RELOC_CHUNK):
+            interrupts.check()
+            n = min(RELOC_CHUNK, total - first)
+            yield from column(obj, obj.read_vaddr(start + first * 24, n * 24), "Q", 0, 3)
+
+
 def relocation_facts(obj: ElfObject) -> RelocationFacts:
     """Read once per file state: the relocation tables are walked whole."""
     return _FACTS.get(obj.path, lambda _state: _facts(obj), obj.size)

@@ -1,0 +1,54 @@
+"""What ld.so touches in memory once a module is mapped, and where that is not
+memory its segments map (or write where no segment is writable): the
+backend dies with SIGSEGV, as for a mutated module whose PT_LOAD became
+PT_NOTE or lost PF_W.  dl-load.c reads the dynamic section at its
+address (elf_get_dynamic_info), then the tables it points to; dl-reloc.c
+writes every relocation's target."""
+
+from __future__ import annotations
+
+from ..elf import DT_GNU_HASH, DT_HASH, DT_RELA, DT_STRTAB, DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError
+from ..errors import PgError
+from .relocations import DT_JMPREL, relocation_targets
+
+_TABLES = {DT_STRTAB: "DT_STRTAB", DT_SYMTAB: "DT_SYMTAB", DT_HASH: "DT_HASH", DT_GNU_HASH: "DT_GNU_HASH",
+           DT_RELA: "DT_RELA", DT_JMPREL: "DT_JMPREL", DT_VERSYM: "DT_VERSYM", DT_VERNEED: "DT_VERNEED"}
+DT_TEXTREL, DT_FLAGS, DF_TEXTREL = 22, 30, 0x4
+
+
+def _mapped(obj, start: int, size: int = 1) -> bool:
+    return any(v <= start and start + max(size, 1) <= v + memsz for v, _o, _f, memsz in obj.loads)
+
+
+def segmentation_crash(libname: str, obj) -> PgError | None:
+    """The first read or write of unmapped (or read-only) memory, as a dead backend."""
+    why = _first_bad_touch(obj)
+    if why is None:
+        return None
+    return PgError(None, "server closed the connection unexpectedly",
+                   f"The backend is killed by SIGSEGV while the dynamic linker loads {libname}: {why}. "
+                   "The postmaster then restarts and every session is ended.",
+                   "The file's program headers do not describe its contents (a damaged or mis-built file): "
+                   "rebuild or reinstall it.")
+
+
+def _first_bad_touch(obj) -> str | None:
+    if obj.dynamic_range is not None:
+        vaddr, memsz = obj.dynamic_range
+        if not _mapped(obj, vaddr, memsz):
+            return f"its dynamic section (address {vaddr:#x}) lies outside every loaded segment"
+    for tag, name in _TABLES.items():
+        where = obj.dynamic_value(tag)
+        if where is not None and not _mapped(obj, where):
+            return f"its {name} table (address {where:#x}) lies outside every loaded segment"
+    textrel = obj.dynamic_value(DT_TEXTREL) is not None or (obj.dynamic_value(DT_FLAGS) or 0) & DF_TEXTREL
+    if textrel:
+        return None                     # ld.so makes the text writable while it relocates
+    try:
+        for target in relocation_targets(obj):
+            if not any(v <= target and target + 8 <= v + memsz for v, memsz in obj.writable):
+                place = "a read-only segment" if _mapped(obj, target) else "no loaded segment"
+                return f"a relocation writes to address {target:#x}, in {place}"
+    except (ElfError, OSError, ValueError):
+        return None
+    return None
