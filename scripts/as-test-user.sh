@@ -10,10 +10,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
 work=$(mktemp -d /tmp/pgdl-run.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# A noexec file system, for the test of a module the loader cannot map there.
+noexec="$work/noexec"
+mkdir "$noexec"
+trap 'umount "$noexec" 2>/dev/null || true; rm -rf "$work"' EXIT
+noexec_env=()
+if mount -t tmpfs -o "noexec,size=64m,mode=0755,uid=$(id -u "$user")" tmpfs "$noexec" 2>/dev/null; then
+  noexec_env=(PGDL_NOEXEC_DIR="$noexec")
+fi
 cp -r python tests scripts pytest.ini extension sql META.json "$work"/
 [ -d bench ] && cp -r bench "$work"/
 chown -R "$user" "$work"
 chmod 755 "$work"
 cd "$work"
-runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@"
+runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "${noexec_env[@]}" "$@"

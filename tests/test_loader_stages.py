@@ -288,3 +288,17 @@ def test_mutated_program_headers_kill_the_backend(cluster, build, mutation, why)
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(built),))
     wait_for_recovery(cluster)
+
+
+def test_module_on_a_noexec_file_system(cluster, build):
+    """scripts/as-test-user.sh mounts a noexec tmpfs when it runs as root (as CI does)."""
+    import os
+    import shutil
+    where = os.environ.get("PGDL_NOEXEC_DIR")
+    if not where:
+        pytest.skip("no noexec file system: run the tests as root (scripts/test.sh) to get one")
+    built = build("noexec_src", MATH_MODULE, "-lm")
+    target = os.path.join(where, "noexec.so")
+    shutil.copy(built, target)
+    assert_matches(cluster, target, loads=False)
+    assert predicted(cluster, target)[2].endswith(": failed to map segment from shared object")

@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "tls", "x86_isa_needed", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "tls", "x86_isa_needed", "executable", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -55,6 +55,7 @@ class ElfObject:
         self.tls: tuple[int, int, int] | None = None         # PT_TLS: (vaddr, memsz, align)
         self.x86_isa_needed = 0                              # GNU_PROPERTY_X86_ISA_1_NEEDED bits
         self.writable: list[tuple[int, int]] = []            # PT_LOAD with PF_W: (vaddr, memsz)
+        self.executable = False                              # some PT_LOAD has PF_X
         self.dynamic_range: tuple[int, int] | None = None     # PT_DYNAMIC: (vaddr, memsz)
         # From the dynamic section.
         self.has_dynamic = False
@@ -309,6 +310,7 @@ def _read_program_headers(obj: ElfObject) -> None:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
             if p_flags & 2:                                          # PF_W
                 obj.writable.append((p_vaddr, p_memsz))
+            obj.executable |= bool(p_flags & 1)                     # PF_X
         elif p_type == PT_TLS and obj.tls is None and p_memsz:
             obj.tls = (p_vaddr, p_memsz, max(p_align, 1))
         elif p_type == PT_GNU_PROPERTY and 0 < p_filesz <= 4096 and p_offset + p_filesz <= obj.size:

@@ -277,11 +277,23 @@ class Loader:
             raise LoadFailure(f"{name}: cannot dynamically load executable", 0)
         if not obj.has_dynamic:
             raise LoadFailure(f"{name}: object file has no dynamic section", 0)
+        if obj.executable and _noexec(self.fs(realname)):
+            # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM);
+            # glibc reports it with error code 0.
+            raise LoadFailure(f"{name}: failed to map segment from shared object", 0)
         if obj.flags_1 & DF_1_PIE:
             raise LoadFailure(f"{name}: cannot dynamically load position-independent executable", 0)
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)
         return obj
+
+
+def _noexec(path: str) -> bool:
+    """Whether the file system holding `path` is mounted noexec."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+    except (OSError, AttributeError):
+        return False
 
 
 LD_SO_CACHE = "/etc/ld.so.cache"
