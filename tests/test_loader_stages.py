@@ -302,3 +302,14 @@ def test_module_on_a_noexec_file_system(cluster, build):
     shutil.copy(built, target)
     assert_matches(cluster, target, loads=False)
     assert predicted(cluster, target)[2].endswith(": failed to map segment from shared object")
+
+
+def test_dependency_naming_the_server_executable(cluster, build, tmp_path):
+    """A DT_NEEDED that names the postgres executable by path: ld.so maps it anew
+    (the executable's link map has no file id) and refuses a PIE."""
+    import subprocess as sp
+    postgres = sp.run(["pg_config", "--bindir"], check=True, capture_output=True, text=True).stdout.strip() + "/postgres"
+    stub = build("exe_stub", "int pgdl_stub;\n", f"-Wl,-soname,{postgres}", output="libexestub.so")
+    built = build("needs_exe", MATH_MODULE, "-lm", "-Wl,--no-as-needed", str(stub))
+    assert_matches(cluster, built, loads=False)
+    assert predicted(cluster, built)[2].endswith(f"{postgres}: cannot dynamically load position-independent executable")

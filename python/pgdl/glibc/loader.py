@@ -120,6 +120,10 @@ class Loader:
         detail = "; ".join(search.notes) or None
         ident = filestate.state(self.fs(realname)).identity
         k = self._by_id.get(ident) if ident else None
+        if k is not None and self.maps[k].is_main:
+            # The executable's link map has no file id (rtld.c never sets it): naming its
+            # file maps it anew, and check_mappable() refuses a PIE.
+            k = None
         if k is not None:
             m = self.maps[k]
             if id(m) in self._shared:
