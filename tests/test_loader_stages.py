@@ -313,3 +313,30 @@ def test_dependency_naming_the_server_executable(cluster, build, tmp_path):
     built = build("needs_exe", MATH_MODULE, "-lm", "-Wl,--no-as-needed", str(stub))
     assert_matches(cluster, built, loads=False)
     assert predicted(cluster, built)[2].endswith(f"{postgres}: cannot dynamically load position-independent executable")
+
+
+def patch_dynamic(path, tag: int, value: int) -> None:
+    import struct
+    data = bytearray(path.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
+    for k in range(phnum):
+        at = phoff + 56 * k
+        if struct.unpack_from("<I", data, at)[0] == 2:                     # PT_DYNAMIC
+            offset, size = struct.unpack_from("<Q", data, at + 8)[0], struct.unpack_from("<Q", data, at + 32)[0]
+            for entry in range(offset, offset + size, 16):
+                if struct.unpack_from("<Q", data, entry)[0] == tag:
+                    struct.pack_into("<Q", data, entry + 8, value)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("tag, value, assertion", [(20, 17, "DT_PLTREL"), (9, 16, "DT_RELAENT")])
+def test_impossible_dynamic_entries_abort_ld_so(cluster, build, tag, value, assertion):
+    import psycopg2
+    built = build(f"dyn_{tag}", MATH_MODULE, "-lm")
+    patch_dynamic(built, tag, value)
+    row = predicted(cluster, built)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert f"Assertion `info[{assertion}]" in row[3]
+    with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
+        cluster.query("LOAD %s", (str(built),))
+    wait_for_recovery(cluster)

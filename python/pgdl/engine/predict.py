@@ -25,7 +25,7 @@ from ..glibc.binding import bind
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Found
 from ..glibc.problems import Problem, assertion_crash
-from ..glibc.segments import segmentation_crash
+from ..glibc.segments import dynamic_assertion_crash, segmentation_crash
 from ..glibc.openfile import examine_access, module_file_failure, truncation_crash
 from ..postgres.dfmgr import access_error, dlopen_error, restricted_name_error
 from ..postgres.fmgr import EntryPoint, entry_point
@@ -154,7 +154,8 @@ def _dlopen(libname: str, server: Server) -> Loading:
         module = None
         notes = (f"pgdl cannot read the module fully: {exc}",)
     if module is not None:
-        crash = truncation_crash(libname, module) or segmentation_crash(libname, module)
+        crash = (truncation_crash(libname, module) or dynamic_assertion_crash(libname, module)
+                 or segmentation_crash(libname, module))
         if crash is not None:
             return Loading(Stage.ELF, crash, notes=notes)
     tree = load_tree(libname, server)

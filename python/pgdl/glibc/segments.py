@@ -7,7 +7,7 @@ writes every relocation's target."""
 
 from __future__ import annotations
 
-from ..elf import DT_GNU_HASH, DT_HASH, DT_RELA, DT_STRTAB, DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError
+from ..elf import EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_STRTAB, DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError
 from ..errors import PgError
 from .relocations import DT_JMPREL, relocation_targets
 
@@ -51,4 +51,32 @@ def _first_bad_touch(obj) -> str | None:
                 return f"a relocation writes to address {target:#x}, in {place}"
     except (ElfError, OSError, ValueError):
         return None
+    return None
+
+
+# elf/get-dynamic-info.h (glibc 2.36) asserts, right after mapping an object,
+# that its dynamic section describes RELA tables (x86-64 has no REL): ld.so
+# then prints one of these lines and exits with code 127.
+_DYNAMIC_ASSERTIONS = (
+    (20, 7, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion `info[DT_PLTREL]->d_un.d_val == "
+            "DT_RELA' failed!"),
+    (9, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion `info[DT_RELAENT]->d_un.d_val == "
+            "sizeof (ElfW(Rela))' failed!"),
+)
+
+
+def dynamic_assertion_crash(libname: str, obj) -> PgError | None:
+    if obj.machine != EM_X86_64 or obj.elf_class != 64:
+        return None
+    for tag, expected, line in _DYNAMIC_ASSERTIONS:
+        value = obj.dynamic_value(tag)
+        if tag == 9 and obj.dynamic_value(DT_RELA) is None:
+            continue                    # DT_RELAENT is only checked with a DT_RELA table
+        if value is not None and value != expected:
+            return PgError(None, "server closed the connection unexpectedly",
+                           f"The dynamic linker aborts the backend (exit code 127) while it maps {libname}: "
+                           f"its dynamic section has an impossible value ({value}) for tag {tag}. The server "
+                           f"log says: Inconsistency detected by ld.so: {line} The postmaster then restarts "
+                           "and every session is ended.",
+                           "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
     return None
