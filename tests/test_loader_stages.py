@@ -340,3 +340,15 @@ def test_impossible_dynamic_entries_abort_ld_so(cluster, build, tag, value, asse
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(built),))
     wait_for_recovery(cluster)
+
+
+def test_segment_larger_than_the_address_space(cluster, build):
+    import struct
+    built = build("huge", MATH_MODULE, "-lm")
+    data = bytearray(built.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
+    last = [k for k in range(phnum) if struct.unpack_from("<I", data, phoff + 56 * k)[0] == 1][-1]
+    struct.pack_into("<Q", data, phoff + 56 * last + 40, 1 << 47)          # p_memsz: 128 TiB
+    built.write_bytes(bytes(data))
+    assert_matches(cluster, built, loads=False)
+    assert predicted(cluster, built)[2].endswith(": failed to map segment from shared object")

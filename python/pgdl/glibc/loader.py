@@ -281,15 +281,35 @@ class Loader:
             raise LoadFailure(f"{name}: cannot dynamically load executable", 0)
         if not obj.has_dynamic:
             raise LoadFailure(f"{name}: object file has no dynamic section", 0)
-        if obj.executable and _noexec(self.fs(realname)):
-            # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM);
-            # glibc reports it with error code 0.
+        if obj.executable and _noexec(self.fs(realname)) or _map_length(obj) > _address_space():
+            # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM), and
+            # so does the reservation of more address space than the process can have
+            # (ENOMEM); glibc reports either with error code 0.
             raise LoadFailure(f"{name}: failed to map segment from shared object", 0)
         if obj.flags_1 & DF_1_PIE:
             raise LoadFailure(f"{name}: cannot dynamically load position-independent executable", 0)
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)
         return obj
+
+
+USER_ADDRESS_SPACE = 1 << 47       # x86-64 with 4-level page tables
+
+
+def _map_length(obj) -> int:
+    """What _dl_map_segments() reserves in one mmap(): every PT_LOAD, page-rounded."""
+    if not obj.loads:
+        return 0
+    start = min(v for v, _o, _f, _m in obj.loads) & ~(PAGE_SIZE - 1)
+    end = max(v + m for v, _o, _f, m in obj.loads)
+    return -(-end // PAGE_SIZE) * PAGE_SIZE - start
+
+
+def _address_space() -> int:
+    """The most one mapping can take: RLIMIT_AS of this process (the server's), or the whole user space."""
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return USER_ADDRESS_SPACE if soft == resource.RLIM_INFINITY else min(soft, USER_ADDRESS_SPACE)
 
 
 def _noexec(path: str) -> bool:
