@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,18 @@ class Cluster:
                 return cur.fetchall() if cur.description else []
         finally:
             conn.close()
+
+    def wait_for_recovery(self, timeout: float = 60) -> None:
+        """After a backend dies the postmaster restarts every session: wait until it accepts again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.query("SELECT 1")
+                return
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
         """The error the server raises for `sql` in a fresh session, or None if it succeeds."""

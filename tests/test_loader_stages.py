@@ -224,21 +224,6 @@ def test_healthy_variants_keep_loading(cluster, build, source, flags):
 
 # -- ld.so assertions that kill the backend ---------------------------------------------------
 
-def wait_for_recovery(cluster) -> None:
-    """After a backend dies the postmaster restarts every session: wait until it accepts again."""
-    import time
-    import psycopg2
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            cluster.query("SELECT 1")
-            return
-        except psycopg2.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def test_versioned_reference_to_an_unversioned_copy_kills_the_backend(cluster, build, tmp_path):
     """Built against libpgdlv.so with symbol versions, run against a copy without
     any: dl-lookup.c's check_match() assertion aborts the process."""
@@ -254,7 +239,7 @@ def test_versioned_reference_to_an_unversioned_copy_kills_the_backend(cluster, b
     assert "check_match: Assertion" in row[3] and "exit code 127" in row[3]
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(consumer),))
-    wait_for_recovery(cluster)
+    cluster.wait_for_recovery()
     verdict = cluster.query("SELECT status, message FROM pgdl.diagnose(%s) WHERE topic = 'verdict'", (str(consumer),))
     assert verdict[0][0] == "error" and "dies" in verdict[0][1]
 
@@ -287,7 +272,7 @@ def test_mutated_program_headers_kill_the_backend(cluster, build, mutation, why)
     assert "SIGSEGV" in row[3] and why in row[3]
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(built),))
-    wait_for_recovery(cluster)
+    cluster.wait_for_recovery()
 
 
 def test_module_on_a_noexec_file_system(cluster, build):
@@ -339,7 +324,7 @@ def test_impossible_dynamic_entries_abort_ld_so(cluster, build, tag, value, asse
     assert f"Assertion `info[{assertion}]" in row[3]
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(built),))
-    wait_for_recovery(cluster)
+    cluster.wait_for_recovery()
 
 
 def test_segment_larger_than_the_address_space(cluster, build):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import psycopg2
 
@@ -99,15 +98,7 @@ def test_truncated_module_crashes_backend(cluster, build, tmp_path):
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(path),))
     # ... and the postmaster restarts; wait for it before the next test.
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            cluster.query("SELECT 1")
-            break
-        except psycopg2.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    cluster.wait_for_recovery()
 
 
 def test_object_file_renamed(cluster, tmp_path, server_include):
