@@ -337,3 +337,18 @@ def test_segment_larger_than_the_address_space(cluster, build):
     built.write_bytes(bytes(data))
     assert_matches(cluster, built, loads=False)
     assert predicted(cluster, built)[2].endswith(": failed to map segment from shared object")
+
+
+def test_a_mapping_failure_comes_before_a_crash(cluster, build):
+    """A damaged module on a noexec mount: mmap() fails first, cleanly; nothing gets to crash."""
+    import os
+    import shutil
+    where = os.environ.get("PGDL_NOEXEC_DIR")
+    if not where:
+        pytest.skip("no noexec file system: run the tests as root (scripts/test.sh) to get one")
+    built = build("damaged_noexec", MATH_MODULE, "-lm")
+    mutate_writable_load(built, lambda t, f: (t, f & ~2))     # would SIGSEGV once mapped
+    target = os.path.join(where, "damaged.so")
+    shutil.copy(built, target)
+    assert_matches(cluster, target, loads=False)
+    assert predicted(cluster, target)[2].endswith(": failed to map segment from shared object")

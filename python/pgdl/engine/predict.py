@@ -16,6 +16,7 @@ server's order and records what each saw (pgdl.engine.trace).
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 from .. import filestate
@@ -24,6 +25,7 @@ from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..glibc.binding import bind
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Found
+from ..glibc.loader import mapping_failure
 from ..glibc.problems import Problem, assertion_crash
 from ..glibc.segments import dynamic_assertion_crash, segmentation_crash
 from ..glibc.openfile import examine_access, module_file_failure, truncation_crash
@@ -153,7 +155,10 @@ def _dlopen(libname: str, server: Server) -> Loading:
     except (ElfError, OSError) as exc:
         module = None
         notes = (f"pgdl cannot read the module fully: {exc}",)
-    if module is not None:
+    path = libname if libname.startswith("/") else os.path.join(server.data_directory, libname)
+    if module is not None and mapping_failure(module, path) is None:
+        # What kills the backend happens once the segments are mapped: a mapping
+        # failure comes first (and load_tree() reports it).
         crash = (truncation_crash(libname, module) or dynamic_assertion_crash(libname, module)
                  or segmentation_crash(libname, module))
         if crash is not None:

@@ -272,25 +272,33 @@ class Loader:
             obj = cached_elf(self.fs(realname))
         except (ElfError, OSError, ValueError) as exc:
             raise LoadFailure(f"{name}: pgdl cannot read this file: {exc}", 0)
-        # The PT_LOAD loop: file offset and address must agree modulo the page size.
-        if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
-            raise LoadFailure(f"{name}: ELF load command address/offset not page-aligned", 0)
-        if not obj.loads:
-            raise LoadFailure(f"{name}: object file has no loadable segments", 0)
-        if obj.e_type != ET_DYN:
-            raise LoadFailure(f"{name}: cannot dynamically load executable", 0)
-        if not obj.has_dynamic:
-            raise LoadFailure(f"{name}: object file has no dynamic section", 0)
-        if obj.executable and _noexec(self.fs(realname)) or _map_length(obj) > _address_space():
-            # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM), and
-            # so does the reservation of more address space than the process can have
-            # (ENOMEM); glibc reports either with error code 0.
-            raise LoadFailure(f"{name}: failed to map segment from shared object", 0)
+        refused = mapping_failure(obj, self.fs(realname))
+        if refused is not None:
+            raise LoadFailure(f"{name}: {refused}", 0)
         if obj.flags_1 & DF_1_PIE:
             raise LoadFailure(f"{name}: cannot dynamically load position-independent executable", 0)
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)
         return obj
+
+
+def mapping_failure(obj: ElfObject, path: str) -> str | None:
+    """_dl_map_object_from_fd() up to and including the mapping of the segments,
+    in its order: glibc's error text (reported with error code 0), or None."""
+    # The PT_LOAD loop: file offset and address must agree modulo the page size.
+    if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
+        return "ELF load command address/offset not page-aligned"
+    if not obj.loads:
+        return "object file has no loadable segments"
+    if obj.e_type != ET_DYN:
+        return "cannot dynamically load executable"
+    if not obj.has_dynamic:
+        return "object file has no dynamic section"
+    if obj.executable and _noexec(path) or _map_length(obj) > _address_space():
+        # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM), and
+        # so does the reservation of more address space than the process can have (ENOMEM).
+        return "failed to map segment from shared object"
+    return None
 
 
 USER_ADDRESS_SPACE = 1 << 47       # x86-64 with 4-level page tables
