@@ -6,7 +6,12 @@ hand to check each PostgreSQL version's rules without a server of that version.
 
 from __future__ import annotations
 
+import re
+
 from .record import Name, Record, Value
+
+# The name of a shared object file: libfoo.so, libfoo.so.1.2.3.
+SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
 
 
 class Context(Name):

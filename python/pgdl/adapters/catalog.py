@@ -8,7 +8,7 @@ from ..postgres.extensions import CFunction
 from .session import session
 
 
-class _Plan:
+class Plan:
     """A query prepared once per session."""
 
     def __init__(self, query: str, types: list[str]):
@@ -21,12 +21,12 @@ class _Plan:
 
 
 # The signature is resolved with the caller's search_path; the rest is qualified.
-_FUNCTION = _Plan("""
+_FUNCTION = Plan("""
     SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS sig, p.probin, p.prosrc, l.lanname
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
      WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure($1)""", ["pg_catalog.text"])
-_SET_PATH = _Plan("SELECT pg_catalog.set_config('search_path', $1, true)", ["pg_catalog.text"])
-_EXTENSION_FUNCTIONS = _Plan("""
+_SET_PATH = Plan("SELECT pg_catalog.set_config('search_path', $1, true)", ["pg_catalog.text"])
+_EXTENSION_FUNCTIONS = Plan("""
     SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
       FROM pg_catalog.pg_extension e
       JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_extension'::regclass

@@ -10,25 +10,26 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
+from ..postgres.preloads import PRELOAD_SETTINGS, split_library_list
 from ..server import Context, Preloads, Role, Server
-from ..views.audit import split_library_list
+from .catalog import Plan
 from .maps import read_maps
 from .session import session
 
 UNDEFINED_OBJECT = "42704"
-PRELOAD_NAMES = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
 
-_ROLE = """
+_ROLE = Plan("""
     SELECT r.oid::pg_catalog.int8 AS oid, r.rolsuper,
            pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE') AS can_create,
            (SELECT d.oid::pg_catalog.int8 FROM pg_catalog.pg_database d
              WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS db
-      FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1"""
-_ROLE_SETTINGS = """
+      FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1""", ["pg_catalog.name"])
+_ROLE_SETTINGS = Plan("""
     SELECT s.setdatabase::pg_catalog.int8 AS db, s.setrole::pg_catalog.int8 AS role, s.setconfig
       FROM pg_catalog.pg_db_role_setting s
      WHERE s.setdatabase::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $1]::pg_catalog.int8[])
-       AND s.setrole::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.int8[])"""
+       AND s.setrole::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.int8[])""",
+                      ["pg_catalog.int8", "pg_catalog.int8"])
 _FILE_READABLE = """
     SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS ok"""
 _FILE_SETTINGS = """
@@ -57,31 +58,30 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
     """`server` (this session's description) told which process and role the question is about."""
     fs = session(plpy).fs
     role_name = current_user if role_name is None else role_name
-    rows = plpy.execute(plpy.prepare(_ROLE, ["pg_catalog.name"]), [role_name])
+    rows = plpy.execute(_ROLE.get(plpy), [role_name])
     if not rows:
         raise UserError(f'role "{fs(role_name)}" does not exist', sqlstate=UNDEFINED_OBJECT)
     r = rows[0]
     is_superuser = server.is_superuser if role_name == current_user else r["rolsuper"]
     role = Role(fs(role_name), is_superuser, r["can_create"] or is_superuser)
     server = server.replace(context=context, role=role, is_superuser=is_superuser)
+    running = tuple(split_library_list(config.get("shared_preload_libraries", "")))
     if context is Context.THIS_SESSION:
-        here = Preloads(tuple(split_library_list(config.get("shared_preload_libraries", ""))), None,
-                        "the running value", tuple(split_library_list(config.get("session_preload_libraries", ""))),
-                        tuple(split_library_list(config.get("local_preload_libraries", ""))))
-        return server.replace(preloads=here)
+        session_list, local_list = (tuple(split_library_list(config.get(name, ""))) for name in PRELOAD_SETTINGS[1:])
+        return server.replace(preloads=Preloads(running, None, "the running value", session_list, local_list))
     files = _file_settings(plpy)
-    shared, shared_from = _next_start_list(plpy, config, files)
+    at_start, at_start_from = _next_start_list(plpy, running, files)
     per_role = _role_settings(plpy, r["db"], r["oid"])
-    values = {}
-    for name in ("session_preload_libraries", "local_preload_libraries"):
-        base = files.get(name, "") if files is not None else config.get(f"reset {name}", config.get(name, ""))
-        values[name] = per_role.get(name, base)
+
+    def for_new_session(name: str) -> tuple[str, ...]:
+        # The role's and database's setting, else the files' (or, unreadable, the RESET value).
+        configured = files.get(name, "") if files is not None else config.get(f"reset {name}", config.get(name, ""))
+        return tuple(split_library_list(per_role.get(name, configured)))
+
+    session_list, local_list = (for_new_session(name) for name in PRELOAD_SETTINGS[1:])
     custom = {n for n in (files or {}) if "." in n} if files is not None else \
         {row["name"] for row in plpy.execute(_CUSTOM)}
-    running = tuple(split_library_list(config.get("shared_preload_libraries", "")))
-    preloads = Preloads(running, tuple(shared), shared_from,
-                        tuple(split_library_list(values["session_preload_libraries"])),
-                        tuple(split_library_list(values["local_preload_libraries"])))
+    preloads = Preloads(running, at_start, at_start_from, session_list, local_list)
     return server.replace(preloads=preloads, postmaster_loaded=_postmaster_maps(server),
                           custom_settings=frozenset(fs(n) for n in custom))
 
@@ -95,18 +95,18 @@ def _file_settings(plpy) -> dict[str, str] | None:
     return {row["name"]: fs(row["setting"]) for row in plpy.execute(_FILE_SETTINGS)}
 
 
-def _next_start_list(plpy, config: dict[str, str], files: dict[str, str] | None) -> tuple[list[str], str]:
-    running = config.get("shared_preload_libraries", "")
+def _next_start_list(plpy, running: tuple[str, ...], files: dict[str, str] | None) -> tuple[tuple[str, ...], str]:
+    """shared_preload_libraries as the next start reads it, and where that came from."""
     rows = plpy.execute(_SOURCE)        # no row: a superuser-only setting, hidden from this role
     source = rows[0]["source"] if rows else None
     if files is None or source in ("command line", "environment variable"):
-        return split_library_list(running), "the running value"
-    return split_library_list(files.get("shared_preload_libraries", "")), "the configuration files"
+        return running, "the running value"
+    return tuple(split_library_list(files.get("shared_preload_libraries", ""))), "the configuration files"
 
 
 def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
     """ALTER ROLE / ALTER DATABASE settings of the preload lists, the most specific first."""
-    rows = plpy.execute(plpy.prepare(_ROLE_SETTINGS, ["pg_catalog.int8", "pg_catalog.int8"]), [db, role])
+    rows = plpy.execute(_ROLE_SETTINGS.get(plpy), [db, role])
     rank = {(db, role): 0, (0, role): 1, (db, 0): 2, (0, 0): 3}
     fs = session(plpy).fs
     out: dict[str, tuple[int, str]] = {}
@@ -114,7 +114,7 @@ def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
         k = rank.get((row["db"], row["role"]), 4)
         for entry in row["setconfig"] or []:
             name, _, value = entry.partition("=")
-            if name in PRELOAD_NAMES and (name not in out or k < out[name][0]):
+            if name in PRELOAD_SETTINGS and (name not in out or k < out[name][0]):
                 out[name] = (k, fs(value))
     return {name: value for name, (_k, value) in out.items()}
 

@@ -23,7 +23,7 @@ from ..record import Name, Record
 from .format import EM_X86_64, ElfError
 from .objects import ElfObject
 from .slots import symbol_slots
-from .x86_64 import Insn, Op, available, decode
+from .x86_64 import Code, Insn, Op, available
 
 DECODED = {EM_X86_64: "x86-64"}
 MAX_STEPS = 40_000           # instructions interpreted, over all paths
@@ -108,6 +108,7 @@ class _State(NamedTuple):
 class _Walker:
     def __init__(self, obj: ElfObject, semantics: Semantics):
         self.obj, self.sem = obj, semantics
+        self.code = Code(obj)
         self.slots = symbol_slots(obj)
         self._stubs: dict[int, str | None] = {}
 
@@ -135,7 +136,7 @@ class _Walker:
         if target not in self._stubs:
             name, pc = None, target
             for _ in range(2):
-                i = decode(self.obj, pc)
+                i = self.code.at(pc)
                 if i is None:
                     break
                 if i.mnemonic == "endbr64":
@@ -150,7 +151,7 @@ class _Walker:
     # -- one instruction ----------------------------------------------------------
 
     def step(self, st: _State, todo: list, ends: list) -> _State | None:
-        i = decode(self.obj, st.pc)
+        i = self.code.at(st.pc)
         if i is None:
             ends.append(PathEnd(Ending.LOST, st.notes, False, False))
             return None

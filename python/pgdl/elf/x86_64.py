@@ -68,18 +68,26 @@ class Insn(NamedTuple):
 _FILES = filestate.FileCache(64)
 
 
-def decode(obj: ElfObject, pc: int) -> Insn | None:
-    """The instruction at `pc` (load base 0), None where the file has no code to decode."""
-    decoded = _FILES.get(obj.path, lambda _state: {})
-    found = decoded.get(pc)
-    if found is None and pc not in decoded:
-        decoded.update(_block(obj, pc))
-        found = decoded.setdefault(pc, None)
-    return found
+class Code:
+    """One file's instructions, decoded as they are asked for: kept with the file's
+    state (so across walks) once it is settled, and for this walk in any case."""
+
+    def __init__(self, obj: ElfObject):
+        self.obj = obj
+        self._decoded: dict[int, Insn | None] = _FILES.get(obj.path, lambda _state: {})
+
+    def at(self, pc: int) -> Insn | None:
+        """The instruction at `pc` (load base 0), None where the file has no code to decode."""
+        decoded = self._decoded
+        found = decoded.get(pc)
+        if found is None and pc not in decoded:
+            decoded.update(_block(self.obj, pc))
+            found = decoded.setdefault(pc, None)
+        return found
 
 
 def _block(obj: ElfObject, pc: int) -> dict[int, Insn]:
-    for size in (BLOCK, 16, 1):
+    for size in (BLOCK, 1):
         try:
             code = obj.read_vaddr(pc, size)
             break

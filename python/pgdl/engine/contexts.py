@@ -20,10 +20,9 @@ from ..glibc.loader import Loader
 from ..glibc.startup import executable_closure
 from ..record import Record
 from ..server import Context, LoadedObject, Server
-from .predict import predict_load, pg_init_of
+from ..postgres.preloads import preload_target
+from .predict import predict_load
 from .trace import Prediction
-
-PLUGINS = "$libdir/plugins/"
 
 
 class PreloadStep(Record):
@@ -75,7 +74,7 @@ def _boot(server: Server) -> Boot:
              ("local_preload_libraries", server.preloads.local, True))
     for setting, names, restricted in lists:
         for name in names:
-            target = PLUGINS + name if restricted and "/" not in name else name
+            target = preload_target(name, restricted)
             loading = backend.replace(is_superuser=not restricted)   # dfmgr.c load_libraries(restricted)
             step = PreloadStep(setting, name, target, predict_load(target, loading))
             steps.append(step)
@@ -105,11 +104,11 @@ def _postmaster(server: Server) -> Boot:
 
 def _after(server: Server, p: Prediction, keep_loaded: bool = False) -> Server:
     """The process once `p`'s load is done: its new objects mapped, its settings defined."""
-    check = pg_init_of(p)
+    check = p.pg_init
     custom = server.custom_settings | (check.defines if check is not None else frozenset())
     if keep_loaded or p.tree is None:
         return server.replace(custom_settings=custom)
-    new = [LoadedObject(m.name, *next(iter(sorted(m.ids)), (0, 0))) for m in p.tree.maps[p.tree.first_new:]]
+    new = [_mapped(m) for m in p.tree.maps[p.tree.first_new:]]
     return server.replace(loaded=list(server.loaded) + new, custom_settings=custom)
 
 
@@ -117,6 +116,9 @@ def _startup_objects(server: Server) -> list[LoadedObject]:
     """The executable and what ld.so maps at its start, as /proc/PID/maps would list them."""
     bare = server.replace(loaded=[])
     objects = [LoadedObject(server.executable, *(filestate.state(server.executable).identity or (0, 0)))]
-    for m in executable_closure(bare, Loader(bare, preloaded=[])):
-        objects.append(LoadedObject(m.name, *next(iter(sorted(m.ids)), (0, 0))))
-    return objects
+    return objects + [_mapped(m) for m in executable_closure(bare, Loader(bare, preloaded=[]))]
+
+
+def _mapped(m) -> LoadedObject:
+    """A link map as /proc/PID/maps would list its file."""
+    return LoadedObject(m.name, *next(iter(sorted(m.ids)), (0, 0)))

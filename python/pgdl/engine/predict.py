@@ -33,7 +33,7 @@ from ..postgres.dfmgr import access_error, dlopen_error, restricted_name_error
 from ..postgres.fmgr import EntryPoint, entry_point
 from ..postgres.lookup import resolve
 from ..postgres.magic import MAGIC_FUNCTION, MagicNotFound, judge, missing_magic_error, read_magic, server_block_bytes
-from ..postgres.pg_init import PgInitCheck, ProcessState, Verdict, check_pg_init
+from ..postgres.pg_init import ProcessState, Verdict, check_pg_init
 from ..server import Context, Server
 from .trace import Loading, Prediction, Stage
 
@@ -56,11 +56,6 @@ def predict_load(name: str, server: Server, symbol: str | None = None) -> Predic
 def check_entry_point(p: Prediction, symbol: str, server: Server) -> PgError | None:
     """Only the entry-point stage, for `symbol` in a library `p` predicted to load."""
     return _entry_point(p, symbol, server).error
-
-
-def pg_init_of(p: Prediction) -> PgInitCheck | None:
-    """What the module's _PG_init() did in this load (None: none ran)."""
-    return p.pg_init
 
 
 def process_state(server: Server) -> ProcessState:

@@ -155,6 +155,11 @@ class Objects:
     def holds(self, soname: str | None) -> bool:
         return soname in self._by_name
 
+    def named(self, soname: str | None) -> LinkMap | None:
+        """The object a name (a VERNEED file, say) refers to, if it is one of these."""
+        entry = self._by_name.get(soname) if soname else None
+        return entry[0] if entry is not None else None
+
     def define(self, ref: Ref, h: int, soname: str | None = None) -> bool:
         """Whether one of the objects satisfies `ref`; h = gnu_hash(ref.name),
         soname: the object to try first."""
@@ -268,11 +273,11 @@ CHECK_MATCH = ("Inconsistency detected by ld.so: dl-lookup.c: 107: check_match: 
 def _unversioned_provider(version_file: str | None, scope: "GlobalScope", local: Objects, name: str) -> bool:
     """A versioned reference found in the very object its Verneed names, which has
     no version table: check_match() asserts that cannot happen, and ld.so aborts."""
-    entry = scope._by_name.get(version_file) or local._by_name.get(version_file) if version_file else None
-    if entry is None:
+    provider = scope.named(version_file) or local.named(version_file)
+    if provider is None:
         return False
     try:
-        table = dynsym.table(entry[0].obj)
+        table = dynsym.table(provider.obj)
         if table.versym is not None:
             return False
         return any(_usable(table.st_shndx[i], table.st_info[i] & 0xF, table.st_value[i])

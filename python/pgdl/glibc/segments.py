@@ -7,9 +7,10 @@ writes every relocation's target."""
 
 from __future__ import annotations
 
-from ..elf import EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_STRTAB, DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError
+from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_STRTAB, DT_SYMTAB, DT_VERNEED,
+                   DT_VERSYM, ElfError)
 from ..errors import PgError
-from .relocations import DT_JMPREL, relocation_targets
+from .relocations import DT_JMPREL, DT_PLTREL, relocation_targets
 
 _TABLES = {DT_STRTAB: "DT_STRTAB", DT_SYMTAB: "DT_SYMTAB", DT_HASH: "DT_HASH", DT_GNU_HASH: "DT_GNU_HASH",
            DT_RELA: "DT_RELA", DT_JMPREL: "DT_JMPREL", DT_VERSYM: "DT_VERSYM", DT_VERNEED: "DT_VERNEED"}
@@ -58,9 +59,9 @@ def _first_bad_touch(obj) -> str | None:
 # that its dynamic section describes RELA tables (x86-64 has no REL): ld.so
 # then prints one of these lines and exits with code 127.
 _DYNAMIC_ASSERTIONS = (
-    (20, 7, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion `info[DT_PLTREL]->d_un.d_val == "
+    (DT_PLTREL, DT_RELA, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion `info[DT_PLTREL]->d_un.d_val == "
             "DT_RELA' failed!"),
-    (9, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion `info[DT_RELAENT]->d_un.d_val == "
+    (DT_RELAENT, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion `info[DT_RELAENT]->d_un.d_val == "
             "sizeof (ElfW(Rela))' failed!"),
 )
 
@@ -70,7 +71,7 @@ def dynamic_assertion_crash(libname: str, obj) -> PgError | None:
         return None
     for tag, expected, line in _DYNAMIC_ASSERTIONS:
         value = obj.dynamic_value(tag)
-        if tag == 9 and obj.dynamic_value(DT_RELA) is None:
+        if tag == DT_RELAENT and obj.dynamic_value(DT_RELA) is None:
             continue                    # DT_RELAENT is only checked with a DT_RELA table
         if value is not None and value != expected:
             return PgError(None, "server closed the connection unexpectedly",

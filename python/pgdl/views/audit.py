@@ -10,7 +10,6 @@ in this backend.  Pure: it works from a Server and plain lists; the adapter
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 
 from .. import filestate, interrupts
@@ -20,12 +19,8 @@ from ..engine.predict import Prediction, check_entry_point, predict_load
 from ..engine.trace import Stage
 from ..postgres.pg_init import Verdict
 from ..record import Value
-from ..server import Context, Server
+from ..server import SHARED_OBJECT, Context, Server
 from .status import ERROR, OK, WARNING
-
-
-# Server load order: postmaster start, then each backend's start (miscinit.c).
-PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
 
 
 class AuditRow(Value):
@@ -117,13 +112,6 @@ def _functions(functions: list[CFunction], server: Server, used: set[str]) -> li
     return rows
 
 
-def split_library_list(value: str) -> list[str]:
-    """SplitDirectoriesString(): comma-separated, trimmed, optionally "double-quoted"."""
-    items = re.findall(r'\s*("(?:[^"]|"")*"|[^,]*)\s*(?:,|$)', value or "")
-    names = [i[1:-1].replace('""', '"') if i.startswith('"') else i.strip() for i in items]
-    return [n for n in names if n]
-
-
 def _preloads(server: Server) -> list[AuditRow]:
     """shared_preload_libraries as the next server start loads them, then
     session_ and local_preload_libraries as a new session does: in order, up to
@@ -180,7 +168,6 @@ def _pkglibdir(server: Server, used: set[str]) -> list[AuditRow]:
 
 
 DELETED = " (deleted)"
-SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
 
 
 def _stale(server: Server) -> list[AuditRow]:

@@ -52,16 +52,14 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
 def context_finding(server: Server, start: Boot) -> Finding:
     """The first row: which process the answer is for."""
     pre = server.preloads
-    if server.context is Context.SERVER_START:
-        shared = f"shared_preload_libraries = '{', '.join(pre.at_start)}' ({pre.at_start_from})"
-    else:
-        shared = f"shared_preload_libraries = '{', '.join(pre.shared)}' (the running value)"
     who = f" of role {server.role.name}" if server.role else ""
     if server.context is Context.SERVER_START:
-        text = f"the postmaster at server start, loading {shared}, then the library asked about"
+        text = (f"the postmaster at server start, loading shared_preload_libraries = '{', '.join(pre.at_start)}' "
+                f"({pre.at_start_from}), then the library asked about")
     elif server.context is Context.NEW_SESSION:
         maps = "as mapped in the postmaster" if start.from_maps else "as the setting says"
-        text = (f"a new session{who}: {shared}, {maps}; session_preload_libraries = '{', '.join(pre.session)}'; "
+        text = (f"a new session{who}: shared_preload_libraries = '{', '.join(pre.shared)}' (the running value), "
+                f"{maps}; session_preload_libraries = '{', '.join(pre.session)}'; "
                 f"local_preload_libraries = '{', '.join(pre.local)}'; nothing this session loaded")
     else:
         text = f"this session{who}, with all it has loaded (PL/Python included)"

@@ -15,8 +15,6 @@ import os
 import pwd
 import stat
 
-import re
-
 from .. import filestate, interrupts
 from ..elf import ElfError, cached_elf, dynsym
 from ..engine.predict import predict_load
@@ -26,7 +24,7 @@ from ..glibc.problems import BindingProblem, Problem
 from ..postgres.lookup import library_path_directories
 from ..record import Value
 from ..postgres.pg_init import Verdict
-from ..server import Context, Server
+from ..server import SHARED_OBJECT, Context, Server
 from .explain import Copies, providers_of
 from .status import ERROR, OK, WARNING, Status
 
@@ -140,9 +138,6 @@ def _loaded_here_only(p: Prediction, here: Server) -> str:
         except (ElfError, OSError):
             continue
     return "this session has already loaded what it needs"
-
-
-SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
 
 
 def _error_text(e) -> str:
