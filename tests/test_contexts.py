@@ -251,11 +251,12 @@ class OwnServer:
         subprocess.run([f"{BINDIR}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres"],
                        check=True, capture_output=True)
 
-    def start(self) -> bool:
+    def start(self, **environ: str) -> bool:
+        """environ: variables added to the postmaster's environment."""
         self.log.write_text("")
         done = subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
                                "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''", "start"],
-                              capture_output=True)
+                              capture_output=True, env={**os.environ, **environ})
         return done.returncode == 0
 
     def stop(self):
@@ -411,3 +412,26 @@ def test_a_new_session_without_the_postmasters_maps_is_simulated(build):
     from pgdl.engine.predict import predict_load
     assert predict_load(str(consumer), started.server).will_load
     assert not predict_load(str(consumer), boot(srv.replace(preloads=Preloads())).server).will_load
+
+
+@pytest.mark.parametrize("preloaded", [True, False], ids=["LD_PRELOAD", "none"])
+def test_ld_preload_counts_at_server_start(own_server, build, preloaded):
+    """A shared_preload_libraries module that needs a symbol only an LD_PRELOAD
+    library of the postmaster defines: the start works exactly when it is preloaded."""
+    provider, consumer = build("ld_provider", PROVIDER), build("ld_consumer", CONSUMER)
+    environ = {"LD_PRELOAD": str(provider)} if preloaded else {}
+    own_server.stop()
+    assert own_server.start(**environ)
+    try:
+        own_server.query(f"ALTER SYSTEM SET shared_preload_libraries = '{consumer}'")
+        row = own_server.query("SELECT * FROM pgdl.predict_load('auto_explain', context => 'server start')")[0]
+        own_server.stop()
+        started = own_server.start(**environ)
+        assert started is preloaded
+        assert row[0] is preloaded
+        if not started:
+            assert fatal_line(own_server) == f"FATAL:  {row[2]}"
+    finally:
+        own_server.set_preload("")
+        own_server.stop()
+        assert own_server.start()
