@@ -60,6 +60,19 @@ class Cluster:
         finally:
             conn.close()
 
+    @property
+    def log_path(self) -> str:
+        """The server's log (testing.postgresql sends the postmaster's output there)."""
+        return os.path.join(self.pg.base_dir, f"{self.pg.name}.log")
+
+    def log_size(self) -> int:
+        return os.path.getsize(self.log_path)
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
     def wait_for_recovery(self, timeout: float = 60) -> None:
         """After a backend dies the postmaster restarts every session: wait until it accepts again."""
         deadline = time.monotonic() + timeout

@@ -78,6 +78,52 @@ def test_unsupported_verneed_record(cluster, build):
     assert_matches(cluster, built, loads=False)
 
 
+def patch_vernaux(path, version: str, hash_xor: int, flags: int) -> None:
+    """Change the vna_hash (xor) and vna_flags of the Vernaux naming `version`."""
+    import struct
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        section, strtab = elf.get_section_by_name(".gnu.version_r"), elf.get_section_by_name(".dynstr")
+        start, names = section["sh_offset"], strtab.data()
+    data = bytearray(path.read_bytes())
+    need = start
+    while True:
+        _ver, count, _file, aux, next_need = struct.unpack_from("<HHIII", data, need)
+        at = need + aux
+        for _ in range(count):
+            vna_hash, _flags, other, name, next_aux = struct.unpack_from("<IHHII", data, at)
+            if names[name:names.index(b"\0", name)].decode() == version:
+                struct.pack_into("<IHH", data, at, vna_hash ^ hash_xor, flags, other)
+                path.write_bytes(bytes(data))
+                return
+            at += next_aux
+        if not next_need:
+            raise AssertionError(f"no requirement of {version}")
+        need += next_need
+
+
+# Relative relocations (packed into DT_RELR) and a versioned libc symbol: ld
+# then requires GLIBC_ABI_DT_RELR from libc.so.6.
+RELR_MODULE = GOOD_MODULE + r"""
+#include <stdlib.h>
+static const char *pgdl_names[] = {"a", "b", "c"};
+const char *pgdl_name(int i);
+const char *pgdl_name(int i) { return i < 0 ? getenv("PGDL") : pgdl_names[i]; }
+"""
+
+
+@pytest.mark.parametrize("weak, message", [
+    (False, "version `GLIBC_ABI_DT_RELR' not found (required by"),   # match_symbol compares vna_hash
+    (True, "DT_RELR without GLIBC_ABI_DT_RELR dependency"),
+])
+def test_relr_without_its_abi_requirement(cluster, build, weak, message):
+    built = build("relr_abi", RELR_MODULE, "-Wl,-z,pack-relative-relocs")
+    patch_vernaux(built, "GLIBC_ABI_DT_RELR", 0x1, 0x2 if weak else 0)   # 0x2: VER_FLG_WEAK
+    assert_matches(cluster, built, loads=False)
+    assert message in predicted(cluster, built)[2]
+
+
 PROVIDER = "int pgdl_provided(void);\nint pgdl_provided(void) { return 42; }\n"
 CONSUMER = GOOD_MODULE + r"""
 extern int pgdl_provided(void);
@@ -156,6 +202,17 @@ def test_unexpected_relocation_type(cluster, build, kind):
     patch_relocation_type(built, last, kind)
     assert_matches(cluster, built, loads=False)
     assert f"unexpected reloc type 0x{kind:02x}" in predicted(cluster, built)[2]
+
+
+def test_bad_type_inside_the_relacount_prefix_aborts_ld_so(cluster, build):
+    """do-rel.h (2.36) applies the first DT_RELACOUNT relocations with
+    elf_machine_rela_relative(), which asserts that they are relative."""
+    built = build("badprefix", MATH_MODULE, "-lm")
+    patch_relocation_type(built, 0, 0x2A)
+    row = predicted(cluster, built)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert "type 0x2a among the DT_RELACOUNT relocations" in row[3]
+    assert_load_kills_the_backend(cluster, built, row[3].split("The server log says: ")[1].split(" The postmaster")[0])
 
 
 # -- x86 ISA level (sysdeps/x86/dl-prop.h) ------------------------------------------
@@ -300,7 +357,8 @@ def test_dependency_naming_the_server_executable(cluster, build, tmp_path):
     assert predicted(cluster, built)[2].endswith(f"{postgres}: cannot dynamically load position-independent executable")
 
 
-def patch_dynamic(path, tag: int, value: int) -> None:
+def patch_dynamic(path, tag: int, value: int, field: int = 8) -> None:
+    """Set the value (field 8) or the tag (field 0) of every dynamic entry with `tag`."""
     import struct
     data = bytearray(path.read_bytes())
     phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
@@ -310,21 +368,47 @@ def patch_dynamic(path, tag: int, value: int) -> None:
             offset, size = struct.unpack_from("<Q", data, at + 8)[0], struct.unpack_from("<Q", data, at + 32)[0]
             for entry in range(offset, offset + size, 16):
                 if struct.unpack_from("<Q", data, entry)[0] == tag:
-                    struct.pack_into("<Q", data, entry + 8, value)
+                    struct.pack_into("<Q", data, entry + field, value)
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("tag, value, assertion", [(20, 17, "DT_PLTREL"), (9, 16, "DT_RELAENT")])
-def test_impossible_dynamic_entries_abort_ld_so(cluster, build, tag, value, assertion):
+def patch_dynamic_tag(path, tag: int, new_tag: int) -> None:
+    patch_dynamic(path, tag, new_tag, field=0)
+
+
+def assert_load_kills_the_backend(cluster, path, log_line: str) -> None:
+    """The real LOAD ends the session, and the server log says why."""
     import psycopg2
-    built = build(f"dyn_{tag}", MATH_MODULE, "-lm")
+    offset = cluster.log_size()
+    with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
+        cluster.query("LOAD %s", (str(path),))
+    cluster.wait_for_recovery()
+    assert log_line in cluster.log_since(offset)
+
+
+@pytest.mark.parametrize("tag, value, assertion, source", [
+    (20, 17, "DT_PLTREL", MATH_MODULE), (9, 16, "DT_RELAENT", MATH_MODULE), (37, 16, "DT_RELRENT", RELR_MODULE)],
+    ids=["DT_PLTREL", "DT_RELAENT", "DT_RELRENT"])
+def test_impossible_dynamic_entries_abort_ld_so(cluster, build, tag, value, assertion, source):
+    built = build(f"dyn_{tag}", source, "-lm", "-Wl,-z,pack-relative-relocs")
     patch_dynamic(built, tag, value)
     row = predicted(cluster, built)
     assert row[:3] == (False, None, "server closed the connection unexpectedly")
-    assert f"Assertion `info[{assertion}]" in row[3]
-    with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
-        cluster.query("LOAD %s", (str(built),))
-    cluster.wait_for_recovery()
+    line = row[3].split("The server log says: ")[1].split(" The postmaster")[0]
+    assert f"Assertion `info[{assertion}]" in line
+    assert_load_kills_the_backend(cluster, built, line)
+    assert "exited with exit code 127" in cluster.log_since(0)
+
+
+@pytest.mark.parametrize("tag, source", [(9, MATH_MODULE), (37, RELR_MODULE)], ids=["DT_RELAENT", "DT_RELRENT"])
+def test_missing_entry_size_kills_the_backend(cluster, build, tag, source):
+    """A RELA or RELR table whose entry size is not given: the assertion reads through NULL."""
+    built = build(f"nosize_{tag}", source, "-lm", "-Wl,-z,pack-relative-relocs")
+    patch_dynamic_tag(built, tag, 21)                   # becomes DT_DEBUG, which a dlopen ignores
+    row = predicted(cluster, built)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert "SIGSEGV" in row[3]
+    assert_load_kills_the_backend(cluster, built, "was terminated by signal 11")
 
 
 def test_segment_larger_than_the_address_space(cluster, build):

@@ -136,13 +136,14 @@ class Symbol(Value):
 
 class VersionNeed(Value):
     """One DT_VERNEED requirement: a version wanted from a SONAME."""
-    __slots__ = ("file", "version", "weak", "record_version")
+    __slots__ = ("file", "version", "weak", "record_version", "hash")
 
-    def __init__(self, file: str, version: str, weak: bool, record_version: int = 1):
+    def __init__(self, file: str, version: str, weak: bool, record_version: int = 1, hash: int | None = None):
         self.file = file                # the SONAME the versions are required from
         self.version = version
         self.weak = weak
         self.record_version = record_version    # vn_version of its Verneed entry (1 is the only one known)
+        self.hash = hash                # vna_hash as the file has it (ld.so compares it, not a hash it computes)
 
 
 # pyelftools' descriptions of the machines PostgreSQL servers run on, so that
@@ -171,12 +172,12 @@ class Versions(Record):
     __slots__ = ("names", "files", "defined", "needed", "records", "defined_index")
 
     def __init__(self, names: dict[int, str], files: dict[int, str], defined: list[str],
-                 needed: list[VersionNeed], records: tuple[tuple[str | None, int], ...] = ()):
+                 needed: list[VersionNeed], records: tuple[tuple[str | None, int, int], ...] = ()):
         self.names = names              # version index -> name, from both tables
         self.files = files              # version index -> the SONAME a VERNEED entry names
         self.defined = defined          # names VERDEF defines, the base one left out
         self.needed = needed
-        self.records = records          # VERDEF in order: (name, vd_version), as match_symbol() walks it
+        self.records = records          # VERDEF in order: (name, vd_version, vd_hash), as match_symbol() walks it
         wanted = set(defined)
         self.defined_index = {name: ndx for ndx, name in names.items() if name in wanted}
 

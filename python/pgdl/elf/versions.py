@@ -14,14 +14,14 @@ def read_versions(obj, table: PagedStrings) -> Versions:
     index_files: dict[int, str] = {}
     verdefs: list[str] = []
     verneeds: list[VersionNeed] = []
-    records: list[tuple[str | None, int]] = []
+    records: list[tuple[str | None, int, int]] = []
     verdef = obj.dynamic_value(DT_VERDEF)
     if verdef is not None:
         count = min(obj.dynamic_value(DT_VERDEFNUM) or 0, MAX_VERSION_ENTRIES)
         offset = obj.vaddr_to_offset(verdef)
         for _ in range(count):
             vd = obj.read_at(offset, 20)
-            vd_version, vd_flags, vd_ndx, vd_cnt, _hash, vd_aux, vd_next = struct.unpack(struct_format(obj, "HHHHIII"), vd)
+            vd_version, vd_flags, vd_ndx, vd_cnt, vd_hash, vd_aux, vd_next = struct.unpack(struct_format(obj, "HHHHIII"), vd)
             name = None
             if vd_cnt:
                 vda_name, _vda_next = struct.unpack(struct_format(obj, "II"), obj.read_at(offset + vd_aux, 8))
@@ -29,7 +29,7 @@ def read_versions(obj, table: PagedStrings) -> Versions:
                 index_names[vd_ndx & 0x7FFF] = name
                 if not vd_flags & VER_FLG_BASE:
                     verdefs.append(name)
-            records.append((name, vd_version))
+            records.append((name, vd_version, vd_hash))
             if vd_next == 0:
                 break
             offset += vd_next
@@ -46,11 +46,11 @@ def read_versions(obj, table: PagedStrings) -> Versions:
                 budget -= 1
                 if budget < 0:
                     raise ElfError("absurd number of version requirements")
-                _hash, vna_flags, vna_other, vna_name, vna_next = struct.unpack(struct_format(obj, "IHHII"), obj.read_at(aux, 16))
+                vna_hash, vna_flags, vna_other, vna_name, vna_next = struct.unpack(struct_format(obj, "IHHII"), obj.read_at(aux, 16))
                 name = table.string(vna_name)
                 index_names[vna_other & 0x7FFF] = name
                 index_files[vna_other & 0x7FFF] = file_name
-                verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK), vn_version))
+                verneeds.append(VersionNeed(file_name, name, bool(vna_flags & VER_FLG_WEAK), vn_version, vna_hash))
                 if vna_next == 0:
                     break
                 aux += vna_next

@@ -30,7 +30,7 @@ from ..elf.hashing import bloom_admits, gnu_hash_of
 from .hwcaps import detect_host_caps
 from .linkmap import Found, LinkMap, LoadTree
 from .problems import BindingProblem, BindResult, Problem, l_name
-from .relocations import relocation_facts, relocation_infos
+from .relocations import RELATIVE_ASSERTION, relocation_facts, relocation_infos
 from .versions import version_problems
 from ..server import Server
 
@@ -60,12 +60,29 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     local_objects = Objects(new)
     tls = tree.static_tls.replace() if tree.static_tls is not None else None    # this dlopen's own copy
     for m in _relocation_order(tree, new):
+        result.problems.extend(_relative_prefix_problems(m))
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
         result.problems.extend(_relocation_problems(m, tls))
     if result.problems:
         result.error = result.problems[0].dlerror
     return result
 
+
+
+def _relative_prefix_problems(m: LinkMap) -> list[BindingProblem]:
+    """The DT_RELACOUNT prefix is applied first, and its types asserted (ld.so aborts)."""
+    if m.obj is None or m.obj.machine not in RELATIVE_ASSERTION:
+        return []
+    kind = relocation_facts(m.obj).bad_relative
+    if kind is None:
+        return []
+    return [BindingProblem(Problem.ASSERTION, None, None, m.name, None,
+                           f"Inconsistency detected by ld.so: {RELATIVE_ASSERTION[m.obj.machine]}",
+                           f"{l_name(m)} has a relocation of type {kind:#x} among the {_RELACOUNT} "
+                           "relocations it says are relative")]
+
+
+_RELACOUNT = "DT_RELACOUNT"
 
 
 def _relocation_problems(m: LinkMap, tls) -> list[BindingProblem]:

@@ -22,16 +22,17 @@ class BindingProblem(Record):
 
     With neither symbol nor version, pgdl could not read a table it needs:
     dlerror says which, in place of glibc's text."""
-    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror")
+    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror", "why")
 
     def __init__(self, kind: Problem, symbol: str | None, version: str | None, required_by: str,
-                 wanted_from: str | None, dlerror: str):
+                 wanted_from: str | None, dlerror: str, why: str | None = None):
         self.kind = kind
         self.symbol = symbol            # the undefined symbol (None for a version problem)
         self.version = version          # the version wanted, if any
         self.required_by = required_by  # path of the object that needs it
         self.wanted_from = wanted_from  # the SONAME a version is required from (VERNEED file)
         self.dlerror = dlerror          # glibc's text for this problem
+        self.why = why                  # for an assertion not about a symbol: what in the file trips it
 
 
 class BindResult(Record):
@@ -47,6 +48,12 @@ class BindResult(Record):
 
 def assertion_crash(libname: str, problem: BindingProblem) -> PgError:
     """What the client sees when ld.so aborts the backend (exit code 127)."""
+    if problem.why is not None:
+        return PgError(
+            None, "server closed the connection unexpectedly",
+            f"The dynamic linker aborts the backend (exit code 127) while {libname} is loaded: {problem.why}. "
+            f"The server log says: {problem.dlerror} The postmaster then restarts and every session is ended.",
+            "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
     return PgError(
         None, "server closed the connection unexpectedly",
         f"The dynamic linker aborts the backend (exit code 127) while {libname} is loaded: "

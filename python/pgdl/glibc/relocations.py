@@ -17,14 +17,20 @@ RELOC_CHUNK = 4096            # relocations read at a time
 # other is "unexpected reloc type" (R_X86_64_TPOFF32, 0x17, among them).
 ACCEPTED = {EM_X86_64: frozenset({0, 1, 2, 5, 6, 7, 8, 10, 16, 17, 18, 32, 33, 36, 37, 38})}
 TPOFF = {EM_X86_64: 18}       # R_X86_64_TPOFF64: the symbol's TLS block must be in static TLS
+# do-rel.h applies the first DT_RELACOUNT relocations with elf_machine_rela_relative(),
+# which asserts their type (dl-machine.h:487, glibc 2.36): RELATIVE, or RELATIVE64.
+RELATIVE = {EM_X86_64: frozenset({8, 38})}
+RELATIVE_ASSERTION = {EM_X86_64: "../sysdeps/x86_64/dl-machine.h: 487: elf_machine_rela_relative: Assertion "
+                                 "`ELFW(R_TYPE) (reloc->r_info) == R_X86_64_RELATIVE' failed!"}
 
 
 class RelocationFacts(Value):
-    __slots__ = ("first_bad_type", "static_tls")
+    __slots__ = ("first_bad_type", "static_tls", "bad_relative")
 
-    def __init__(self, first_bad_type: int | None, static_tls: bool):
+    def __init__(self, first_bad_type: int | None, static_tls: bool, bad_relative: int | None = None):
         self.first_bad_type = first_bad_type    # the first type elf_machine_rela() does not know
         self.static_tls = static_tls            # a TPOFF64 relocation against the object's own TLS
+        self.bad_relative = bad_relative        # the first non-relative type in the DT_RELACOUNT prefix
 
 
 _FACTS = filestate.FileCache(256)
@@ -54,8 +60,13 @@ def _facts(obj: ElfObject) -> RelocationFacts:
     accepted, tpoff = ACCEPTED.get(obj.machine), TPOFF.get(obj.machine)
     if accepted is None or obj.elf_class != 64:
         return RelocationFacts(None, False)
-    first_bad, static = None, False
+    first_bad, static, bad_relative = None, False, None
+    relative = RELATIVE[obj.machine]
     try:
+        for infos in relocation_infos(obj, prefix=True):
+            bad_relative = next((info & 0xFFFFFFFF for info in infos if info & 0xFFFFFFFF not in relative), None)
+            if bad_relative is not None:
+                break
         for infos in relocation_infos(obj):
             for info in infos:
                 kind = info & 0xFFFFFFFF
@@ -67,11 +78,12 @@ def _facts(obj: ElfObject) -> RelocationFacts:
                     static = True
     except (ElfError, OSError, ValueError):
         pass
-    return RelocationFacts(first_bad, static)
+    return RelocationFacts(first_bad, static, bad_relative)
 
 
-def relocation_infos(obj: ElfObject):
-    """The r_info words of the relocations ld.so applies, in order, a chunk at a time."""
+def relocation_infos(obj: ElfObject, prefix: bool = False):
+    """The r_info words of the relocations ld.so applies, in order, a chunk at a time:
+    those it looks at one by one, or (prefix) the DT_RELACOUNT ones it applies as relative."""
     is64 = obj.elf_class == 64
     jmprel = obj.dynamic_value(DT_JMPREL)
     pltsz = obj.dynamic_value(DT_PLTRELSZ) or 0
@@ -87,8 +99,8 @@ def relocation_infos(obj: ElfObject):
         ranges = []
         if start is not None:
             skip = min(obj.dynamic_value(count_tag) or 0, max(size, 0) // entsize)
-            ranges.append((start + skip * entsize, size - skip * entsize))
-        if plt_here:
+            ranges.append((start, skip * entsize) if prefix else (start + skip * entsize, size - skip * entsize))
+        if plt_here and not prefix:
             ranges.append((jmprel, pltsz))
         word = 8 if is64 else 4
         for where, nbytes in ranges:

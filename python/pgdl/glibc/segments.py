@@ -7,14 +7,14 @@ writes every relocation's target."""
 
 from __future__ import annotations
 
-from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_STRTAB, DT_SYMTAB, DT_VERNEED,
-                   DT_VERSYM, ElfError)
+from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_RELR, DT_STRTAB, DT_SYMTAB,
+                   DT_VERNEED, DT_VERSYM, ElfError)
 from ..errors import PgError
 from .relocations import DT_JMPREL, DT_PLTREL, relocation_targets
 
 _TABLES = {DT_STRTAB: "DT_STRTAB", DT_SYMTAB: "DT_SYMTAB", DT_HASH: "DT_HASH", DT_GNU_HASH: "DT_GNU_HASH",
            DT_RELA: "DT_RELA", DT_JMPREL: "DT_JMPREL", DT_VERSYM: "DT_VERSYM", DT_VERNEED: "DT_VERNEED"}
-DT_TEXTREL, DT_FLAGS, DF_TEXTREL = 22, 30, 0x4
+DT_TEXTREL, DT_FLAGS, DF_TEXTREL, DT_RELRENT = 22, 30, 0x4, 37
 
 
 def _mapped(obj, start: int, size: int = 1) -> bool:
@@ -56,24 +56,36 @@ def _first_bad_touch(obj) -> str | None:
 
 
 # elf/get-dynamic-info.h (glibc 2.36) asserts, right after mapping an object,
-# that its dynamic section describes RELA tables (x86-64 has no REL): ld.so
-# then prints one of these lines and exits with code 127.
+# that its dynamic section describes RELA tables (x86-64 has no REL) with
+# entries of the right size: ld.so then prints one of these lines and exits
+# with code 127.  Each check is made only when the table it sizes is there:
+# (the tag, the table it depends on, the value it must have, the line).
 _DYNAMIC_ASSERTIONS = (
-    (DT_PLTREL, DT_RELA, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion `info[DT_PLTREL]->d_un.d_val == "
-            "DT_RELA' failed!"),
-    (DT_RELAENT, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion `info[DT_RELAENT]->d_un.d_val == "
-            "sizeof (ElfW(Rela))' failed!"),
+    (DT_PLTREL, DT_PLTREL, DT_RELA, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion "
+            "`info[DT_PLTREL]->d_un.d_val == DT_RELA' failed!"),
+    (DT_RELAENT, DT_RELA, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion "
+            "`info[DT_RELAENT]->d_un.d_val == sizeof (ElfW(Rela))' failed!"),
+    (DT_RELRENT, DT_RELR, 8, "get-dynamic-info.h: 130: elf_get_dynamic_info: Assertion "
+            "`info[DT_RELRENT]->d_un.d_val == sizeof (ElfW(Relr))' failed!"),
 )
 
 
 def dynamic_assertion_crash(libname: str, obj) -> PgError | None:
     if obj.machine != EM_X86_64 or obj.elf_class != 64:
         return None
-    for tag, expected, line in _DYNAMIC_ASSERTIONS:
+    for tag, table, expected, line in _DYNAMIC_ASSERTIONS:
+        if obj.dynamic_value(table) is None:
+            continue
         value = obj.dynamic_value(tag)
-        if tag == DT_RELAENT and obj.dynamic_value(DT_RELA) is None:
-            continue                    # DT_RELAENT is only checked with a DT_RELA table
-        if value is not None and value != expected:
+        if value is None:
+            # The assertion reads the entry through a NULL pointer.
+            return PgError(None, "server closed the connection unexpectedly",
+                           f"The backend is killed by SIGSEGV while the dynamic linker maps {libname}: its "
+                           f"dynamic section has a table (tag {table}) but no entry size for it (tag {tag}), "
+                           "which ld.so reads through a null pointer. The postmaster then restarts and every "
+                           "session is ended.",
+                           "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
+        if value != expected:
             return PgError(None, "server closed the connection unexpectedly",
                            f"The dynamic linker aborts the backend (exit code 127) while it maps {libname}: "
                            f"its dynamic section has an impossible value ({value}) for tag {tag}. The server "
