@@ -436,3 +436,91 @@ def test_a_mapping_failure_comes_before_a_crash(cluster, build):
     shutil.copy(built, target)
     assert_matches(cluster, target, loads=False)
     assert predicted(cluster, target)[2].endswith(": failed to map segment from shared object")
+
+
+# -- what mapping and protecting can do past the object (dl-map-segments.h, dl-reloc.c) ---------
+
+def patch_program_header(path, p_type: int, field: str, change, nth: int = 0) -> None:
+    """Apply change(value) to one field (p_vaddr, p_memsz) of the nth program header of p_type."""
+    import struct
+    at_field = {"p_vaddr": 16, "p_memsz": 40}[field]
+    data = bytearray(path.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 32)[0], struct.unpack_from("<H", data, 56)[0]
+    headers = [phoff + 56 * k for k in range(phnum) if struct.unpack_from("<I", data, phoff + 56 * k)[0] == p_type]
+    at = headers[nth] + at_field
+    struct.pack_into("<Q", data, at, change(struct.unpack_from("<Q", data, at)[0]))
+    path.write_bytes(bytes(data))
+
+
+PT_LOAD, PT_GNU_RELRO = 1, 0x6474E552
+
+
+def test_zero_fill_past_the_top_of_the_address_space(cluster, build):
+    """The first PT_LOAD's zero pages reach 128 TiB past it: the anonymous mmap() fails, wherever it lands."""
+    built = build("zerofill", MATH_MODULE, "-lm")
+    patch_program_header(built, PT_LOAD, "p_memsz", lambda _m: 1 << 47)
+    assert_matches(cluster, built, loads=False)
+    assert predicted(cluster, built)[2].endswith(": cannot map zero-fill pages")
+
+
+def test_relro_far_outside_the_object(cluster, build):
+    """mprotect() of pages 2 TiB past the object: past the top of user space wherever it lands."""
+    built = build("relro_far", MATH_MODULE, "-lm")
+    patch_program_header(built, PT_GNU_RELRO, "p_vaddr", lambda v: v + (2 << 40))
+    assert_matches(cluster, built, loads=False)
+    row = predicted(cluster, built)
+    assert row[1] == "53200"
+    assert row[2].endswith(": cannot apply additional memory protection after relocation: Cannot allocate memory")
+
+
+@pytest.mark.parametrize("field, header, change", [
+    ("relro", PT_GNU_RELRO, lambda v: v + (1 << 20)),         # protects whatever is mapped 1 MiB on
+    ("zero fill", PT_LOAD, lambda m: m + (1 << 20) + 0x5000),  # zeroes whatever is mapped after the object
+], ids=["relro", "zero_fill"])
+def test_outcome_that_depends_on_the_address_layout(cluster, build, field, header, change):
+    """Where the real outcome depends on what the kernel placed next to the object,
+    pgdl says so (will_load NULL, with the error it gets if it fails), and the real
+    LOAD does one of these: loads, fails so, or kills the backend."""
+    built = build("layout", MATH_MODULE, "-lm")
+    patch_program_header(built, header, "p_memsz" if field == "zero fill" else "p_vaddr", change)
+    row = predicted(cluster, built)
+    assert row[0] is None, row
+    assert "depending on where the kernel maps" in [r for r in cluster.query(
+        "SELECT topic, message FROM pgdl.diagnose(%s)", (str(built),)) if r[0] == "verdict"][0][1]
+    actual = real(cluster, built)
+    if actual == (False, None, None, None, None):          # the connection was lost
+        cluster.wait_for_recovery()
+    else:
+        assert actual[0] is True or actual[1:] == row[1:], actual
+
+
+def test_static_tls_left_depends_on_the_context(cluster, build):
+    """What earlier loads took of the static TLS reserve counts: a 1000-byte
+    initial-exec block fits in a fresh session, not in one whose role preloads
+    another such module (session_preload_libraries)."""
+    first = build("tls_first", tls_module(1000))
+    second = build("tls_second", tls_module(1000).replace("pgdl_tls", "pgdl_tls2"))
+    cluster.query("CREATE ROLE tls_preloading SUPERUSER LOGIN")
+    try:
+        cluster.query(f"ALTER ROLE tls_preloading SET session_preload_libraries = '{first}'")
+        query = "SELECT * FROM pgdl.predict_load(%s, context => 'new session', role => %s)"
+        for role, loads in ((cluster.dsn["user"], True), ("tls_preloading", False)):
+            error = cluster.error_of("LOAD %s", (str(second),), user=role)
+            actual = (True, None, None, None, None) if error is None else \
+                (False, error.sqlstate, error.message, error.detail, error.hint)
+            assert actual[0] is loads, (role, actual)
+            assert cluster.query(query, (str(second), role))[0] == actual, role
+        assert "cannot allocate memory in static TLS block" in cluster.query(query, (str(second), "tls_preloading"))[0][2]
+    finally:
+        cluster.query("DROP ROLE tls_preloading")
+
+
+def test_a_damaged_dependency_kills_the_backend(cluster, build, tmp_path):
+    provider = build("dep_provider", PROVIDER, "-Wl,-soname,libpgdldamaged.so", output="libpgdldamaged.so")
+    consumer = build("dep_consumer", CONSUMER, f"-L{tmp_path}", "-lpgdldamaged", f"-Wl,-rpath,{tmp_path}")
+    assert_matches(cluster, consumer, loads=True)
+    mutate_writable_load(provider, lambda t, f: (t, f & ~2))     # its relocations now write to read-only pages
+    row = predicted(cluster, consumer)
+    assert row[:3] == (False, None, "server closed the connection unexpectedly")
+    assert "a dependency of" in row[3] and "read-only segment" in row[3]
+    assert_load_kills_the_backend(cluster, consumer, "was terminated by signal 11")

@@ -25,9 +25,9 @@ from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..glibc.binding import bind
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Found
-from ..glibc.loader import mapping_failure
+from ..glibc.mapping import mapping_failure, zero_fill_overreach
 from ..glibc.problems import Problem, assertion_crash
-from ..glibc.segments import dynamic_assertion_crash, segmentation_crash
+from ..glibc.segments import dynamic_assertion_crash, overwrite_crash, segmentation_crash
 from ..glibc.openfile import examine_access, module_file_failure, truncation_crash
 from ..postgres.dfmgr import access_error, dlopen_error, restricted_name_error
 from ..postgres.fmgr import EntryPoint, entry_point
@@ -92,7 +92,8 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
             # The errno left by this name's lookup can show in the error.
             error = dlopen_error(libname, loading.dlerror, loading.dl_errno or res.last_errno, server.major)
         if error is not None:
-            return Prediction(False, loading.stage, error, libname, res, access, loading, notes=loading.notes)
+            verdict = None if loading.uncertain else False
+            return Prediction(verdict, loading.stage, error, libname, res, access, loading, notes=loading.notes)
     p = Prediction(True, Stage.LOADED, None, libname, res, access, loading, loading is None,
                    loading.notes if loading else ())
     notes = p.notes
@@ -154,14 +155,25 @@ def _dlopen(libname: str, server: Server) -> Loading:
     if module is not None and mapping_failure(module, path) is None:
         # What kills the backend happens once the segments are mapped: a mapping
         # failure comes first (and load_tree() reports it).
-        crash = (truncation_crash(libname, module) or dynamic_assertion_crash(libname, module)
-                 or segmentation_crash(libname, module))
+        crash = _crash(libname, module)
         if crash is not None:
             return Loading(Stage.ELF, crash, notes=notes)
     tree = load_tree(libname, server)
     if tree.error is not None:
         return Loading(Stage.DEPENDENCIES, dlerror=tree.error, dl_errno=tree.errno, tree=tree, notes=notes)
     module = tree.deps[0].obj if tree.deps else None
+    for m in tree.maps[tree.first_new + 1:]:
+        # Each dependency mapped anew, in the order ld.so maps them.  (Its relocation
+        # writes come later in truth, after every object is mapped.)
+        crash = _crash(f"{m.name} (a dependency of {libname})", m.obj) if m.obj is not None else None
+        if crash is not None:
+            return Loading(Stage.DEPENDENCIES, crash, module=module, tree=tree, notes=notes)
+    for m in tree.maps[tree.first_new:]:
+        overreach = zero_fill_overreach(m.obj) if m.obj is not None else None
+        if overreach is not None:
+            return Loading(Stage.ELF if m.obj is module else Stage.DEPENDENCIES,
+                           overwrite_crash(libname, m.name, overreach), module=module, tree=tree, notes=notes,
+                           uncertain=overreach)
     binding = bind(tree, server)
     if binding.error is not None:
         first = binding.problems[0]
@@ -169,7 +181,7 @@ def _dlopen(libname: str, server: Server) -> Loading:
             return Loading(Stage.SYMBOLS, assertion_crash(libname, first), module=module, tree=tree,
                            binding=binding, notes=notes)
         return Loading(Stage.SYMBOLS, dlerror=binding.error, dl_errno=binding.errno, module=module, tree=tree,
-                       binding=binding, notes=notes)
+                       binding=binding, notes=notes, uncertain=None if first.certain else first.why)
     loaded = Loading(Stage.MAGIC, module=module, tree=tree, binding=binding, notes=notes)
     try:
         module = module or cached_elf(libname)
@@ -191,6 +203,11 @@ def _dlopen(libname: str, server: Server) -> Loading:
     if check is not None and check.verdict is Verdict.REFUSES:
         return loaded.replace(stage=Stage.INIT, error=check.refusal.error)
     return loaded
+
+
+def _crash(name: str, obj: ElfObject) -> PgError | None:
+    """What kills the backend once an object's segments are mapped, first to last."""
+    return truncation_crash(name, obj) or dynamic_assertion_crash(name, obj) or segmentation_crash(name, obj)
 
 
 def _entry_point(p: Prediction, symbol: str, server: Server) -> EntryPoint:

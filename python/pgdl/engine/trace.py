@@ -43,12 +43,13 @@ class Stage(Name):
 class Loading(Record):
     """dlopen() (file, dependencies, versions, symbols) and the magic block check of one file."""
     __slots__ = ("stage", "error", "dlerror", "dl_errno", "module", "tree", "binding", "magic",
-                 "has_pg_init", "pg_init", "notes")
+                 "has_pg_init", "pg_init", "notes", "uncertain")
 
     def __init__(self, stage: Stage, error: PgError | None = None, dlerror: str | None = None,
                  dl_errno: int = 0, module: ElfObject | None = None, tree: LoadTree | None = None,
                  binding: BindResult | None = None, magic: MagicBlock | None = None,
-                 has_pg_init: bool = False, pg_init: PgInitCheck | None = None, notes: tuple[str, ...] = ()):
+                 has_pg_init: bool = False, pg_init: PgInitCheck | None = None, notes: tuple[str, ...] = (),
+                 uncertain: str | None = None):
         self.stage = stage              # where it stops, or MAGIC once the block is accepted
         self.error = error              # a failure whatever the errno
         self.dlerror = dlerror          # or: dlopen() fails with this dlerror() ...
@@ -60,6 +61,9 @@ class Loading(Record):
         self.has_pg_init = has_pg_init  # the module defines _PG_init()
         self.pg_init = pg_init          # what its _PG_init() does in this process (postgres.pg_init)
         self.notes = notes
+        # Why the failure (error or dlerror) happens or not depending on where the
+        # kernel maps the objects: the prediction's will_load is then None.
+        self.uncertain = uncertain
 
 
 class _OfLoading:
@@ -79,11 +83,11 @@ class Prediction(Record):
     __slots__ = ("will_load", "stage", "error", "libname", "resolution", "access", "loading",
                  "already_loaded", "notes", "beyond")
 
-    def __init__(self, will_load: bool, stage: Stage, error: PgError | None = None, libname: str | None = None,
+    def __init__(self, will_load: bool | None, stage: Stage, error: PgError | None = None, libname: str | None = None,
                  resolution: Resolution | None = None, access: FileAccess | None = None,
                  loading: Loading | None = None, already_loaded: bool = False, notes: tuple[str, ...] = (),
                  beyond: "Prediction | None" = None):
-        self.will_load = will_load
+        self.will_load = will_load      # None: fails with `error` or not, as the kernel places things
         self.stage = stage              # where it stops, or LOADED
         self.error = error              # the server's error, word for word
         self.libname = libname          # the expanded name the server uses

@@ -18,6 +18,8 @@ change whether one is found, so the union is searched.
 
 from __future__ import annotations
 
+import errno as errnos
+import os
 import struct
 from collections import namedtuple
 
@@ -29,6 +31,7 @@ from ..elf import dynsym
 from ..elf.hashing import bloom_admits, gnu_hash_of
 from .hwcaps import detect_host_caps
 from .linkmap import Found, LinkMap, LoadTree
+from .mapping import relro_failure
 from .problems import BindingProblem, BindResult, Problem, l_name
 from .relocations import RELATIVE_ASSERTION, relocation_facts, relocation_infos
 from .versions import version_problems
@@ -63,8 +66,10 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
         result.problems.extend(_relative_prefix_problems(m))
         result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
         result.problems.extend(_relocation_problems(m, tls))
+        result.problems.extend(_relro_problems(m))
     if result.problems:
         result.error = result.problems[0].dlerror
+        result.errno = result.problems[0].errno
     return result
 
 
@@ -102,6 +107,17 @@ def _relocation_problems(m: LinkMap, tls) -> list[BindingProblem]:
         out.append(BindingProblem(Problem.STATIC_TLS, None, None, m.name, None,
                                   f"{l_name(m)}: cannot allocate memory in static TLS block"))
     return out
+
+
+def _relro_problems(m: LinkMap) -> list[BindingProblem]:
+    """The last step of relocating an object: its PT_GNU_RELRO made read-only."""
+    failure = relro_failure(m.obj) if m.obj is not None else None
+    if failure is None:
+        return []
+    certain, why = failure
+    return [BindingProblem(Problem.PROTECTION, None, None, m.name, None,
+                           f"{l_name(m)}: cannot apply additional memory protection after relocation: "
+                           f"{os.strerror(errnos.ENOMEM)}", why, errnos.ENOMEM, certain)]
 
 
 # -- relocation order (dl-open.c, dl-sort-maps.c) ---------------------------

@@ -9,14 +9,15 @@ import errno as errnos
 import os
 
 from .. import filestate
-from ..elf import DF_1_NOOPEN, DF_1_PIE, ET_DYN, ElfError, ElfObject, cached_elf
+from ..elf import DF_1_NOOPEN, DF_1_PIE, ElfError, ElfObject, cached_elf
 from ..record import Record
 from ..server import Server
 from . import cachefile
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list, system_dirs
 from .hwcaps import host_capability_subdirs
 from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
-from .openfile import IS_A_DIRECTORY, PAGE_SIZE, read_header
+from .mapping import mapping_failure
+from .openfile import IS_A_DIRECTORY, read_header
 from .openverify import verify_header
 from .startup import in_global_scope, indexes, index_map, merged, startup_maps
 
@@ -280,52 +281,6 @@ class Loader:
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)
         return obj
-
-
-def mapping_failure(obj: ElfObject, path: str) -> str | None:
-    """_dl_map_object_from_fd() up to and including the mapping of the segments,
-    in its order: glibc's error text (reported with error code 0), or None."""
-    # The PT_LOAD loop: file offset and address must agree modulo the page size.
-    if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
-        return "ELF load command address/offset not page-aligned"
-    if not obj.loads:
-        return "object file has no loadable segments"
-    if obj.e_type != ET_DYN:
-        return "cannot dynamically load executable"
-    if not obj.has_dynamic:
-        return "object file has no dynamic section"
-    if obj.executable and _noexec(path) or _map_length(obj) > _address_space():
-        # dl-map-segments.h: mmap(PROT_EXEC) of a file on a noexec mount fails (EPERM), and
-        # so does the reservation of more address space than the process can have (ENOMEM).
-        return "failed to map segment from shared object"
-    return None
-
-
-USER_ADDRESS_SPACE = 1 << 47       # x86-64 with 4-level page tables
-
-
-def _map_length(obj) -> int:
-    """What _dl_map_segments() reserves in one mmap(): every PT_LOAD, page-rounded."""
-    if not obj.loads:
-        return 0
-    start = min(v for v, _o, _f, _m in obj.loads) & ~(PAGE_SIZE - 1)
-    end = max(v + m for v, _o, _f, m in obj.loads)
-    return -(-end // PAGE_SIZE) * PAGE_SIZE - start
-
-
-def _address_space() -> int:
-    """The most one mapping can take: RLIMIT_AS of this process (the server's), or the whole user space."""
-    import resource
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    return USER_ADDRESS_SPACE if soft == resource.RLIM_INFINITY else min(soft, USER_ADDRESS_SPACE)
-
-
-def _noexec(path: str) -> bool:
-    """Whether the file system holding `path` is mounted noexec."""
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
-    except (OSError, AttributeError):
-        return False
 
 
 LD_SO_CACHE = "/etc/ld.so.cache"

@@ -15,6 +15,7 @@ class Problem(Name):
     STATIC_TLS = "static TLS"           # initial-exec TLS that no longer fits (dl-tls.c)
     ISA_LEVEL = "ISA level"             # x86-64 ISA level above this CPU's (sysdeps/x86/dl-prop.h)
     ASSERTION = "ld.so assertion"       # ld.so aborts the process (exit 127): the backend dies
+    PROTECTION = "memory protection"    # PT_GNU_RELRO's mprotect() fails (dl-reloc.c)
 
 
 class BindingProblem(Record):
@@ -22,17 +23,20 @@ class BindingProblem(Record):
 
     With neither symbol nor version, pgdl could not read a table it needs:
     dlerror says which, in place of glibc's text."""
-    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror", "why")
+    __slots__ = ("kind", "symbol", "version", "required_by", "wanted_from", "dlerror", "why", "errno", "certain")
 
     def __init__(self, kind: Problem, symbol: str | None, version: str | None, required_by: str,
-                 wanted_from: str | None, dlerror: str, why: str | None = None):
+                 wanted_from: str | None, dlerror: str, why: str | None = None, errno: int = 0,
+                 certain: bool = True):
         self.kind = kind
         self.symbol = symbol            # the undefined symbol (None for a version problem)
         self.version = version          # the version wanted, if any
         self.required_by = required_by  # path of the object that needs it
         self.wanted_from = wanted_from  # the SONAME a version is required from (VERNEED file)
         self.dlerror = dlerror          # glibc's text for this problem
-        self.why = why                  # for an assertion not about a symbol: what in the file trips it
+        self.why = why                  # for an assertion or a memory problem: what in the file causes it
+        self.errno = errno              # glibc's error code (0: none, dlerror adds no strerror)
+        self.certain = certain          # False: happens or not depending on where the kernel maps things
 
 
 class BindResult(Record):

@@ -33,6 +33,16 @@ def segmentation_crash(libname: str, obj) -> PgError | None:
                    "rebuild or reinstall it.")
 
 
+def overwrite_crash(libname: str, name: str, why: str) -> PgError:
+    """Memory of the process replaced by an object's zero pages: what a crash would look like."""
+    return PgError(None, "server closed the connection unexpectedly",
+                   f"The backend may die while the dynamic linker loads {libname}: in {name}, {why}. Whether "
+                   "anything is mapped there depends on where the kernel places the object, so the LOAD may "
+                   "also succeed, leaving other memory of the process zeroed.",
+                   "The file's program headers do not describe its contents (a damaged or mis-built file): "
+                   "rebuild or reinstall it.")
+
+
 def _first_bad_touch(obj) -> str | None:
     if obj.dynamic_range is not None:
         vaddr, memsz = obj.dynamic_range

@@ -315,6 +315,11 @@ def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
         unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
         return Finding("verdict", WARNING if unjudged else OK, subject, detail)
     e = p.error
+    if p.will_load is None:
+        # Whether it fails depends on the address layout (pgdl.glibc.mapping).
+        return Finding("verdict", ERROR, subject, f"{where} may fail, depending on where the kernel maps the "
+                       f"objects: {p.loading.uncertain}. If it fails, the client sees: {_error_text(e)}"
+                       + (f"\nDETAIL:  {e.detail}" if e.detail and e.sqlstate else ""))
     if server.context is Context.SERVER_START:
         # elog.c: an ERROR with no handler to catch it (the postmaster's start) is FATAL.
         return Finding("verdict", ERROR, subject, "the server will not start; its log says:\n"
