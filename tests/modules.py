@@ -1,5 +1,11 @@
 """C sources of modules broken in one way each, built by the tests at test time."""
 
+import os
+
+# The glibc the tests (and so the server beside them) run with: what a real
+# load does depends on it (scripts/matrix.sh runs the tests on several).
+GLIBC = tuple(int(x) for x in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split(".")[:2])
+
 # A module whose magic block is written out by hand, so each field can be
 # set with -D: the real PG_MODULE_MAGIC takes them from the server headers.
 # Brace elision makes the flat initializer fit PG 18's nested layout too.

@@ -7,8 +7,13 @@ hand to check each PostgreSQL version's rules without a server of that version.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .record import Name, Record, Value
+
+if TYPE_CHECKING:
+    from .glibc.release import Rules
+    from .libc import Libc
 
 # The name of a shared object file: libfoo.so, libfoo.so.1.2.3.
 SHARED_OBJECT = re.compile(r"\.so(\.[\d.]+)?$")
@@ -80,7 +85,7 @@ class Server(Record):
     __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
                  "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
                  "machine", "elf_class", "context", "role", "preloads", "postmaster_loaded", "custom_settings",
-                 "_fingerprint")
+                 "libc", "_fingerprint")
 
     def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
                  dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
@@ -89,7 +94,7 @@ class Server(Record):
                  is_superuser: bool = True, uid: int = 0, gids: tuple[int, ...] = (), machine: int = 62,
                  elf_class: int = 64, context: Context = Context.THIS_SESSION, role: Role | None = None,
                  preloads: Preloads | None = None, postmaster_loaded: tuple[LoadedObject, ...] | None = None,
-                 custom_settings: frozenset = frozenset()):
+                 custom_settings: frozenset = frozenset(), libc: Libc | None = None):
         self.version_num = version_num  # server_version_num, e.g. 150018
         self.pkglibdir = pkglibdir
         self.dynamic_library_path = dynamic_library_path
@@ -110,6 +115,7 @@ class Server(Record):
         self.preloads = preloads or Preloads()
         self.postmaster_loaded = postmaster_loaded  # the postmaster's mapped files, where readable
         self.custom_settings = custom_settings      # custom settings (x.y) that exist, placeholders too
+        self.libc = libc                # its C library and loader (None: glibc 2.36 as Debian 12 builds it)
         self._fingerprint: Fingerprint | None = None
 
     @property
@@ -125,8 +131,15 @@ class Server(Record):
                 self.data_directory, self.sharedir, self.magic, self.executable,
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
                 self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context,
-                self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings))
+                self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings,
+                self.libc))
         return self._fingerprint
+
+    @property
+    def rules(self) -> Rules:
+        """The loader's rules (pgdl.glibc.release), by its version."""
+        from .glibc.release import rules_for
+        return rules_for(self.libc)
 
     @property
     def major(self) -> int:

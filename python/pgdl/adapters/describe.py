@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..libc import libc_of
 from ..postgres.magic import server_abi_extra
 from ..server import Server, ServerMagic
 from .maps import read_maps
@@ -37,8 +38,9 @@ def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -
     magic = ServerMagic(version=version, funcmaxargs=row["funcmaxargs"], indexmaxkeys=row["indexmaxkeys"],
                         namedatalen=row["identifier_length"] + 1, float8byval=config.get("FLOAT8PASSBYVAL") == "true",
                         abi_extra=server_abi_extra(loaded, config["PKGLIBDIR"], version))
+    executable = os.readlink("/proc/self/exe")
     return Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
                   sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
-                  dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=os.readlink("/proc/self/exe"),
+                  dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
                   environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
-                  uid=os.geteuid(), gids=tuple(os.getgroups()))
+                  uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable))

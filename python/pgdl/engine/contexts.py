@@ -78,7 +78,7 @@ def _boot(server: Server) -> Boot:
             loading = backend.replace(is_superuser=not restricted)   # dfmgr.c load_libraries(restricted)
             step = PreloadStep(setting, name, target, predict_load(target, loading))
             steps.append(step)
-            if not step.prediction.will_load:
+            if step.prediction.will_load is False:
                 return Boot(backend, tuple(steps), step, start.from_maps)
             backend = _after(backend, step.prediction)
     return Boot(backend, tuple(steps), None, start.from_maps)
@@ -96,7 +96,7 @@ def _postmaster(server: Server) -> Boot:
     for name in server.preloads.of(server.context):
         step = PreloadStep("shared_preload_libraries", name, name, predict_load(name, current))
         steps.append(step)
-        if not step.prediction.will_load:
+        if step.prediction.will_load is False:
             return Boot(current, tuple(steps), step, from_maps)
         current = _after(current, step.prediction, keep_loaded=from_maps)
     return Boot(current, tuple(steps), None, from_maps)

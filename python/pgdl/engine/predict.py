@@ -26,6 +26,7 @@ from ..glibc.binding import bind
 from ..glibc.ldso import load_tree
 from ..glibc.linkmap import Found
 from ..glibc.mapping import mapping_failure, zero_fill_overreach
+from ..libc import LibcKind
 from ..glibc.problems import Problem, assertion_crash
 from ..glibc.segments import dynamic_assertion_crash, overwrite_crash, segmentation_crash
 from ..glibc.openfile import examine_access, module_file_failure, truncation_crash
@@ -94,8 +95,8 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
         if error is not None:
             verdict = None if loading.uncertain else False
             return Prediction(verdict, loading.stage, error, libname, res, access, loading, notes=loading.notes)
-    p = Prediction(True, Stage.LOADED, None, libname, res, access, loading, loading is None,
-                   loading.notes if loading else ())
+    p = Prediction(None if loading is not None and loading.uncertain else True, Stage.LOADED, None, libname, res,
+                   access, loading, loading is None, loading.notes if loading else ())
     notes = p.notes
     if symbol is not None:
         found = _entry_point(p, symbol, server)
@@ -142,6 +143,8 @@ def _load(libname: str, server: Server) -> Loading:
 
 
 def _dlopen(libname: str, server: Server) -> Loading:
+    if server.libc is not None and server.libc.kind is not LibcKind.GLIBC:
+        return _without_loader(libname, server)
     failure = module_file_failure(libname, server)
     if failure is not None:
         return Loading(Stage.ELF, dlerror=failure.dlerror, dl_errno=failure.errno)
@@ -155,7 +158,7 @@ def _dlopen(libname: str, server: Server) -> Loading:
     if module is not None and mapping_failure(module, path) is None:
         # What kills the backend happens once the segments are mapped: a mapping
         # failure comes first (and load_tree() reports it).
-        crash = _crash(libname, module)
+        crash = _crash(libname, module, server)
         if crash is not None:
             return Loading(Stage.ELF, crash, notes=notes)
     tree = load_tree(libname, server)
@@ -165,7 +168,7 @@ def _dlopen(libname: str, server: Server) -> Loading:
     for m in tree.maps[tree.first_new + 1:]:
         # Each dependency mapped anew, in the order ld.so maps them.  (Its relocation
         # writes come later in truth, after every object is mapped.)
-        crash = _crash(f"{m.name} (a dependency of {libname})", m.obj) if m.obj is not None else None
+        crash = _crash(f"{m.name} (a dependency of {libname})", m.obj, server) if m.obj is not None else None
         if crash is not None:
             return Loading(Stage.DEPENDENCIES, crash, module=module, tree=tree, notes=notes)
     for m in tree.maps[tree.first_new:]:
@@ -182,7 +185,26 @@ def _dlopen(libname: str, server: Server) -> Loading:
                            binding=binding, notes=notes)
         return Loading(Stage.SYMBOLS, dlerror=binding.error, dl_errno=binding.errno, module=module, tree=tree,
                        binding=binding, notes=notes, uncertain=None if first.certain else first.why)
-    loaded = Loading(Stage.MAGIC, module=module, tree=tree, binding=binding, notes=notes)
+    return _postgres_checks(libname, server, Loading(Stage.MAGIC, module=module, tree=tree, binding=binding,
+                                                     notes=notes))
+
+
+def _without_loader(libname: str, server: Server) -> Loading:
+    """A C library whose loader pgdl does not model (musl): no dlopen() stage is
+    judged, the PostgreSQL checks that follow it still are."""
+    why = (f"the server runs with {server.libc.describe()}, whose dynamic loader pgdl does not model: "
+           "whether dlopen() succeeds is not predicted (only PostgreSQL's own checks are)")
+    try:
+        module = cached_elf(libname)
+    except (ElfError, OSError) as exc:
+        return Loading(Stage.ELF, notes=(f"pgdl cannot read the module: {exc}",), uncertain=why)
+    loaded = _postgres_checks(libname, server, Loading(Stage.MAGIC, module=module, notes=(why,)))
+    return loaded if loaded.error is not None else loaded.replace(uncertain=why)
+
+
+def _postgres_checks(libname: str, server: Server, loaded: Loading) -> Loading:
+    """What internal_load_library() does once dlopen() returns: the magic block, then _PG_init()."""
+    module, notes = loaded.module, loaded.notes
     try:
         module = module or cached_elf(libname)
         with module.reading():
@@ -205,9 +227,10 @@ def _dlopen(libname: str, server: Server) -> Loading:
     return loaded
 
 
-def _crash(name: str, obj: ElfObject) -> PgError | None:
+def _crash(name: str, obj: ElfObject, server: Server) -> PgError | None:
     """What kills the backend once an object's segments are mapped, first to last."""
-    return truncation_crash(name, obj) or dynamic_assertion_crash(name, obj) or segmentation_crash(name, obj)
+    return (truncation_crash(name, obj) or dynamic_assertion_crash(name, obj, server.rules)
+            or segmentation_crash(name, obj))
 
 
 def _entry_point(p: Prediction, symbol: str, server: Server) -> EntryPoint:

@@ -33,7 +33,7 @@ from .hwcaps import detect_host_caps
 from .linkmap import Found, LinkMap, LoadTree
 from .mapping import relro_failure
 from .problems import BindingProblem, BindResult, Problem, l_name
-from .relocations import RELATIVE_ASSERTION, relocation_facts, relocation_infos
+from .relocations import relocation_facts, relocation_infos
 from .versions import version_problems
 from ..server import Server
 
@@ -51,11 +51,12 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
         return result                       # mapping failed: nothing gets bound
     new = tree.maps[tree.first_new:]        # breadth-first, the search list order
     scope = global_scope([m for m in tree.global_maps if m.obj is not None])
+    rules = server.rules
     for m in new:
-        result.problems.extend(version_problems(m, tree.maps))
+        result.problems.extend(version_problems(m, tree.maps, rules))
     # dl-open.c, then: the x86 ISA level of each new object (glibc 2.33+), before any relocation.
     isa = detect_host_caps().isa_1
-    for m in new:
+    for m in new if rules.isa_level_check else ():
         needed = m.obj.x86_isa_needed if m.obj is not None and m.obj.machine == EM_X86_64 else 0
         if needed & isa != needed:
             result.problems.append(BindingProblem(Problem.ISA_LEVEL, None, None, m.name, None,
@@ -63,8 +64,8 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
     local_objects = Objects(new)
     tls = tree.static_tls.replace() if tree.static_tls is not None else None    # this dlopen's own copy
     for m in _relocation_order(tree, new):
-        result.problems.extend(_relative_prefix_problems(m))
-        result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine))
+        result.problems.extend(_relative_prefix_problems(m, rules))
+        result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine, rules))
         result.problems.extend(_relocation_problems(m, tls))
         result.problems.extend(_relro_problems(m))
     if result.problems:
@@ -74,15 +75,15 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
 
 
 
-def _relative_prefix_problems(m: LinkMap) -> list[BindingProblem]:
+def _relative_prefix_problems(m: LinkMap, rules) -> list[BindingProblem]:
     """The DT_RELACOUNT prefix is applied first, and its types asserted (ld.so aborts)."""
-    if m.obj is None or m.obj.machine not in RELATIVE_ASSERTION:
+    if m.obj is None or m.obj.machine != EM_X86_64:
         return []
     kind = relocation_facts(m.obj).bad_relative
     if kind is None:
         return []
     return [BindingProblem(Problem.ASSERTION, None, None, m.name, None,
-                           f"Inconsistency detected by ld.so: {RELATIVE_ASSERTION[m.obj.machine]}",
+                           rules.assertion("RELATIVE"),
                            f"{l_name(m)} has a relocation of type {kind:#x} among the {_RELACOUNT} "
                            "relocations it says are relative")]
 
@@ -245,7 +246,8 @@ def global_scope(maps: list[LinkMap]) -> GlobalScope:
     return scope
 
 
-def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine: int) -> list[BindingProblem]:
+def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine: int,
+                        rules) -> list[BindingProblem]:
     obj = m.obj
     try:
         with obj.reading():
@@ -261,6 +263,7 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
     names = table.names_of(indexes)
     versions, version_files = table.versions_of(indexes)
     answers = scope.answers
+    check_match = rules.assertion("check_match") if rules.check_match_asserts else None
     st_info, st_other = table.st_info, table.st_other
     for k, ((symidx, rtype), name, version, version_file) in enumerate(zip(refs, names, versions,
                                                                            version_files)):
@@ -278,8 +281,8 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
                                       f"{m.name}: pgdl cannot read the name of symbol {symidx}"))
             continue
         plt = rtype in plt_class
-        if version is not None and _unversioned_provider(version_file, scope, local, name):
-            out.append(BindingProblem(Problem.ASSERTION, name, version, m.name, version_file, CHECK_MATCH))
+        if version is not None and check_match and _unversioned_provider(version_file, scope, local, name):
+            out.append(BindingProblem(Problem.ASSERTION, name, version, m.name, version_file, check_match))
             continue
         known = answers.get((name, version, plt, rtype == copy_type))   # equal to the Ref
         if known:
@@ -296,11 +299,6 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
         out.append(BindingProblem(Problem.UNDEFINED, name, version, m.name, version_file,
                                   f"{m.name}: undefined symbol: {name}{suffix}"))
     return out
-
-
-# dl-lookup.c check_match() (glibc 2.36, line 107), printed on the server's stderr before exit(127).
-CHECK_MATCH = ("Inconsistency detected by ld.so: dl-lookup.c: 107: check_match: Assertion `version->filename == "
-               "NULL || ! _dl_name_match_p (version->filename, map)' failed!")
 
 
 def _unversioned_provider(version_file: str | None, scope: "GlobalScope", local: Objects, name: str) -> bool:

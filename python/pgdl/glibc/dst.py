@@ -16,14 +16,20 @@ _TRIPLETS = {EM_X86_64: "x86_64-linux-gnu", EM_AARCH64: "aarch64-linux-gnu"}
 PLATFORMS = {EM_X86_64: "x86_64", EM_AARCH64: "aarch64"}  # AT_PLATFORM
 
 
-def system_dirs(machine: int) -> list[str]:
-    triplet = _TRIPLETS.get(machine, "x86_64-linux-gnu")
+def system_dirs(server) -> list[str]:
+    """The loader's default directories: as its own file has them (pgdl.libc),
+    or Debian's multiarch ones for a description that does not say."""
+    if server.libc is not None and server.libc.system_dirs:
+        return list(server.libc.system_dirs)
+    triplet = _TRIPLETS.get(server.machine, "x86_64-linux-gnu")
     return [f"/lib/{triplet}/", f"/usr/lib/{triplet}/", "/lib/", "/usr/lib/"]
 
 
-def dst_lib(machine: int) -> str:
-    """What $LIB expands to (Debian: the multiarch directory)."""
-    return "lib/" + _TRIPLETS.get(machine, "x86_64-linux-gnu")
+def dst_lib(server) -> str:
+    """What $LIB expands to (Debian: the multiarch directory; RHEL: lib64)."""
+    if server.libc is not None and server.libc.dst_lib:
+        return server.libc.dst_lib
+    return "lib/" + _TRIPLETS.get(server.machine, "x86_64-linux-gnu")
 
 
 def _is_dst(text: str, at: int, ref: str) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ..elf import EM_X86_64
 from ..record import Value
 from .dst import PLATFORMS
+from .release import HOST_DEFAULT, Rules
 
 # x86 legacy hwcaps (sysdeps/x86/dl-hwcap.h, dl-procinfo.[ch]).
 HWCAP_X86_SSE2 = 1 << 0
@@ -128,18 +129,21 @@ def detect_host_caps() -> HostCaps:
 
 
 
-def capability_subdirs(machine: int = EM_X86_64, host: HostCaps | None = None) -> list[str]:
+def capability_subdirs(machine: int = EM_X86_64, host: HostCaps | None = None, rules: Rules | None = None) -> list[str]:
     """The subdirectories open_path() tries in every directory, in order.
 
     glibc 2.36 _dl_important_hwcaps: the active glibc-hwcaps names (most
-    capable first), then the legacy power set of the masked hwcap bit names,
-    the platform and "tls" (components in reverse order, largest set first),
-    ending with "" (the directory itself).
+    capable first; from 2.33), then the legacy power set of the masked hwcap
+    bit names, the platform and "tls" (components in reverse order, largest
+    set first; gone from 2.37), ending with "" (the directory itself).
     """
     if machine != EM_X86_64:
         return [""]        # not modelled beyond the plain directory
+    rules = rules or Rules(HOST_DEFAULT)
     host = host or detect_host_caps()
-    subdirs = [f"glibc-hwcaps/{name}/" for name in host.hwcaps]
+    subdirs = [f"glibc-hwcaps/{name}/" for name in host.hwcaps] if rules.glibc_hwcaps else []
+    if not rules.legacy_hwcaps:
+        return subdirs + [""]
     parts = []
     masked = host.hwcap & host.hwcap_mask
     for bit, name in ((0, "sse2"), (1, "x86_64"), (2, "avx512_1")):
@@ -155,14 +159,15 @@ def capability_subdirs(machine: int = EM_X86_64, host: HostCaps | None = None) -
     return subdirs
 
 
-_CAPS: dict[int, list[str]] = {}
+_CAPS: dict[tuple, list[str]] = {}
 
 
-def host_capability_subdirs(machine: int) -> list[str]:
+def host_capability_subdirs(machine: int, rules: Rules) -> list[str]:
     """capability_subdirs() of this host: the CPU does not change under a backend."""
-    if machine not in _CAPS:
-        _CAPS[machine] = capability_subdirs(machine)
-    return _CAPS[machine]
+    key = (machine, rules.glibc_hwcaps, rules.legacy_hwcaps)
+    if key not in _CAPS:
+        _CAPS[key] = capability_subdirs(machine, rules=rules)
+    return _CAPS[key]
 
 
 

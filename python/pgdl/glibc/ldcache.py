@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ..record import Record, Value
 from .hwcaps import HostCaps, detect_host_caps, x86_platform_bit, x86_platform_mask
+from .release import HOST_DEFAULT, Rules
 
 __all__ = [
     "CacheEntry", "LdCache",
@@ -146,7 +147,7 @@ class LdCache:
         return self._entries
 
     def lookup(self, soname: str, *, elf_class: int = 64, machine_flags: int | None = None,
-               host: HostCaps | None = None) -> str | None:
+               host: HostCaps | None = None, rules: Rules | None = None) -> str | None:
         """What _dl_load_cache_lookup(soname) returns in a process (glibc 2.33-2.36).
 
         elf_class/machine_flags select the process's ld.so: machine_flags is
@@ -180,10 +181,11 @@ class LdCache:
             accepted = (1, DEFAULT_ID_I386)
         else:
             accepted = (machine_flags,)
-        key = (soname, machine_flags, host)
+        rules = rules or Rules(HOST_DEFAULT)
+        key = (soname, machine_flags, host, rules.glibc_hwcaps, rules.cache_legacy_hwcaps)
         if key not in self._answers:
             name = os.fsencode(soname).split(b"\0", 1)[0]
-            self._answers[key] = self._search(name, machine_flags, accepted, host)
+            self._answers[key] = self._search(name, machine_flags, accepted, host, rules)
         return self._answers[key]
 
     def paths_of(self, soname: str) -> list[str]:
@@ -200,7 +202,7 @@ class LdCache:
         return cstr(self._data, self._strbase + index)
 
     def _search(self, name: bytes, default_id: int, accepted: tuple[int, ...],
-                host: HostCaps) -> str | None:
+                host: HostCaps, rules: Rules) -> str | None:
         raw = self._raw
         strsize = self._strsize
         new = self._entry_size >= 24         # sizeof (struct file_entry_new): the new format
@@ -233,11 +235,15 @@ class LdCache:
                     if lib.flags in accepted and lib.value < strsize:
                         take = True
                         if new:
-                            named = _is_hwcap_extension(lib.hwcap)
+                            # glibc-hwcaps entries are known from 2.33 (before, their high
+                            # bits are excluded like any unknown legacy bit).
+                            named = rules.glibc_hwcaps and _is_hwcap_extension(lib.hwcap)
                             if named and not _isa_level_compatible(lib.hwcap, host.isa_1):
                                 take = False
                             elif not named and best is not None:
                                 break
+                            elif not named and not rules.cache_legacy_hwcaps and lib.hwcap:
+                                take = False        # 2.40: legacy hwcaps entries are skipped
                             elif not named and lib.hwcap & hwcap_exclude:
                                 take = False
                             elif (lib.hwcap & x86_platform_mask()) and \

@@ -130,7 +130,7 @@ def searched_directories(tree: LoadTree, server: Server) -> list[str]:
     """Every directory the RPATH and RUNPATH entries of the tree's objects and
     the server's LD_LIBRARY_PATH name, expanded as the loader expands them
     (where other copies of a library would be found)."""
-    platform, lib = PLATFORMS.get(server.machine, "x86_64"), dst_lib(server.machine)
+    platform, lib = PLATFORMS.get(server.machine, "x86_64"), dst_lib(server)
     dirs: list[str] = []
     for dep in tree.deps:
         obj = dep.obj

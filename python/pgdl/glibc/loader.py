@@ -16,7 +16,7 @@ from . import cachefile
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list, system_dirs
 from .hwcaps import host_capability_subdirs
 from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
-from .mapping import mapping_failure
+from .mapping import mapping_failure, needs_executable_stack, stack_executable
 from .openfile import IS_A_DIRECTORY, read_header
 from .openverify import verify_header
 from .startup import in_global_scope, indexes, index_map, merged, startup_maps
@@ -49,10 +49,11 @@ class Loader:
     def __init__(self, server: Server, cache=None, preloaded: list[LinkMap] | None = None):
         self.server = server
         self.cache = _load_cache() if cache is None else (cache or None)
-        self.caps = host_capability_subdirs(server.machine)
-        self.system_dirs = system_dirs(server.machine)
+        self.rules = server.rules
+        self.caps = host_capability_subdirs(server.machine, self.rules)
+        self.system_dirs = system_dirs(server)
         self.platform = PLATFORMS.get(server.machine, "x86_64")
-        self.lib = dst_lib(server.machine)
+        self.lib = dst_lib(server)
         self.cwd = server.data_directory or "/"
         self.main = _main_map(server)
         self.maps: list[LinkMap] = [self.main] if self.main else []
@@ -75,6 +76,9 @@ class Loader:
             global_maps = in_global_scope(preloaded)
         self._by_name, self._by_id = dict(by_name), dict(by_id)
         self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
+        # What the startup objects made of the stack (dl-load.c, at startup the stack is made executable).
+        self.stack_executable = stack_executable(server.environ, [m.obj for m in self.maps if m.obj is not None],
+                                                 self.rules)
 
     def fresh(self) -> "Loader":
         """A loader with nothing mapped but the executable (for its startup closure)."""
@@ -220,7 +224,7 @@ class Loader:
             return None
         search.searched.append("ld.so.cache")
         try:
-            cached = self.cache.lookup(name, elf_class=self.server.elf_class)
+            cached = self.cache.lookup(name, elf_class=self.server.elf_class, rules=self.rules)
         except (ValueError, OSError, IndexError) as exc:
             search.notes.append(f"ld.so.cache unreadable: {exc}")
             return None
@@ -280,6 +284,9 @@ class Loader:
             raise LoadFailure(f"{name}: cannot dynamically load position-independent executable", 0)
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)
+        if self.rules.execstack_refused and needs_executable_stack(obj) and not self.stack_executable:
+            raise LoadFailure(f"{name}: cannot enable executable stack as shared object requires: "
+                              f"{os.strerror(errnos.EINVAL)}", errnos.EINVAL)
         return obj
 
 

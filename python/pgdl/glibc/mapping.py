@@ -15,6 +15,7 @@ import os
 from ..elf import ET_DYN, ElfObject
 from ..record import Value
 from .openfile import PAGE_SIZE
+from .tunables import tunable
 
 USER_ADDRESS_SPACE = 1 << 47       # x86-64 with 4-level page tables: nothing is ever mapped above
 PF_X, PF_W = 1, 2
@@ -197,6 +198,22 @@ def zero_fill_overreach(obj: ElfObject) -> str | None:
     lo, hi = extents[1]
     return (f"a PT_LOAD's zero-filled part (up to address {hi - 1:#x}) reaches past the rest of the object, and "
             "ld.so maps zero pages there with MAP_FIXED, over whatever the process has mapped next to it")
+
+
+def needs_executable_stack(obj: ElfObject) -> bool:
+    """PT_GNU_STACK with PF_X, or none at all: dl-load.c starts from
+    DEFAULT_STACK_PERMS, which is RWX on x86-64."""
+    return obj.stack_flags is None or bool(obj.stack_flags & PF_X)
+
+
+def stack_executable(environ: dict[str, str], startup: list[ElfObject], rules) -> bool:
+    """Whether the server process's stack is already executable, so that a dlopen()
+    needing it has nothing to change: an object mapped at startup (the executable,
+    its dependencies, LD_PRELOAD) asked for it, or glibc.rtld.execstack=2 forced
+    it (2.42; 2.41's tunable stops at 1)."""
+    if rules.execstack_force and tunable(environ, "glibc.rtld.execstack", 0, 2) == 2:
+        return True
+    return any(needs_executable_stack(obj) for obj in startup)
 
 
 def _noexec(path: str) -> bool:

@@ -18,10 +18,8 @@ RELOC_CHUNK = 4096            # relocations read at a time
 ACCEPTED = {EM_X86_64: frozenset({0, 1, 2, 5, 6, 7, 8, 10, 16, 17, 18, 32, 33, 36, 37, 38})}
 TPOFF = {EM_X86_64: 18}       # R_X86_64_TPOFF64: the symbol's TLS block must be in static TLS
 # do-rel.h applies the first DT_RELACOUNT relocations with elf_machine_rela_relative(),
-# which asserts their type (dl-machine.h:487, glibc 2.36): RELATIVE, or RELATIVE64.
+# which asserts their type (pgdl.glibc.release "RELATIVE"): RELATIVE, or RELATIVE64.
 RELATIVE = {EM_X86_64: frozenset({8, 38})}
-RELATIVE_ASSERTION = {EM_X86_64: "../sysdeps/x86_64/dl-machine.h: 487: elf_machine_rela_relative: Assertion "
-                                 "`ELFW(R_TYPE) (reloc->r_info) == R_X86_64_RELATIVE' failed!"}
 
 
 class RelocationFacts(Value):

@@ -65,26 +65,21 @@ def _first_bad_touch(obj) -> str | None:
     return None
 
 
-# elf/get-dynamic-info.h (glibc 2.36) asserts, right after mapping an object,
-# that its dynamic section describes RELA tables (x86-64 has no REL) with
-# entries of the right size: ld.so then prints one of these lines and exits
-# with code 127.  Each check is made only when the table it sizes is there:
-# (the tag, the table it depends on, the value it must have, the line).
-_DYNAMIC_ASSERTIONS = (
-    (DT_PLTREL, DT_PLTREL, DT_RELA, "get-dynamic-info.h: 115: elf_get_dynamic_info: Assertion "
-            "`info[DT_PLTREL]->d_un.d_val == DT_RELA' failed!"),
-    (DT_RELAENT, DT_RELA, 24, "get-dynamic-info.h: 123: elf_get_dynamic_info: Assertion "
-            "`info[DT_RELAENT]->d_un.d_val == sizeof (ElfW(Rela))' failed!"),
-    (DT_RELRENT, DT_RELR, 8, "get-dynamic-info.h: 130: elf_get_dynamic_info: Assertion "
-            "`info[DT_RELRENT]->d_un.d_val == sizeof (ElfW(Relr))' failed!"),
-)
+# elf/get-dynamic-info.h asserts, right after mapping an object, that its
+# dynamic section describes RELA tables (x86-64 has no REL) with entries of
+# the right size: ld.so then prints the assertion's line (pgdl.glibc.release)
+# and exits with code 127.  Each check is made only when the table it sizes is
+# there: (the tag, the table it depends on, the value it must have).
+_DYNAMIC_ASSERTIONS = ((DT_PLTREL, DT_PLTREL, DT_RELA, "DT_PLTREL"), (DT_RELAENT, DT_RELA, 24, "DT_RELAENT"),
+                       (DT_RELRENT, DT_RELR, 8, "DT_RELRENT"))
 
 
-def dynamic_assertion_crash(libname: str, obj) -> PgError | None:
+def dynamic_assertion_crash(libname: str, obj, rules) -> PgError | None:
     if obj.machine != EM_X86_64 or obj.elf_class != 64:
         return None
-    for tag, table, expected, line in _DYNAMIC_ASSERTIONS:
-        if obj.dynamic_value(table) is None:
+    for tag, table, expected, name in _DYNAMIC_ASSERTIONS:
+        line = rules.assertion(name)
+        if obj.dynamic_value(table) is None or line is None:
             continue
         value = obj.dynamic_value(tag)
         if value is None:
@@ -99,7 +94,7 @@ def dynamic_assertion_crash(libname: str, obj) -> PgError | None:
             return PgError(None, "server closed the connection unexpectedly",
                            f"The dynamic linker aborts the backend (exit code 127) while it maps {libname}: "
                            f"its dynamic section has an impossible value ({value}) for tag {tag}. The server "
-                           f"log says: Inconsistency detected by ld.so: {line} The postmaster then restarts "
+                           f"log says: {line} The postmaster then restarts "
                            "and every session is ended.",
                            "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
     return None

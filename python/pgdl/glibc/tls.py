@@ -15,6 +15,7 @@ DF_STATIC_TLS itself is not looked at (2.36).
 from __future__ import annotations
 
 from ..record import Record
+from .tunables import tunable
 
 TCB_ALIGNMENT = 64
 LIBC_IE_TLS = OTHER_IE_TLS = LEGACY_TLS = 144
@@ -23,17 +24,9 @@ DEFAULT_NNS, DL_NNS, OPTIONAL_TLS = 4, 16, 512
 
 def surplus(environ: dict[str, str]) -> tuple[int, int]:
     """(surplus bytes, optional budget) for the server's GLIBC_TUNABLES."""
-    nns, optional = DEFAULT_NNS, OPTIONAL_TLS
-    for item in environ.get("GLIBC_TUNABLES", "").split(":"):
-        name, _, value = item.partition("=")
-        try:
-            number = int(value, 0)
-        except ValueError:
-            continue
-        if name == "glibc.rtld.nns" and 1 <= number <= DL_NNS:
-            nns = number
-        elif name == "glibc.rtld.optional_static_tls" and number >= 0:
-            optional = number
+    nns = tunable(environ, "glibc.rtld.nns", 1, DL_NNS) or DEFAULT_NNS
+    optional = tunable(environ, "glibc.rtld.optional_static_tls", 0)
+    optional = OPTIONAL_TLS if optional is None else optional
     return (nns - 1) * LIBC_IE_TLS + nns * OTHER_IE_TLS + optional + LEGACY_TLS, optional
 
 

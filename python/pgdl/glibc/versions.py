@@ -8,9 +8,10 @@ import struct
 from ..elf import DT_RELR, DT_VERDEF, DT_VERNEED, ElfError, ElfObject
 from .linkmap import LinkMap
 from .problems import BindingProblem, Problem, l_name
+from .release import Rules
 
 
-def version_problems(m: LinkMap, maps: list[LinkMap]) -> list[BindingProblem]:
+def version_problems(m: LinkMap, maps: list[LinkMap], rules: Rules) -> list[BindingProblem]:
     try:
         needs = m.obj.verneeds
     except (ElfError, OSError, struct.error, ValueError) as exc:
@@ -41,7 +42,7 @@ def version_problems(m: LinkMap, maps: list[LinkMap]) -> list[BindingProblem]:
             continue
         text = f"{l_name(provider)}: version `{need.version}' not found (required by {m.name})"
         out.append(BindingProblem(Problem.VERSION, None, need.version, m.name, need.file, text))
-    if not out and _relr_without_abi_note(m.obj, needs):
+    if not out and rules.relr and _relr_without_abi_note(m.obj, needs):
         out.append(BindingProblem(Problem.VERSION, None, RELR_VERSION, m.name, None,
                                   f"{l_name(m)}: DT_RELR without GLIBC_ABI_DT_RELR dependency"))
     return out

@@ -78,6 +78,13 @@ def _failure(name: str, p: Prediction) -> tuple[str, str]:
 def _library_row(kind: str, subject: str, name: str, p: Prediction, used: set[str] | None = None) -> AuditRow:
     """used: the libraries something uses; one that only refuses in its _PG_init() and that
     nothing uses is a warning (a stock host ships sepgsql.so)."""
+    if p.will_load is None:
+        why = p.loading.uncertain if p.loading is not None else "not judged"
+        if p.error is None:
+            return AuditRow(kind, subject, WARNING, f"{name}: not judged: {why}",
+                            f"See SELECT * FROM pgdl.diagnose('{name}').", library=name)
+        return AuditRow(kind, subject, ERROR, f"{name} may fail ({why}), with: {_failure(name, p)[0]}",
+                        _failure(name, p)[1], library=name)
     if p.will_load:
         unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
         if unjudged:
@@ -101,7 +108,7 @@ def _functions(functions: list[CFunction], server: Server, used: set[str]) -> li
         rows.append(_library_row("library", library, library, p))
         for f in group:
             interrupts.check()
-            if not p.will_load:
+            if p.will_load is False:
                 rows.append(AuditRow("function", f.signature, ERROR, f"its library {library} will not load",
                                      library=library, symbol=f.symbol))
                 continue
@@ -124,7 +131,7 @@ def _preloads(server: Server) -> list[AuditRow]:
     rows = []
     for step in steps:
         row = _library_row(step.setting, step.name, step.target, step.prediction)
-        if not step.prediction.will_load:
+        if step.prediction.will_load is False:
             stops = "the server does not start" if step.setting == "shared_preload_libraries" \
                 else "new sessions fail to start"
             row = row.replace(message=f"{row.message}; {stops} (FATAL)")

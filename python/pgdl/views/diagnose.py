@@ -13,6 +13,7 @@ from .. import filestate
 from ..errors import UNDEFINED_FUNCTION, UserError
 from ..postgres.extensions import CFunction, control_directory
 from ..engine.contexts import Boot, boot, in_context
+from ..libc import LibcKind
 from ..server import Context, Server
 from .diagnose_extension import diagnose_extension
 from .diagnose_library import Finding, diagnose_library, server_log_lines
@@ -63,7 +64,16 @@ def context_finding(server: Server, start: Boot) -> Finding:
                 f"local_preload_libraries = '{', '.join(pre.local)}'; nothing this session loaded")
     else:
         text = f"this session{who}, with all it has loaded (PL/Python included)"
-    return Finding("context", OK, str(server.context), text)
+    return Finding("context", OK, str(server.context), f"{text}; {_loader(server)}")
+
+
+def _loader(server: Server) -> str:
+    """Which loader's rules answer (pgdl.glibc.release)."""
+    libc = server.libc
+    if libc is not None and libc.kind is not LibcKind.GLIBC:
+        return f"the loader: {libc.describe()}, not modelled: dlopen() is not predicted"
+    where = f" ({libc.loader})" if libc is not None else ""
+    return f"the loader's rules: {server.rules.describe()}{where}"
 
 
 def _boot_failure(server: Server, start: Boot) -> list[Finding]:

@@ -58,7 +58,7 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
         # One verdict for the extension, at the end; this one speaks for one library.
         out += findings[:-1] + [Finding("library", findings[-1].status, library, findings[-1].message)]
     for f in functions:
-        if not predict_load(f.library, server, f.symbol).will_load:
+        if predict_load(f.library, server, f.symbol).will_load is False:
             out += [x for x in diagnose_library(f.library, server, f.symbol, label=f.signature)
                     if x.topic in ("entry point", "verdict")]
             return out

@@ -315,6 +315,8 @@ def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
         unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
         return Finding("verdict", WARNING if unjudged else OK, subject, detail)
     e = p.error
+    if p.will_load is None and e is None:
+        return Finding("verdict", WARNING, subject, f"not judged for {where}: {p.loading.uncertain}")
     if p.will_load is None:
         # Whether it fails depends on the address layout (pgdl.glibc.mapping).
         return Finding("verdict", ERROR, subject, f"{where} may fail, depending on where the kernel maps the "

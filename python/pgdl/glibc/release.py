@@ -1,0 +1,128 @@
+"""The rules of one glibc release: what differs between 2.28 and 2.43 in a
+dlopen()'s outcome or words, chosen by the loader's version as PostgreSQL's
+rules are chosen by server_version_num.  Each rule cites the release (and the
+source) it comes from; pgdl.glibc's modules ask these, never a version number."""
+
+from __future__ import annotations
+
+from ..libc import Libc, LibcKind
+from ..record import Value
+
+OLDEST, NEWEST = (2, 28), (2, 43)
+HOST_DEFAULT = (2, 36)              # what a description without a C library gets (Debian 12)
+
+
+# ld.so's assert()s that kill the process (exit 127), as each release's source
+# has them: the line printed is "Inconsistency detected by ld.so: FILE: LINE:
+# FUNCTION: Assertion `EXPRESSION' failed!".  (file, function, expression).
+ASSERTIONS = {
+    "DT_PLTREL": ("get-dynamic-info.h", "elf_get_dynamic_info", "info[DT_PLTREL]->d_un.d_val == DT_RELA"),
+    "DT_RELAENT": ("get-dynamic-info.h", "elf_get_dynamic_info",
+                   "info[DT_RELAENT]->d_un.d_val == sizeof (ElfW(Rela))"),
+    "DT_RELRENT": ("get-dynamic-info.h", "elf_get_dynamic_info",
+                   "info[DT_RELRENT]->d_un.d_val == sizeof (ElfW(Relr))"),
+    "RELATIVE": ("../sysdeps/x86_64/dl-machine.h", "elf_machine_rela_relative",
+                 "ELFW(R_TYPE) (reloc->r_info) == R_X86_64_RELATIVE"),
+    "check_match": ("dl-lookup.c", "check_match",
+                    "version->filename == NULL || ! _dl_name_match_p (version->filename, map)"),
+}
+# Their lines, from the first release that has them so (git show glibc-2.NN:FILE);
+# check_match's assertion was removed in 2.41 ("elf: Remove version assert in
+# check_match"), DT_RELRENT's came with DT_RELR in 2.36.
+_LINES = (
+    ((2, 28), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 538, "check_match": 111}),
+    ((2, 30), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 540, "check_match": 111}),
+    ((2, 31), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 541, "check_match": 111}),
+    ((2, 32), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 541, "check_match": 105}),
+    ((2, 33), {"DT_PLTREL": 118, "DT_RELAENT": 126, "RELATIVE": 546, "check_match": 105}),
+    ((2, 34), {"DT_PLTREL": 118, "DT_RELAENT": 126, "RELATIVE": 542, "check_match": 105}),
+    ((2, 35), {"DT_PLTREL": 102, "DT_RELAENT": 110, "RELATIVE": 534, "check_match": 106}),
+    ((2, 36), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 487, "check_match": 107}),
+    ((2, 39), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 503, "check_match": 106}),
+    ((2, 40), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 493, "check_match": 106}),
+    ((2, 41), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 498}),
+)
+
+
+class Rules(Value):
+    """glibc's loader as one release has it (x86-64)."""
+    __slots__ = ("version", "assumed")
+
+    def __init__(self, version: tuple[int, int], assumed: str | None = None):
+        self.version = version
+        self.assumed = assumed          # why these rules stand in for the loader's own (newer or older)
+
+    def at_least(self, major: int, minor: int) -> bool:
+        return self.version >= (major, minor)
+
+    @property
+    def glibc_hwcaps(self) -> bool:
+        """glibc-hwcaps/x86-64-v2..v4 subdirectories (2.33, elf/dl-hwcaps.c)."""
+        return self.at_least(2, 33)
+
+    @property
+    def legacy_hwcaps(self) -> bool:
+        """Legacy hwcaps, platform and tls/ subdirectories of every search
+        directory (removed in 2.37: "elf: Remove legacy hwcaps support")."""
+        return not self.at_least(2, 37)
+
+    @property
+    def cache_legacy_hwcaps(self) -> bool:
+        """ld.so.cache entries marked with legacy hwcaps bits are used (2.40
+        skips them: elf/dl-cache.c search_cache)."""
+        return not self.at_least(2, 40)
+
+    @property
+    def isa_level_check(self) -> bool:
+        """GNU_PROPERTY_X86_ISA_1_NEEDED checked at dlopen (2.33, sysdeps/x86/dl-prop.h)."""
+        return self.at_least(2, 33)
+
+    @property
+    def relr(self) -> bool:
+        """DT_RELR applied, and required to come with GLIBC_ABI_DT_RELR (2.36, elf/dl-version.c)."""
+        return self.at_least(2, 36)
+
+    @property
+    def execstack_refused(self) -> bool:
+        """dlopen() no longer makes the stack executable for an object that asks
+        for it: EINVAL, "cannot enable executable stack as shared object requires"
+        (2.41, elf/dl-load.c _dl_map_object_from_fd)."""
+        return self.at_least(2, 41)
+
+    @property
+    def execstack_force(self) -> bool:
+        """glibc.rtld.execstack=2 makes the stack executable at startup (2.42,
+        elf/dl-execstack-tunable.c; 2.41's tunable stops at 1)."""
+        return self.at_least(2, 42)
+
+    @property
+    def check_match_asserts(self) -> bool:
+        """A versioned reference bound in a copy without symbol versions aborts
+        ld.so (dl-lookup.c check_match, up to 2.40); from 2.41 it is accepted."""
+        return not self.at_least(2, 41)
+
+    def assertion(self, name: str) -> str | None:
+        """The line ld.so prints when assertion `name` fails, or None: this release has none."""
+        lines = [table for since, table in _LINES if self.version >= since][-1]
+        if name not in lines:
+            return None
+        file, function, expression = ASSERTIONS[name]
+        return (f"Inconsistency detected by ld.so: {file}: {lines[name]}: {function}: "
+                f"Assertion `{expression}' failed!")
+
+    def describe(self) -> str:
+        text = f"glibc {self.version[0]}.{self.version[1]}"
+        return f"{text} ({self.assumed})" if self.assumed else text
+
+
+def rules_for(libc: Libc | None) -> Rules:
+    """The rules for a server's C library (glibc only: see Libc.kind)."""
+    if libc is None or libc.kind is not LibcKind.GLIBC or libc.version is None:
+        return Rules(HOST_DEFAULT)
+    if libc.version > NEWEST:
+        return Rules(NEWEST, f"the loader is glibc {libc.version[0]}.{libc.version[1]}, newer than the newest "
+                             f"pgdl encodes: {NEWEST[0]}.{NEWEST[1]}'s rules are used")
+    if libc.version < OLDEST:
+        return Rules(OLDEST, f"the loader is glibc {libc.version[0]}.{libc.version[1]}, older than the oldest "
+                             f"pgdl encodes: {OLDEST[0]}.{OLDEST[1]}'s rules are used")
+    return Rules(libc.version)

@@ -1,0 +1,107 @@
+"""Which C library and dynamic loader a server runs with: read from its files,
+never by running them.  The postgres executable's PT_INTERP names the loader;
+glibc's loader says its release in a string of its own ("... release version
+2.36."), and carries its default search directories (SYSTEM_DIRS) as one
+constant of NUL-separated directories; musl's loader is its libc."""
+
+from __future__ import annotations
+
+import re
+
+from . import filestate
+from .elf import ElfError, open_elf
+from .record import Name, Value
+
+PT_INTERP = 3
+MAX_LOADER_SIZE = 16 << 20          # ld.so is ~250 KiB, musl's libc ~1 MiB
+_GLIBC_RELEASE = re.compile(rb"(?:stable|development) release version (\d+)\.(\d+)")
+# SYSTEM_DIRS: two or more absolute directories, each ending in '/', one after another.
+_SYSTEM_DIRS = re.compile(rb"(?:/[A-Za-z0-9_.+-][A-Za-z0-9_./+-]*/\0){2,}")
+
+
+class LibcKind(Name):
+    GLIBC = "glibc"
+    MUSL = "musl"
+    UNKNOWN = "unknown"
+
+
+class Libc(Value):
+    """The C library of a server, as far as its files tell."""
+    __slots__ = ("kind", "version", "loader", "system_dirs")
+
+    def __init__(self, kind: LibcKind, version: tuple[int, int] | None = None, loader: str = "",
+                 system_dirs: tuple[str, ...] = ()):
+        self.kind = kind
+        self.version = version              # glibc's (major, minor)
+        self.loader = loader                # the program interpreter's path
+        self.system_dirs = system_dirs      # the loader's default directories, in its order
+
+    @property
+    def dst_lib(self) -> str:
+        """What $LIB expands to: glibc builds DL_DST_LIB from the first system
+        directory (slibdir): lib/x86_64-linux-gnu on Debian, lib64 on RHEL."""
+        return self.system_dirs[0].strip("/") if self.system_dirs else ""
+
+    def describe(self) -> str:
+        if self.kind is LibcKind.GLIBC and self.version:
+            return f"glibc {self.version[0]}.{self.version[1]} ({self.loader})"
+        if self.kind is LibcKind.MUSL:
+            return f"musl ({self.loader})"
+        return f"an unrecognised C library ({self.loader or 'no program interpreter'})"
+
+
+def interpreter_of(executable: str) -> str:
+    """The PT_INTERP path of an executable, '' if it has none or cannot be read."""
+    try:
+        obj = open_elf(executable)
+        with open(executable, "rb") as f:
+            f.seek(obj.phoff)
+            table = f.read(obj.phnum * obj.phentsize)
+    except (ElfError, OSError, ValueError):
+        return ""
+    import struct
+    spec = "<IIQQQQQQ" if obj.elf_class == 64 else "<IIIIIIII"
+    if not obj.little_endian:
+        spec = ">" + spec[1:]
+    step = struct.calcsize(spec)
+    for at in range(0, len(table) - step + 1, obj.phentsize):
+        fields = struct.unpack_from(spec, table, at)
+        if fields[0] != PT_INTERP:
+            continue
+        offset, size = (fields[2], fields[5]) if obj.elf_class == 64 else (fields[1], fields[4])
+        try:
+            with open(executable, "rb") as f:
+                f.seek(offset)
+                return f.read(min(size, 4096)).split(b"\0")[0].decode("utf-8", "replace")
+        except OSError:
+            return ""
+    return ""
+
+
+_LIBCS = filestate.FileCache(8)
+
+
+def libc_of(executable: str, fs=lambda path: path) -> Libc:
+    """The C library `executable` runs with, read again when the executable
+    changes.  fs maps the paths it names to where they are read (another
+    installation's root)."""
+    return _LIBCS.get(fs(executable), lambda _state: _libc_of(executable, fs))
+
+
+def _libc_of(executable: str, fs) -> Libc:
+    loader = interpreter_of(fs(executable))
+    if not loader:
+        return Libc(LibcKind.UNKNOWN)
+    try:
+        with open(fs(loader), "rb") as f:
+            data = f.read(MAX_LOADER_SIZE)
+    except OSError:
+        return Libc(LibcKind.UNKNOWN, loader=loader)
+    release = _GLIBC_RELEASE.search(data)
+    if release:
+        dirs = _SYSTEM_DIRS.search(data)
+        system_dirs = tuple(d.decode() for d in dirs.group(0).split(b"\0") if d) if dirs else ()
+        return Libc(LibcKind.GLIBC, (int(release.group(1)), int(release.group(2))), loader, system_dirs)
+    if b"ld-musl-" in loader.encode() or b"musl libc" in data:
+        return Libc(LibcKind.MUSL, loader=loader)
+    return Libc(LibcKind.UNKNOWN, loader=loader)
