@@ -96,6 +96,12 @@ class Rules(Value):
         return self.at_least(2, 42)
 
     @property
+    def extra_tls(self) -> bool:
+        """Linux's rseq area takes static TLS after the startup objects' blocks
+        (2.41, elf/dl-tls.c _dl_determine_tlsoffset)."""
+        return self.at_least(2, 41)
+
+    @property
     def check_match_asserts(self) -> bool:
         """A versioned reference bound in a copy without symbol versions aborts
         ld.so (dl-lookup.c check_match, up to 2.40); from 2.41 it is accepted."""

@@ -12,7 +12,7 @@ from ..record import Record
 from ..server import Server
 from .linkmap import MAX_EDGES, MAX_OBJECTS, LinkMap, LoadFailure
 from .relocations import relocation_facts
-from .tls import StaticTls
+from .tls import StaticTls, extra_tls
 
 def preloaded_maps(server: Server, loader, startup: list[LinkMap]) -> list[LinkMap]:
     """The objects in the backend before the dlopen, with glibc's l_name.
@@ -88,7 +88,8 @@ def _static_tls(server: Server, main: LinkMap | None, closure: list[LinkMap], ma
     """Static TLS as the startup left it, less what objects loaded since took
     (those with TPOFF64 relocations of their own TLS, in the order listed)."""
     started = ([main] if main is not None else []) + closure
-    tls = StaticTls.at_start([m.obj.tls for m in started if m.obj is not None and m.obj.tls], server.environ)
+    tls = StaticTls.at_start([m.obj.tls for m in started if m.obj is not None and m.obj.tls], server.environ,
+                             extra_tls(server.environ, server.rules))
     at_start = {i for m in closure for i in m.ids}
     for m in maps:
         if m.obj is not None and m.obj.tls and not m.ids & at_start and relocation_facts(m.obj).static_tls:

@@ -30,6 +30,37 @@ def surplus(environ: dict[str, str]) -> tuple[int, int]:
     return (nns - 1) * LIBC_IE_TLS + nns * OTHER_IE_TLS + optional + LEGACY_TLS, optional
 
 
+# Linux's rseq area, in static TLS after the startup objects' blocks from glibc
+# 2.41 ("Add Linux 'extra TLS'", sysdeps/unix/sysv/linux/dl-extra_tls.h): the
+# kernel's AT_RSEQ_FEATURE_SIZE (at least 20) and AT_RSEQ_ALIGN (at least 32),
+# the area at least 32 bytes; with glibc.pthread.rseq=0, 32 bytes aligned 32.
+AT_RSEQ_FEATURE_SIZE, AT_RSEQ_ALIGN = 27, 28
+RSEQ_AREA_SIZE_INITIAL, RSEQ_AREA_SIZE_INITIAL_USED, RSEQ_MIN_ALIGN = 32, 20, 32
+
+
+def extra_tls(environ: dict[str, str], rules) -> tuple[int, int]:
+    """(size, align) of the extra TLS block for the server's kernel and tunables."""
+    if not rules.extra_tls:
+        return 0, 0
+    if tunable(environ, "glibc.pthread.rseq", 0, 1) == 0:
+        return RSEQ_AREA_SIZE_INITIAL, RSEQ_MIN_ALIGN
+    aux = _auxv()
+    size = max(aux.get(AT_RSEQ_FEATURE_SIZE, 0), RSEQ_AREA_SIZE_INITIAL_USED)
+    align = max(aux.get(AT_RSEQ_ALIGN, 0), RSEQ_MIN_ALIGN)
+    return _roundup(max(size, RSEQ_AREA_SIZE_INITIAL), align), align
+
+
+def _auxv() -> dict[int, int]:
+    """This process's auxiliary vector (the kernel gives every process the same values)."""
+    import struct
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            data = f.read(4096)
+    except OSError:
+        return {}
+    return {key: value for key, value in struct.iter_unpack("<QQ", data[:len(data) // 16 * 16])}
+
+
 def _roundup(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
@@ -43,8 +74,10 @@ class StaticTls(Record):
         self.size, self.used, self.align, self.optional = size, used, align, optional
 
     @classmethod
-    def at_start(cls, blocks: list[tuple[int, int, int]], environ: dict[str, str]) -> "StaticTls":
-        """blocks: (vaddr, memsz, align) of each startup object's PT_TLS, in link-map order."""
+    def at_start(cls, blocks: list[tuple[int, int, int]], environ: dict[str, str],
+                 extra_tls: tuple[int, int] = (0, 0)) -> "StaticTls":
+        """blocks: (vaddr, memsz, align) of each startup object's PT_TLS, in link-map order;
+        extra_tls: (size, align) of glibc's own block placed after them (extra_tls())."""
         extra, optional = surplus(environ)
         max_align, offset, freetop, freebottom = TCB_ALIGNMENT, 0, 0, 0
         for vaddr, size, align in blocks:
@@ -59,6 +92,10 @@ class StaticTls(Record):
             if off > offset + size + (freebottom - freetop):
                 freetop, freebottom = offset, off - size
             offset = off
+        size, align = extra_tls
+        if size:
+            max_align = max(max_align, align)
+            offset = _roundup(offset, align) + size
         return cls(_roundup(offset + extra, max_align), offset, max_align, optional)
 
     def allocate(self, tls: tuple[int, int, int]) -> bool:
