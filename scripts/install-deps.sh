@@ -17,12 +17,12 @@ packages=(
   "postgresql-$PGVER-cron"
   # _PG_init() decoding (x86-64), and the preload-only modules its tests load.
   python3-capstone "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical" "postgresql-$PGVER-pg-stat-kcache"
-  # Test fixtures: 32-bit builds (gcc -m32) and an AArch64 cross-build (clang + lld).
-  gcc-multilib clang lld
+  # Test fixtures: 32-bit builds (gcc -m32), an AArch64 cross-build (clang + lld), a musl loader.
+  gcc-multilib clang lld musl
 )
 # What a release may lack: the tests that use them skip there.
 optional=("postgresql-$PGVER-cron" "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical"
-          "postgresql-$PGVER-pg-stat-kcache" pgxnclient gcc-multilib clang lld)
+          "postgresql-$PGVER-pg-stat-kcache" pgxnclient gcc-multilib clang lld musl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -73,17 +73,27 @@ class Cluster:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
 
-    def wait_for_recovery(self, timeout: float = 60) -> None:
-        """After a backend dies the postmaster restarts every session: wait until it accepts again."""
+    def wait_for_recovery(self, since: int | None = None, timeout: float = 60) -> None:
+        """After a backend dies the postmaster restarts every session: wait until it
+        has (its log says so after the crash) and accepts again.  since: the log's
+        size before the crash, so that a crash not logged yet is waited for too."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                self.query("SELECT 1")
-                return
-            except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+            text = self.log_since(since or 0)
+            crash = max(text.rfind("server process (PID"), text.rfind("terminated by signal"))
+            if crash < 0 and since is not None:
+                recovered = False           # the postmaster has not noticed yet
+            else:
+                recovered = crash < 0 or "ready to accept connections" in text[crash:]
+            if recovered:
+                try:
+                    self.query("SELECT 1")
+                    return
+                except psycopg2.OperationalError:
+                    pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server did not recover: {text[-2000:]}")
+            time.sleep(0.2)
 
     def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
         """The error the server raises for `sql` in a fresh session, or None if it succeeds."""

@@ -65,7 +65,7 @@ def block_for(server, major, **changes):
     return MagicBlock(raw=bytes(raw), **fields)
 
 
-@pytest.mark.parametrize("major, length", [(12, 28), (13, 24), (14, 24), (15, 56), (16, 56), (17, 56), (18, 72)])
+@pytest.mark.parametrize("major, length", [(12, 28), (13, 24), (14, 24), (15, 56), (16, 56), (17, 56), (18, 72), (19, 72)])
 def test_layout_lengths(major, length):
     assert server_layout_length(major) == length
     assert len(server_block_bytes(ServerMagic(version=major * 100), major)) == length
@@ -94,6 +94,20 @@ def test_pg12_compares_float4byval():
                        float4byval=False, float8byval=True, raw=bytes(raw))
     err = judge(block, srv, server_block_bytes(srv, 12), "/m.so", 12)
     assert err.detail == "Server has FLOAT4PASSBYVAL = true, library has false."
+
+
+PG19 = ServerMagic(version=1900)
+
+
+def test_pg19_from_its_source():
+    """PostgreSQL 19 (REL_19_STABLE, read from source; no 19 server is reachable
+    here): the 18 layout and checks, its own version."""
+    assert judge(block_for(PG19, 19), PG19, server_block_bytes(PG19, 19), "/m.so", 19) is None
+    err = judge(block_for(PG18, 18), PG19, server_block_bytes(PG19, 19), "/m.so", 19)
+    assert err.message == 'incompatible library "/m.so": version mismatch'
+    assert err.detail == "Server is version 19, library is version 18."
+    err = judge(block_for(PG19, 19, abi_extra="EDB"), PG19, server_block_bytes(PG19, 19), "/m.so", 19)
+    assert err.message == 'incompatible library "/m.so": ABI mismatch'
 
 
 def test_version_checked_before_abi():

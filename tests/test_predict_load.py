@@ -95,10 +95,11 @@ def test_truncated_module_crashes_backend(cluster, build, tmp_path):
     assert predicted.sqlstate is None and predicted.message == "server closed the connection unexpectedly"
     assert "SIGBUS" in predicted.detail
     # The real thing: the backend dies (no SQLSTATE, the connection is gone) ...
+    offset = cluster.log_size()
     with pytest.raises(psycopg2.OperationalError, match="server closed the connection unexpectedly"):
         cluster.query("LOAD %s", (str(path),))
     # ... and the postmaster restarts; wait for it before the next test.
-    cluster.wait_for_recovery()
+    cluster.wait_for_recovery(offset)
 
 
 def test_object_file_renamed(cluster, tmp_path, server_include):

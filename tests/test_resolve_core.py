@@ -9,7 +9,7 @@ from pgdl.errors import INVALID_NAME
 from pgdl.postgres.lookup import canonicalize_path, resolve
 from pgdl.server import Server
 
-VERSIONS = [120000, 130000, 140000, 150000, 160000, 170000, 180000]
+VERSIONS = [120000, 130000, 140000, 150000, 160000, 170000, 180000, 190000]   # 19: from its source
 
 
 @pytest.fixture

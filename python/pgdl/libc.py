@@ -1,11 +1,14 @@
 """Which C library and dynamic loader a server runs with: read from its files,
-never by running them.  The postgres executable's PT_INTERP names the loader;
-glibc's loader says its release in a string of its own ("... release version
-2.36."), and carries its default search directories (SYSTEM_DIRS) as one
-constant of NUL-separated directories; musl's loader is its libc."""
+never by running them.  The postgres executable's PT_INTERP names the loader.
+glibc's release: the loader's own string ("... release version 2.36.", which
+ld.so has from 2.33 on), else the loader's file name (ld-2.31.so up to 2.33),
+else libc.so.6's string beside it.  The loader carries its default search
+directories (SYSTEM_DIRS) as one constant of NUL-separated directories.
+musl's loader is its libc ("musl libc")."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from . import filestate
@@ -15,6 +18,7 @@ from .record import Name, Value
 PT_INTERP = 3
 MAX_LOADER_SIZE = 16 << 20          # ld.so is ~250 KiB, musl's libc ~1 MiB
 _GLIBC_RELEASE = re.compile(rb"(?:stable|development) release version (\d+)\.(\d+)")
+_LOADER_FILE = re.compile(r"^ld-(\d+)\.(\d+)\.so$")
 # SYSTEM_DIRS: two or more absolute directories, each ending in '/', one after another.
 _SYSTEM_DIRS = re.compile(rb"(?:/[A-Za-z0-9_.+-][A-Za-z0-9_./+-]*/\0){2,}")
 
@@ -97,11 +101,29 @@ def _libc_of(executable: str, fs) -> Libc:
             data = f.read(MAX_LOADER_SIZE)
     except OSError:
         return Libc(LibcKind.UNKNOWN, loader=loader)
-    release = _GLIBC_RELEASE.search(data)
-    if release:
-        dirs = _SYSTEM_DIRS.search(data)
-        system_dirs = tuple(d.decode() for d in dirs.group(0).split(b"\0") if d) if dirs else ()
-        return Libc(LibcKind.GLIBC, (int(release.group(1)), int(release.group(2))), loader, system_dirs)
     if b"ld-musl-" in loader.encode() or b"musl libc" in data:
         return Libc(LibcKind.MUSL, loader=loader)
-    return Libc(LibcKind.UNKNOWN, loader=loader)
+    dirs = _SYSTEM_DIRS.search(data)
+    system_dirs = tuple(d.decode() for d in dirs.group(0).split(b"\0") if d) if dirs else ()
+    version = _glibc_release(data, os.path.realpath(fs(loader)), system_dirs, fs)
+    if version is None:
+        return Libc(LibcKind.UNKNOWN, loader=loader, system_dirs=system_dirs)
+    return Libc(LibcKind.GLIBC, version, loader, system_dirs)
+
+
+def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...], fs) -> tuple[int, int] | None:
+    found = _GLIBC_RELEASE.search(data)
+    if found:
+        return int(found.group(1)), int(found.group(2))
+    named = _LOADER_FILE.match(os.path.basename(real_loader))
+    if named:
+        return int(named.group(1)), int(named.group(2))
+    for directory in system_dirs:
+        try:
+            with open(fs(directory + "libc.so.6"), "rb") as f:
+                found = _GLIBC_RELEASE.search(f.read(MAX_LOADER_SIZE))
+        except OSError:
+            continue
+        if found:
+            return int(found.group(1)), int(found.group(2))
+    return None

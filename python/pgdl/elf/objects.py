@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "load_flags", "load_align", "relro", "stack_flags", "tls", "x86_isa_needed", "executable", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "load_flags", "load_aligns", "load_align", "relro", "stack_flags", "tls", "x86_isa_needed", "executable", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -53,6 +53,7 @@ class ElfObject:
         self.shoff, self.shnum, self.shentsize, self.shstrndx = shoff, shnum, shentsize, shstrndx
         self.loads: list[tuple[int, int, int, int]] = []    # PT_LOAD: (vaddr, offset, filesz, memsz)
         self.load_flags: list[int] = []                      # p_flags of each PT_LOAD, in the same order
+        self.load_aligns: list[int] = []                     # p_align of each PT_LOAD
         self.load_align = 0                                  # the largest power-of-two p_align of a PT_LOAD
         self.relro: tuple[int, int] | None = None            # PT_GNU_RELRO: (vaddr, memsz), the last one
         self.stack_flags: int | None = None                  # PT_GNU_STACK's p_flags (None: there is none)
@@ -313,6 +314,7 @@ def _read_program_headers(obj: ElfObject) -> None:
         if p_type == PT_LOAD:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
             obj.load_flags.append(p_flags)
+            obj.load_aligns.append(p_align)
             if p_align and not p_align & (p_align - 1):
                 obj.load_align = max(obj.load_align, p_align)
             if p_flags & 2:                                          # PF_W

@@ -143,7 +143,7 @@ def _load(libname: str, server: Server) -> Loading:
 
 
 def _dlopen(libname: str, server: Server) -> Loading:
-    if server.libc is not None and server.libc.kind is not LibcKind.GLIBC:
+    if server.libc is not None and server.libc.kind is LibcKind.MUSL:
         return _without_loader(libname, server)
     failure = module_file_failure(libname, server)
     if failure is not None:
@@ -155,7 +155,7 @@ def _dlopen(libname: str, server: Server) -> Loading:
         module = None
         notes = (f"pgdl cannot read the module fully: {exc}",)
     path = libname if libname.startswith("/") else os.path.join(server.data_directory, libname)
-    if module is not None and mapping_failure(module, path) is None:
+    if module is not None and mapping_failure(module, path, server.rules) is None:
         # What kills the backend happens once the segments are mapped: a mapping
         # failure comes first (and load_tree() reports it).
         crash = _crash(libname, module, server)

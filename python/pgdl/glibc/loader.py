@@ -277,10 +277,10 @@ class Loader:
             obj = cached_elf(self.fs(realname))
         except (ElfError, OSError, ValueError) as exc:
             raise LoadFailure(f"{name}: pgdl cannot read this file: {exc}", 0)
-        refused = mapping_failure(obj, self.fs(realname))
+        refused = mapping_failure(obj, self.fs(realname), self.rules)
         if refused is not None:
             raise LoadFailure(f"{name}: {refused}", 0)
-        if obj.flags_1 & DF_1_PIE:
+        if obj.flags_1 & DF_1_PIE and self.rules.pie_refused:
             raise LoadFailure(f"{name}: cannot dynamically load position-independent executable", 0)
         if obj.flags_1 & DF_1_NOOPEN:
             raise LoadFailure(f"{name}: shared object cannot be dlopen()ed", 0)

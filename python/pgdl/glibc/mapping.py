@@ -102,12 +102,28 @@ def _lowest_start(cmds: list[LoadCommand], obj: ElfObject, space: AddressSpace) 
     return max(space.floor - _up(map_length(cmds)) - align, 0)
 
 
-def mapping_failure(obj: ElfObject, path: str, space: AddressSpace | None = None) -> str | None:
+def _load_command_refusal(obj: ElfObject, rules) -> str | None:
+    """The PT_LOAD loop's checks.  From 2.35: file offset and address agree modulo
+    the page size.  Up to 2.34: p_align is a multiple of the page size, and they
+    agree modulo p_align (0: they are equal)."""
+    if rules.page_size_alignment:
+        if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
+            return "ELF load command address/offset not page-aligned"
+        return None
+    for (vaddr, offset, _filesz, _memsz), align in zip(obj.loads, obj.load_aligns):
+        if align & (PAGE_SIZE - 1):
+            return "ELF load command alignment not page-aligned"
+        if (vaddr - offset) & (align - 1) & ((1 << 64) - 1):
+            return "ELF load command address/offset not properly aligned"
+    return None
+
+
+def mapping_failure(obj: ElfObject, path: str, rules, space: AddressSpace | None = None) -> str | None:
     """_dl_map_object_from_fd() up to and including the mapping of the segments,
     in its order: glibc's error text (reported with error code 0), or None."""
-    # The PT_LOAD loop: file offset and address must agree modulo the page size.
-    if any((vaddr - offset) & (PAGE_SIZE - 1) for vaddr, offset, _filesz, _memsz in obj.loads):
-        return "ELF load command address/offset not page-aligned"
+    refused = _load_command_refusal(obj, rules)
+    if refused:
+        return refused
     if not obj.loads:
         return "object file has no loadable segments"
     if obj.e_type != ET_DYN:
@@ -125,7 +141,8 @@ def mapping_failure(obj: ElfObject, path: str, space: AddressSpace | None = None
         return "failed to map segment from shared object"
     has_holes = any(a.mapend != b.mapstart for a, b in zip(cmds, cmds[1:]))
     if has_holes and cmds[-1].mapstart < first.mapend:
-        return "ELF load command address/offset not page-aligned"
+        # 2.36 checks; before, mprotect() of the (wrapped) gap fails.
+        return "ELF load command address/offset not page-aligned" if rules.relr else "cannot change memory protections"
     extents = _extents(cmds)
     if len(extents) > 1:
         # The zero pages past a command's file data are an anonymous MAP_FIXED mmap():

@@ -56,6 +56,17 @@ class Rules(Value):
         return self.version >= (major, minor)
 
     @property
+    def page_size_alignment(self) -> bool:
+        """PT_LOAD checked against the page size, one message (2.35, elf/dl-load.c);
+        up to 2.34 against p_align, with two messages."""
+        return self.at_least(2, 35)
+
+    @property
+    def pie_refused(self) -> bool:
+        """DF_1_PIE: "cannot dynamically load position-independent executable" (2.30)."""
+        return self.at_least(2, 30)
+
+    @property
     def glibc_hwcaps(self) -> bool:
         """glibc-hwcaps/x86-64-v2..v4 subdirectories (2.33, elf/dl-hwcaps.c)."""
         return self.at_least(2, 33)
@@ -123,8 +134,11 @@ class Rules(Value):
 
 def rules_for(libc: Libc | None) -> Rules:
     """The rules for a server's C library (glibc only: see Libc.kind)."""
-    if libc is None or libc.kind is not LibcKind.GLIBC or libc.version is None:
+    if libc is None:
         return Rules(HOST_DEFAULT)
+    if libc.kind is not LibcKind.GLIBC or libc.version is None:
+        return Rules(HOST_DEFAULT, f"the loader's release could not be read ({libc.describe()}): "
+                                   f"glibc {HOST_DEFAULT[0]}.{HOST_DEFAULT[1]}'s rules are used")
     if libc.version > NEWEST:
         return Rules(NEWEST, f"the loader is glibc {libc.version[0]}.{libc.version[1]}, newer than the newest "
                              f"pgdl encodes: {NEWEST[0]}.{NEWEST[1]}'s rules are used")

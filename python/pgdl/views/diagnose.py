@@ -70,7 +70,7 @@ def context_finding(server: Server, start: Boot) -> Finding:
 def _loader(server: Server) -> str:
     """Which loader's rules answer (pgdl.glibc.release)."""
     libc = server.libc
-    if libc is not None and libc.kind is not LibcKind.GLIBC:
+    if libc is not None and libc.kind is LibcKind.MUSL:
         return f"the loader: {libc.describe()}, not modelled: dlopen() is not predicted"
     where = f" ({libc.loader})" if libc is not None else ""
     return f"the loader's rules: {server.rules.describe()}{where}"

@@ -1,0 +1,174 @@
+"""Which C library and loader rules a server gets (issue #15): read from its
+files, checked against the loader itself; glibc rules by release; musl
+refused honestly; PostgreSQL 19 encoded from its source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import pg_config
+from modules import GLIBC, GOOD_MODULE
+
+from pgdl.engine.predict import predict_load
+from pgdl.glibc.release import NEWEST, OLDEST, Rules, rules_for
+from pgdl.libc import Libc, LibcKind, interpreter_of, libc_of
+from pgdl.server import Server
+
+POSTGRES = os.path.join(pg_config("--bindir"), "postgres")
+MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
+
+
+# -- the loader in use, from its files ------------------------------------------
+
+def test_the_servers_glibc_is_read_from_its_loader():
+    libc = libc_of(POSTGRES)
+    assert libc.kind is LibcKind.GLIBC
+    assert libc.version == GLIBC
+    assert os.path.realpath(libc.loader) == os.path.realpath(interpreter_of(POSTGRES))
+
+
+@pytest.mark.skipif(GLIBC < (2, 33), reason="ld.so --help lists its directories from glibc 2.33 on")
+def test_system_directories_are_the_loaders_own():
+    """What pgdl reads from ld.so's file equals what ld.so --help says it searches."""
+    libc = libc_of(POSTGRES)
+    shown = subprocess.run([libc.loader, "--help"], capture_output=True, text=True).stdout
+    listed = [line.split()[0] + "/" for line in shown.splitlines() if line.endswith("(system search path)")]
+    assert list(libc.system_dirs) == listed
+    assert libc.dst_lib == listed[0].strip("/")
+
+
+def test_the_servers_description_names_its_loader(cluster):
+    rows = cluster.query("SELECT message FROM pgdl.diagnose('plpgsql') WHERE topic = 'context'")
+    assert f"glibc {GLIBC[0]}.{GLIBC[1]}" in rows[0][0], rows
+
+
+@pytest.mark.skipif(not os.path.exists(MUSL_LOADER), reason="Debian's musl package is not installed")
+def test_a_musl_loader_is_recognised(tmp_path):
+    source = tmp_path / "main.c"
+    source.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "postgres"
+    subprocess.run(["gcc", "-o", str(exe), str(source), f"-Wl,--dynamic-linker={MUSL_LOADER}"], check=True)
+    libc = libc_of(str(exe))
+    assert libc.kind is LibcKind.MUSL and libc.loader == MUSL_LOADER
+    assert "musl" in libc.describe()
+
+
+# -- musl: PostgreSQL's checks only ---------------------------------------------
+
+def _server(libc: Libc, pkglibdir: str) -> Server:
+    return Server(version_num=150000, pkglibdir=pkglibdir, libc=libc)
+
+
+@pytest.fixture
+def musl():
+    return Libc(LibcKind.MUSL, loader=MUSL_LOADER)
+
+
+def test_musl_gets_no_loader_prediction(build, musl):
+    """A healthy module: glibc's prediction is that it loads; for musl pgdl says
+    it cannot tell, and gives none of glibc's words."""
+    built = build("musl_plain", GOOD_MODULE)
+    glibc = predict_load(str(built), _server(Libc(LibcKind.GLIBC, GLIBC), str(built.parent)))
+    assert glibc.will_load is True
+    p = predict_load(str(built), _server(musl, str(built.parent)))
+    assert p.will_load is None and p.error is None
+    assert "musl" in p.loading.uncertain and "not predicted" in p.loading.uncertain
+
+
+def test_musl_still_gets_the_magic_block_check(build, musl):
+    from modules import HAND_MAGIC
+    built = build("musl_magic", HAND_MAGIC, "-DM_VERSION=1100")
+    p = predict_load(str(built), _server(musl, str(built.parent)))
+    assert p.will_load is False
+    assert p.error.message.startswith(f'incompatible library "{built}": version mismatch')
+
+
+def test_musl_missing_dependency_is_not_judged(build, tmp_path, musl):
+    (tmp_path / "dep.c").write_text("int pgdl_dep(void) { return 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libpgdlgone.so"), str(tmp_path / "dep.c")],
+                   check=True)
+    built = build("musl_needs", GOOD_MODULE + "int pgdl_dep(void);\nint pgdl_use(void) { return pgdl_dep(); }\n",
+                  f"-L{tmp_path}", "-lpgdlgone")
+    (tmp_path / "libpgdlgone.so").unlink()
+    on_glibc = predict_load(str(built), _server(Libc(LibcKind.GLIBC, GLIBC), str(tmp_path)))
+    assert on_glibc.will_load is False and "cannot open shared object file" in on_glibc.error.message
+    p = predict_load(str(built), _server(musl, str(tmp_path)))
+    assert p.will_load is None and p.error is None
+
+
+# -- glibc rules by release -----------------------------------------------------
+
+@pytest.mark.parametrize("version, hwcaps, legacy, isa, relr, execstack", [
+    ((2, 28), False, True, False, False, False),
+    ((2, 31), False, True, False, False, False),
+    ((2, 33), True, True, True, False, False),
+    ((2, 36), True, True, True, True, False),
+    ((2, 37), True, False, True, True, False),
+    ((2, 41), True, False, True, True, True),
+    ((2, 43), True, False, True, True, True),
+])
+def test_rules_by_release(version, hwcaps, legacy, isa, relr, execstack):
+    r = Rules(version)
+    assert (r.glibc_hwcaps, r.legacy_hwcaps, r.isa_level_check, r.relr, r.execstack_refused) == \
+        (hwcaps, legacy, isa, relr, execstack)
+    assert r.check_match_asserts is (version < (2, 41))
+    assert (r.assertion("DT_RELRENT") is not None) is (version >= (2, 36))
+    assert (r.assertion("check_match") is not None) is (version < (2, 41))
+
+
+@pytest.mark.parametrize("version, line", [((2, 31), 541), ((2, 36), 487), ((2, 40), 493), ((2, 41), 498)])
+def test_assertion_lines_by_release(version, line):
+    assert f"dl-machine.h: {line}: elf_machine_rela_relative: Assertion" in Rules(version).assertion("RELATIVE")
+
+
+def test_a_glibc_newer_than_encoded_uses_the_newest_rules_and_says_so():
+    newer = rules_for(Libc(LibcKind.GLIBC, (NEWEST[0], NEWEST[1] + 1)))
+    assert newer.version == NEWEST and "newer than the newest" in newer.describe()
+    older = rules_for(Libc(LibcKind.GLIBC, (2, 17)))
+    assert older.version == OLDEST and "older than the oldest" in older.describe()
+    assert rules_for(Libc(LibcKind.GLIBC, GLIBC)).assumed is None or GLIBC > NEWEST
+
+
+def test_hwcaps_subdirectories_by_release():
+    from pgdl.glibc.hwcaps import capability_subdirs, HostCaps, ISA_1_BASELINE, ISA_1_V2, ISA_1_V3
+    host = HostCaps.x86_64(ISA_1_BASELINE | ISA_1_V2 | ISA_1_V3)
+    old = capability_subdirs(host=host, rules=Rules((2, 31)))
+    assert not any(d.startswith("glibc-hwcaps/") for d in old) and "tls/" in old and old[-1] == ""
+    mid = capability_subdirs(host=host, rules=Rules((2, 36)))
+    assert mid[0] == "glibc-hwcaps/x86-64-v3/" and "tls/" in mid
+    new = capability_subdirs(host=host, rules=Rules((2, 41)))
+    assert new == ["glibc-hwcaps/x86-64-v3/", "glibc-hwcaps/x86-64-v2/", ""]
+
+
+def test_execstack_tunable_forces_an_executable_stack_from_2_42():
+    from pgdl.glibc.mapping import stack_executable
+    env = {"GLIBC_TUNABLES": "glibc.rtld.execstack=2"}
+    assert stack_executable(env, [], Rules((2, 42))) is True
+    assert stack_executable(env, [], Rules((2, 41))) is False      # 2.41's tunable stops at 1
+    assert stack_executable({}, [], Rules((2, 43))) is False
+
+
+# -- a real tls/ subdirectory, searched up to 2.36 only ------------------------------
+
+def test_legacy_tls_subdirectory(cluster, build, tmp_path):
+    """A dependency found only in <rpath>/tls/: ld.so up to 2.36 tries the legacy
+    hwcaps subdirectories (tls among them), 2.37 on does not."""
+    lib = tmp_path / "deps"
+    (lib / "tls").mkdir(parents=True)
+    (tmp_path / "dep.c").write_text("int pgdl_tlsdir(void) { return 7; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libpgdltlsdir.so", "-o", str(lib / "libpgdltlsdir.so"),
+                    str(tmp_path / "dep.c")], check=True)
+    built = build("uses_tlsdir", GOOD_MODULE + "int pgdl_tlsdir(void);\nint pgdl_t(void) { return pgdl_tlsdir(); }\n",
+                  f"-L{lib}", "-lpgdltlsdir", f"-Wl,-rpath,{lib}")
+    os.rename(lib / "libpgdltlsdir.so", lib / "tls" / "libpgdltlsdir.so")
+    os.chmod(tmp_path, 0o755)
+    for d in (lib, lib / "tls"):
+        os.chmod(d, 0o755)
+    error = cluster.error_of("LOAD %s", (str(built),))
+    actual = (True, None, None, None, None) if error is None else \
+        (False, error.sqlstate, error.message, error.detail, error.hint)
+    assert actual[0] is (GLIBC < (2, 37)), actual
+    assert cluster.query("SELECT * FROM pgdl.predict_load(%s, context => 'new session')", (str(built),))[0] == actual
