@@ -80,7 +80,9 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             text = self.log_since(since or 0)
-            crash = max(text.rfind("server process (PID"), text.rfind("terminated by signal"))
+            # Every major says this once it has seen a backend die (PostgreSQL 18 names
+            # the "client backend", earlier ones the "server process").
+            crash = text.rfind("terminating any other active server processes")
             if crash < 0 and since is not None:
                 recovered = False           # the postmaster has not noticed yet
             else:

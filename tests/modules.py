@@ -31,6 +31,11 @@ HAND_MAGIC = r"""
 #ifndef M_ABI
 #define M_ABI FMGR_ABI_EXTRA
 #endif
+#if PG_VERSION_NUM >= 150000
+#define M_ABI_FIELD , M_ABI
+#else
+#define M_ABI_FIELD                 /* no ABI field before PostgreSQL 15 */
+#endif
 
 PGDLLEXPORT const Pg_magic_struct *Pg_magic_func(void);
 const Pg_magic_struct *
@@ -38,7 +43,7 @@ Pg_magic_func(void)
 {
     static const Pg_magic_struct Pg_magic_data = {
         sizeof(Pg_magic_struct), M_VERSION, M_FUNC_MAX_ARGS, M_INDEX_MAX_KEYS,
-        M_NAMEDATALEN, M_FLOAT8BYVAL, M_ABI
+        M_NAMEDATALEN, M_FLOAT8BYVAL M_ABI_FIELD
     };
     return &Pg_magic_data;
 }
@@ -73,7 +78,11 @@ Pg_magic_func(void)
 {
     static const LongerMagic Pg_magic_data = {
         { sizeof(LongerMagic), PG_VERSION_NUM / 100, FUNC_MAX_ARGS, INDEX_MAX_KEYS,
-          NAMEDATALEN, FLOAT8PASSBYVAL, FMGR_ABI_EXTRA }, 0 };
+          NAMEDATALEN, FLOAT8PASSBYVAL
+#if PG_VERSION_NUM >= 150000
+          , FMGR_ABI_EXTRA
+#endif
+        }, 0 };
     return &Pg_magic_data.m;
 }
 """

@@ -57,6 +57,8 @@ def server_major(cluster):
 @pytest.mark.parametrize("case", sorted(MISMATCHES))
 def test_mismatch_predicted_exactly(cluster, build, server_major, case):
     flags, message, detail = MISMATCHES[case]
+    if case == "abi" and server_major < 15:
+        pytest.skip("the magic block has an ABI field from PostgreSQL 15 on")
     path = build(f"magic_{case}", HAND_MAGIC, *flags)
     predicted = assert_prediction_matches_load(cluster, path)
     if server_major == 15:

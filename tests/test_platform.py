@@ -58,8 +58,12 @@ def test_a_musl_loader_is_recognised(tmp_path):
 
 # -- musl: PostgreSQL's checks only ---------------------------------------------
 
+# server_version_num of the headers the tests build against.
+VERSION_NUM = int(pg_config("--version").split()[1].split(".")[0]) * 10000
+
+
 def _server(libc: Libc, pkglibdir: str) -> Server:
-    return Server(version_num=150000, pkglibdir=pkglibdir, libc=libc)
+    return Server(version_num=VERSION_NUM, pkglibdir=pkglibdir, libc=libc)
 
 
 @pytest.fixture
@@ -119,7 +123,7 @@ def test_rules_by_release(version, hwcaps, legacy, isa, relr, execstack):
     assert (r.assertion("check_match") is not None) is (version < (2, 41))
 
 
-@pytest.mark.parametrize("version, line", [((2, 31), 541), ((2, 36), 487), ((2, 40), 493), ((2, 41), 498)])
+@pytest.mark.parametrize("version, line", [((2, 31), 547), ((2, 36), 487), ((2, 40), 498), ((2, 41), 498)])
 def test_assertion_lines_by_release(version, line):
     assert f"dl-machine.h: {line}: elf_machine_rela_relative: Assertion" in Rules(version).assertion("RELATIVE")
 
@@ -172,3 +176,23 @@ def test_legacy_tls_subdirectory(cluster, build, tmp_path):
         (False, error.sqlstate, error.message, error.detail, error.hint)
     assert actual[0] is (GLIBC < (2, 37)), actual
     assert cluster.query("SELECT * FROM pgdl.predict_load(%s, context => 'new session')", (str(built),))[0] == actual
+
+
+def test_a_versioned_symbol_missing_from_its_file_before_2_30(build, tmp_path):
+    """Source-encoded (no reachable Debian release has glibc 2.28/2.29: RHEL 8 has 2.28)."""
+    (tmp_path / "v.map").write_text("PGDL_1 { global: pgdl_a; pgdl_b; local: *; };\n")
+    (tmp_path / "p.c").write_text("int pgdl_a(void) { return 1; }\nint pgdl_b(void) { return 2; }\n")
+    lib = tmp_path / "libpgdlver.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libpgdlver.so", f"-Wl,--version-script={tmp_path}/v.map",
+                    "-o", str(lib), str(tmp_path / "p.c")], check=True)
+    built = build("uses_b", GOOD_MODULE + "int pgdl_b(void);\nint pgdl_use(void) { return pgdl_b(); }\n",
+                  f"-L{tmp_path}", "-lpgdlver", f"-Wl,-rpath,{tmp_path}")
+    (tmp_path / "v.map").write_text("PGDL_1 { global: pgdl_a; local: *; };\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libpgdlver.so", f"-Wl,--version-script={tmp_path}/v.map",
+                    "-o", str(lib), str(tmp_path / "p.c")], check=True)
+    for version, text in (((2, 29), "symbol pgdl_b version PGDL_1 not defined in file libpgdlver.so with link "
+                                     "time reference"),
+                          ((2, 30), "undefined symbol: pgdl_b, version PGDL_1")):
+        p = predict_load(str(built), _server(Libc(LibcKind.GLIBC, version), str(tmp_path)))
+        assert p.will_load is False
+        assert p.error.message == f'could not load library "{built}": {built}: {text}'

@@ -91,7 +91,8 @@ def _predict(name: str, server: Server, symbol: str | None) -> Prediction:
         error = loading.error
         if error is None and loading.dlerror is not None:
             # The errno left by this name's lookup can show in the error.
-            error = dlopen_error(libname, loading.dlerror, loading.dl_errno or res.last_errno, server.major)
+            dl_errno = loading.dl_errno if server.rules.dlerror_sets_errno else 0
+            error = dlopen_error(libname, loading.dlerror, dl_errno or res.last_errno, server.major)
         if error is not None:
             verdict = None if loading.uncertain else False
             return Prediction(verdict, loading.stage, error, libname, res, access, loading, notes=loading.notes)

@@ -295,9 +295,12 @@ def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine:
                 continue
         elif local.define(ref, h, version_file) or (known is None and scope.define(ref, h)):
             continue                             # the few objects of this dlopen first
-        suffix = f", version {version}" if version else ""
-        out.append(BindingProblem(Problem.UNDEFINED, name, version, m.name, version_file,
-                                  f"{m.name}: undefined symbol: {name}{suffix}"))
+        if version and version_file and not rules.versioned_lookup_goes_on:
+            text = (f"{m.name}: symbol {name} version {version} not defined in file {version_file} "
+                    "with link time reference")
+        else:
+            text = f"{m.name}: undefined symbol: {name}" + (f", version {version}" if version else "")
+        out.append(BindingProblem(Problem.UNDEFINED, name, version, m.name, version_file, text))
     return out
 
 

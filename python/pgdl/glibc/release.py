@@ -26,20 +26,23 @@ ASSERTIONS = {
     "check_match": ("dl-lookup.c", "check_match",
                     "version->filename == NULL || ! _dl_name_match_p (version->filename, map)"),
 }
-# Their lines, from the first release that has them so (git show glibc-2.NN:FILE);
-# check_match's assertion was removed in 2.41 ("elf: Remove version assert in
-# check_match"), DT_RELRENT's came with DT_RELR in 2.36.
+# Their lines as each release branch has them (git show release/2.NN/master:FILE;
+# distributions ship the branch, whose backports move lines: Debian 11's 2.31
+# prints dl-machine.h: 547, where the 2.31 tag has 541).  check_match's
+# assertion was removed in 2.41 ("elf: Remove version assert in check_match"),
+# DT_RELRENT's came with DT_RELR in 2.36.
 _LINES = (
-    ((2, 28), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 538, "check_match": 111}),
-    ((2, 30), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 540, "check_match": 111}),
-    ((2, 31), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 541, "check_match": 111}),
-    ((2, 32), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 541, "check_match": 105}),
-    ((2, 33), {"DT_PLTREL": 118, "DT_RELAENT": 126, "RELATIVE": 546, "check_match": 105}),
-    ((2, 34), {"DT_PLTREL": 118, "DT_RELAENT": 126, "RELATIVE": 542, "check_match": 105}),
-    ((2, 35), {"DT_PLTREL": 102, "DT_RELAENT": 110, "RELATIVE": 534, "check_match": 106}),
+    ((2, 28), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 544, "check_match": 111}),
+    ((2, 30), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 546, "check_match": 111}),
+    ((2, 31), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 547, "check_match": 111}),
+    ((2, 32), {"DT_PLTREL": 123, "DT_RELAENT": 131, "RELATIVE": 547, "check_match": 105}),
+    ((2, 33), {"DT_PLTREL": 118, "DT_RELAENT": 126, "RELATIVE": 548, "check_match": 105}),
+    ((2, 34), {"DT_PLTREL": 102, "DT_RELAENT": 110, "RELATIVE": 544, "check_match": 105}),
+    ((2, 35), {"DT_PLTREL": 102, "DT_RELAENT": 110, "RELATIVE": 536, "check_match": 106}),
     ((2, 36), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 487, "check_match": 107}),
-    ((2, 39), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 503, "check_match": 106}),
-    ((2, 40), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 493, "check_match": 106}),
+    ((2, 38), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 490, "check_match": 107}),
+    ((2, 39), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 497, "check_match": 106}),
+    ((2, 40), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 498, "check_match": 106}),
     ((2, 41), {"DT_PLTREL": 115, "DT_RELAENT": 123, "DT_RELRENT": 130, "RELATIVE": 498}),
 )
 
@@ -65,6 +68,21 @@ class Rules(Value):
     def pie_refused(self) -> bool:
         """DF_1_PIE: "cannot dynamically load position-independent executable" (2.30)."""
         return self.at_least(2, 30)
+
+    @property
+    def versioned_lookup_goes_on(self) -> bool:
+        """A versioned reference its Verneed file does not define: from 2.30 the search
+        goes on and ends in "undefined symbol: X, version V"; up to 2.29 it stops
+        there, "symbol X version V not defined in file F with link time reference"
+        (elf/dl-lookup.c _dl_lookup_symbol_x)."""
+        return self.at_least(2, 30)
+
+    @property
+    def dlerror_sets_errno(self) -> bool:
+        """dlerror() sets errno to glibc's error code (2.34, dlfcn/dlerror.c).  Before,
+        ld.so's own calls set its private errno only: PostgreSQL's errcode_for_file_access()
+        sees whatever errno the backend held before dlopen()."""
+        return self.at_least(2, 34)
 
     @property
     def glibc_hwcaps(self) -> bool:
