@@ -482,7 +482,8 @@ def test_relro_far_outside_the_object(cluster, build):
     patch_program_header(built, PT_GNU_RELRO, "p_vaddr", lambda v: v + (2 << 40))
     assert_matches(cluster, built, loads=False)
     row = predicted(cluster, built)
-    assert row[1] == "53200"
+    # ENOMEM: 53200 where dlerror() sets errno (glibc 2.34); before, a stale errno.
+    assert row[1] == "53200" or GLIBC < (2, 34)
     assert row[2].endswith(": cannot apply additional memory protection after relocation: Cannot allocate memory")
 
 

@@ -289,3 +289,17 @@ def test_missing_symbol_version(cluster, build, tmp_path):
     _, actual = assert_load_matches(cluster, module)
     assert actual.message.endswith(
         f"{tmp_path}/old/libpgdlver.so.1: version `V_2' not found (required by {module})")
+
+
+def test_relative_dynamic_library_path_is_predicted_not_raised(cluster):
+    """A relative entry before $libdir: the server's LOAD fails with 42602; so
+    must pgdl's prediction, even on PostgreSQL 18, where PL/Python's own handler
+    is looked up in dynamic_library_path too (pgdl 0.6.0 calls it with '$libdir')."""
+    setup = ("SET dynamic_library_path = 'relative/dir:$libdir'",)
+    error = cluster.error_of("LOAD 'pgdl_no_such_library'", setup=setup)
+    assert error.sqlstate == "42602"
+    rows = cluster.query("SELECT * FROM pgdl.predict_load('pgdl_no_such_library')", setup=setup)
+    assert rows == [(False, error.sqlstate, error.message, error.detail, error.hint)]
+    diagnosis = cluster.query("SELECT status FROM pgdl.diagnose('pgdl_no_such_library') WHERE topic = 'verdict'",
+                              setup=setup)
+    assert diagnosis == [("error",)]

@@ -41,14 +41,17 @@ with _without_collection():
     from ..views.resolve import resolve_rows
     from .catalog import Catalog
     from .context import context_argument, in_context
-    from .describe import describe_server, read_settings
+    from .describe import callers_setting, describe_server, read_settings
     from .servertext import sql_text
     from .session import session
     from .validate import name_argument
 
 
-def run(plpy, function: str | None, args_json: str | None) -> str:
+def run(plpy, function: str | None, args_json: str | None, dynamic_library_path: str | None = None) -> str:
     """Entry point for every SQL function (through pgdl._run).
+
+    dynamic_library_path: the calling session's, when the call runs with another
+    one (pgdl._typed_searchable: a value PostgreSQL 18 cannot search).
 
     Returns JSON: {"rows": [...]} or {"error": {...}}, never raises, so the
     SQL side reports errors with the server's own wording and no traceback.
@@ -61,7 +64,8 @@ def run(plpy, function: str | None, args_json: str | None) -> str:
     try:
         handler = _function(function)
         args = _arguments(function, args_json, handler)
-        with filestate.one_call(), _without_collection(), interrupts.polling(calls.poll):
+        with filestate.one_call(), _without_collection(), interrupts.polling(calls.poll), \
+                callers_setting("dynamic_library_path", dynamic_library_path):
             rows = handler(plpy, *args)
         # A view's records are the SQL rows: their fields are the columns.
         return calls.dumps({"rows": [dict(zip(row._fields, row._values())) for row in rows]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 from ..libc import libc_of
 from ..postgres.magic import server_abi_extra
@@ -23,11 +24,30 @@ _SETTINGS_QUERY = """
            (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
 
 
+_CALLERS: dict[str, str] = {}
+
+
+@contextmanager
+def callers_setting(name: str, value: str | None):
+    """Within the block, `name` is the caller's `value` (not NULL), whatever the
+    call itself runs with."""
+    if value is None:
+        yield
+        return
+    _CALLERS[name] = value
+    try:
+        yield
+    finally:
+        _CALLERS.pop(name, None)
+
+
 def read_settings(plpy) -> tuple[dict, dict[str, str]]:
     """This session's settings and pgdl._server_config(), in one query."""
     row = plpy.execute(_SETTINGS_QUERY)[0]
     fs = session(plpy).fs
-    return row, {name: fs(value) for name, value in json.loads(row["config"]).items()}
+    config = {name: fs(value) for name, value in json.loads(row["config"]).items()}
+    config.update((name, fs(value)) for name, value in _CALLERS.items())
+    return row, config
 
 
 def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -> Server:

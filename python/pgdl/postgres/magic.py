@@ -202,7 +202,23 @@ def judge(block: MagicBlock, server: ServerMagic, server_raw: bytes, libname: st
         same = block.length == len(server_raw) and block.raw[:len(server_raw)] == server_raw
     if same:
         return None
-    return incompatible_module_error(block, server, libname, major)
+    return incompatible_module_error(_as_copied(block, len(server_raw), major), server, libname, major)
+
+
+def _as_copied(block: MagicBlock, server_len: int, major: int) -> MagicBlock:
+    """dfmgr.c copies the module's block into the server's own struct type
+    (`Pg_magic_struct module_magic_data = *magic_data_ptr`) before it names what
+    differs: the fields are read at the server's offsets, whatever the module's
+    length says (bytes past the module's block are taken as zeros)."""
+    raw = block.raw[:server_len].ljust(server_len, b"\0")
+    ints = struct.unpack_from(f"<{min(server_len, 28) // 4}i", raw)
+    names = ["length", "version", "funcmaxargs", "indexmaxkeys", "namedatalen"] + \
+        (["float4byval", "float8byval"] if major <= 12 else ["float8byval"])
+    fields = {name: (bool(v) if name.endswith("byval") else v) for name, v in zip(names, ints)}
+    fields["length"] = block.length             # compared as it is, not as copied
+    if major >= 15:
+        fields["abi_extra"] = raw[24:56].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return block.replace(**fields)
 
 
 def incompatible_module_error(block: MagicBlock, server: ServerMagic, libname: str, major: int) -> PgError:
