@@ -437,3 +437,29 @@ def test_ld_preload_counts_at_server_start(own_server, build, preloaded):
         own_server.set_preload("")
         own_server.stop()
         assert own_server.start()
+
+
+@pytest.mark.parametrize("tunables", ["", "glibc.rtld.execstack=2"], ids=["default", "execstack_forced"])
+def test_executable_stack_and_the_postmasters_tunables(own_server, build, tunables):
+    """A module asking for an executable stack: glibc 2.41 refuses it at dlopen();
+    from 2.42, GLIBC_TUNABLES=glibc.rtld.execstack=2 in the postmaster's environment
+    makes the stack executable at start, and it loads (2.41's tunable stops at 1,
+    unless the loader has the backport: Debian 13's does)."""
+    from modules import GLIBC
+    from pgdl.libc import libc_of
+    forced = GLIBC >= (2, 42) or "execstack_force" in libc_of(f"{BINDIR}/postgres").backports
+    built = build("execstack_env", PROVIDER, "-Wl,-z,execstack")
+    environ = {"GLIBC_TUNABLES": tunables} if tunables else {}
+    own_server.stop()
+    assert own_server.start(**environ)
+    try:
+        conn = Cluster(SimpleNamespace(dsn=lambda: {"host": str(own_server.sock), "port": own_server.port,
+                                                       "user": "postgres", "database": "postgres"}))
+        error = conn.error_of("LOAD %s", (str(built),))
+        actual = (True, None, None, None, None) if error is None else \
+            (False, error.sqlstate, error.message, error.detail, error.hint)
+        assert actual[0] is (GLIBC < (2, 41) or forced and bool(tunables)), actual
+        assert conn.query("SELECT * FROM pgdl.predict_load(%s, context => 'new session')", (str(built),))[0] == actual
+    finally:
+        own_server.stop()
+        assert own_server.start()

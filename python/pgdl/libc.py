@@ -23,6 +23,13 @@ _LOADER_FILE = re.compile(r"^ld-(\d+)\.(\d+)\.so$")
 _SYSTEM_DIRS = re.compile(rb"(?:/[A-Za-z0-9_.+-][A-Za-z0-9_./+-]*/\0){2,}")
 
 
+# Backports a release branch may carry, told by a string only they add to ld.so.
+BACKPORTS = {
+    # glibc.rtld.execstack=2 (2.42; on the 2.41 branch too: Debian 13's 2.41 has it).
+    "execstack_force": b"cannot enable executable stack as tunable requires",
+}
+
+
 class LibcKind(Name):
     GLIBC = "glibc"
     MUSL = "musl"
@@ -31,14 +38,15 @@ class LibcKind(Name):
 
 class Libc(Value):
     """The C library of a server, as far as its files tell."""
-    __slots__ = ("kind", "version", "loader", "system_dirs")
+    __slots__ = ("kind", "version", "loader", "system_dirs", "backports")
 
     def __init__(self, kind: LibcKind, version: tuple[int, int] | None = None, loader: str = "",
-                 system_dirs: tuple[str, ...] = ()):
+                 system_dirs: tuple[str, ...] = (), backports: frozenset = frozenset()):
         self.kind = kind
         self.version = version              # glibc's (major, minor)
         self.loader = loader                # the program interpreter's path
         self.system_dirs = system_dirs      # the loader's default directories, in its order
+        self.backports = backports          # BACKPORTS names the loader's file shows
 
     @property
     def dst_lib(self) -> str:
@@ -108,7 +116,8 @@ def _libc_of(executable: str, fs) -> Libc:
     version = _glibc_release(data, os.path.realpath(fs(loader)), system_dirs, fs)
     if version is None:
         return Libc(LibcKind.UNKNOWN, loader=loader, system_dirs=system_dirs)
-    return Libc(LibcKind.GLIBC, version, loader, system_dirs)
+    backports = frozenset(name for name, marker in BACKPORTS.items() if marker in data)
+    return Libc(LibcKind.GLIBC, version, loader, system_dirs, backports)
 
 
 def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...], fs) -> tuple[int, int] | None:

@@ -49,11 +49,12 @@ _LINES = (
 
 class Rules(Value):
     """glibc's loader as one release has it (x86-64)."""
-    __slots__ = ("version", "assumed")
+    __slots__ = ("version", "assumed", "backports")
 
-    def __init__(self, version: tuple[int, int], assumed: str | None = None):
+    def __init__(self, version: tuple[int, int], assumed: str | None = None, backports: frozenset = frozenset()):
         self.version = version
         self.assumed = assumed          # why these rules stand in for the loader's own (newer or older)
+        self.backports = backports      # later rules this loader's release branch has (pgdl.libc.BACKPORTS)
 
     def at_least(self, major: int, minor: int) -> bool:
         return self.version >= (major, minor)
@@ -121,8 +122,9 @@ class Rules(Value):
     @property
     def execstack_force(self) -> bool:
         """glibc.rtld.execstack=2 makes the stack executable at startup (2.42,
-        elf/dl-execstack-tunable.c; 2.41's tunable stops at 1)."""
-        return self.at_least(2, 42)
+        elf/dl-execstack-tunable.c; the 2.41 tag's tunable stops at 1, its
+        release branch has the backport, BZ 32653)."""
+        return self.at_least(2, 42) or "execstack_force" in self.backports
 
     @property
     def extra_tls(self) -> bool:
@@ -163,4 +165,4 @@ def rules_for(libc: Libc | None) -> Rules:
     if libc.version < OLDEST:
         return Rules(OLDEST, f"the loader is glibc {libc.version[0]}.{libc.version[1]}, older than the oldest "
                              f"pgdl encodes: {OLDEST[0]}.{OLDEST[1]}'s rules are used")
-    return Rules(libc.version)
+    return Rules(libc.version, backports=libc.backports)
