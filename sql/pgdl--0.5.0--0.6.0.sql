@@ -66,3 +66,21 @@ REVOKE ALL ON FUNCTION pgdl._run(pg_catalog.text, pg_catalog.jsonb, pg_catalog.t
 GRANT EXECUTE ON FUNCTION pgdl._run(pg_catalog.text, pg_catalog.jsonb, pg_catalog.text),
   pgdl._typed_plain(anyelement, pg_catalog.text, pg_catalog.jsonb),
   pgdl._typed_searchable(anyelement, pg_catalog.text, pg_catalog.jsonb, pg_catalog.text) TO pg_read_server_files;
+
+-- Before a major upgrade: what the installation in new_bindir will say of every
+-- library this cluster uses (pg_upgrade --check's LOADs, a dump and restore's
+-- CREATE EXTENSIONs, the preload settings), from that installation's files.
+CREATE TYPE pgdl.upgrade_row AS (kind pg_catalog.text, subject pg_catalog.text, status pg_catalog.text,
+  message pg_catalog.text, hint pg_catalog.text, library pg_catalog.text, pg_upgrade pg_catalog.text,
+  databases pg_catalog.text);
+
+CREATE FUNCTION pgdl.upgrade_check(new_bindir text)
+RETURNS SETOF pgdl.upgrade_row LANGUAGE sql VOLATILE
+AS $$ SELECT * FROM pgdl._typed(NULL::pgdl.upgrade_row, 'upgrade_check',
+                                pg_catalog.jsonb_build_array(pgdl._bytes(new_bindir))) $$;
+
+COMMENT ON FUNCTION pgdl.upgrade_check(text) IS
+  'What the PostgreSQL installation in new_bindir will say of every library this database and server use: pg_upgrade --check''s LOADs, a restore''s CREATE EXTENSIONs, the preloads';
+
+REVOKE ALL ON FUNCTION pgdl.upgrade_check(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgdl.upgrade_check(text) TO pg_read_server_files;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
@@ -168,57 +169,53 @@ def test_update_to_0_4_0_with_a_view_on_a_reshaped_function(cluster):
         cluster.query(f"DROP DATABASE {db}")
 
 
+def assert_update_keeps_views_and_history(cluster, db: str, version: str, views: dict[str, str]):
+    """Install `version`, record an audit and make the views; after ALTER EXTENSION
+    UPDATE every view answers as before and the recorded history is still there."""
+    q(cluster, db, f"CREATE EXTENSION pgdl VERSION '{version}' CASCADE")
+    run = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
+    for name, sql in views.items():
+        q(cluster, db, f"CREATE VIEW {name} AS {sql}")
+    before = {name: q(cluster, db, f"SELECT * FROM {name}") for name in views}
+    q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
+    assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
+    assert {name: q(cluster, db, f"SELECT * FROM {name}") for name in views} == before
+    assert q(cluster, db, "SELECT count(*) FROM pgdl.audit_run WHERE run_id = %s", (run,)) == [(1,)]
+    assert q(cluster, db, "SELECT pgdl.record_audit() > %s", (run,)) == [(True,)]
+
+
+@contextmanager
+def scratch_database(cluster, name: str):
+    cluster.query(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        cluster.query(f"DROP DATABASE {name}")
+
+
 def test_update_to_0_5_0_keeps_views_on_every_function(cluster):
     """0.5.0 adds `context` and `role`: 0.4.0's functions stay (renamed *_0_4),
     so views made on them and the recorded history survive the update."""
-    db = "pgdl_v040_views"
-    cluster.query(f"CREATE DATABASE {db}")
-    try:
-        q(cluster, db, "CREATE EXTENSION pgdl VERSION '0.4.0' CASCADE")
-        run = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
-        views = {
+    with scratch_database(cluster, "pgdl_v040_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.4.0", {
             "v_predict": "SELECT will_load FROM pgdl.predict_load('dblink')",
             "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
             "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
             "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
-        }
-        for name, sql in views.items():
-            q(cluster, db, f"CREATE VIEW {name} AS {sql}")
-        before = {name: q(cluster, db, f"SELECT * FROM {name}") for name in views}
-        q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
-        assert {name: q(cluster, db, f"SELECT * FROM {name}") for name in views} == before
-        assert q(cluster, db, "SELECT count(*) FROM pgdl.audit_run WHERE run_id = %s", (run,)) == [(1,)]
-        assert q(cluster, db, "SELECT pgdl.record_audit() > %s", (run,)) == [(True,)]
+        })
         assert q(cluster, db, "SELECT will_load FROM pgdl.predict_load('dblink', context => 'new session')") \
             == [(True,)]
-    finally:
-        cluster.query(f"DROP DATABASE {db}")
 
 
 def test_update_to_0_6_0_keeps_views_and_history(cluster):
     """0.6.0 changes only how the functions call into PL/Python: views on every
     public function, and the recorded history, survive the update unchanged."""
-    db = "pgdl_v050_views"
-    cluster.query(f"CREATE DATABASE {db}")
-    try:
-        q(cluster, db, "CREATE EXTENSION pgdl VERSION '0.5.0' CASCADE")
-        run = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
-        views = {
+    with scratch_database(cluster, "pgdl_v050_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.5.0", {
             "v_predict": "SELECT will_load, message FROM pgdl.predict_load('pgdl_no_such_library')",
             "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
             "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
             "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
             "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
             "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
-        }
-        for name, sql in views.items():
-            q(cluster, db, f"CREATE VIEW {name} AS {sql}")
-        before = {name: q(cluster, db, f"SELECT * FROM {name}") for name in views}
-        q(cluster, db, "ALTER EXTENSION pgdl UPDATE")
-        assert q(cluster, db, "SELECT extversion FROM pg_extension WHERE extname = 'pgdl'") == [(pgdl.__version__,)]
-        assert {name: q(cluster, db, f"SELECT * FROM {name}") for name in views} == before
-        assert q(cluster, db, "SELECT count(*) FROM pgdl.audit_run WHERE run_id = %s", (run,)) == [(1,)]
-        assert q(cluster, db, "SELECT pgdl.record_audit() > %s", (run,)) == [(True,)]
-    finally:
-        cluster.query(f"DROP DATABASE {db}")
+        })

@@ -175,5 +175,30 @@ def _audit(plpy, context=None, role=None):
     return audit(_described(plpy, context, role, preloads=True), Catalog(plpy).c_functions())
 
 
+def _upgrade_check(plpy, new_bindir):
+    """This database's C functions and extensions, and the server's preload settings,
+    judged by the installation in new_bindir (its files only)."""
+    import os
+    from ..postgres.lookup import resolve
+    from ..views.upgrade_check import OldCluster, upgrade_check
+    from .installation import installation
+    from .packages import debian_packages
+    bindir = name_argument(new_bindir, "new_bindir")
+    row, config = read_settings(plpy)
+    old = describe_server(plpy, (row, config))
+    catalog = Catalog(plpy)
+    database = plpy.execute("SELECT pg_catalog.current_database()::pg_catalog.text AS d")[0]["d"]
+    probins = {p: (database,) for p in catalog.loadable_libraries()}
+    extensions = {e: (database,) for e in catalog.extensions()}
+    shared = plpy.execute("SELECT pg_catalog.current_setting('shared_preload_libraries') AS s")[0]["s"]
+    old_files = {p: resolve(p, old).full_name for p in probins}
+    owners = debian_packages(f for f in old_files.values() if f)
+    packages = {p: owners[f] for p, f in old_files.items() if f in owners}
+    new = installation(bindir, environ=dict(os.environ))
+    facts = OldCluster(probins, extensions, shared, (database,), packages)
+    return upgrade_check(facts, new.server, new.describe() + "; its environment taken to be this server's")
+
+
 _FUNCTIONS = {"predict_load": _predict_load, "dependencies": _dependencies, "diagnose": _diagnose,
-              "resolve": _resolve, "check_magic": _check_magic, "audit": _audit}
+              "resolve": _resolve, "check_magic": _check_magic, "audit": _audit,
+              "upgrade_check": _upgrade_check}

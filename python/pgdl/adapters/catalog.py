@@ -42,6 +42,13 @@ _C_FUNCTIONS = """
      ORDER BY 1"""
 
 
+# As pg_upgrade's get_loadable_libraries() collects them (ClanguageId 13, FirstNormalObjectId 16384).
+_PROBINS = """
+    SELECT DISTINCT probin FROM pg_catalog.pg_proc
+     WHERE prolang OPERATOR(pg_catalog.=) 13 AND probin IS NOT NULL AND oid OPERATOR(pg_catalog.>=) 16384"""
+_EXTENSIONS = "SELECT extname::pg_catalog.text AS extname FROM pg_catalog.pg_extension"
+
+
 class Catalog:
     """pgdl.views.diagnose.Catalog, answered by this database."""
 
@@ -65,6 +72,15 @@ class Catalog:
     def c_functions(self) -> list[CFunction]:
         """Every C function of the database."""
         return [_c_function(self.plpy, r) for r in self.plpy.execute(_C_FUNCTIONS)]
+
+    def loadable_libraries(self) -> list[str]:
+        """The probin strings pg_upgrade --check LOADs, as they are."""
+        fs = session(self.plpy).fs
+        return [fs(r["probin"]) for r in self.plpy.execute(_PROBINS)]
+
+    def extensions(self) -> list[str]:
+        fs = session(self.plpy).fs
+        return [fs(r["extname"]) for r in self.plpy.execute(_EXTENSIONS)]
 
     def _as_caller(self, query):
         """query() with the caller's search_path; the change ends with this call
