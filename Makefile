@@ -6,6 +6,8 @@
 MODULEDIR = extension
 DATA = extension/pgdl.control $(wildcard sql/pgdl--*.sql)
 PYTHON_SOURCES = $(wildcard python/pgdl/*.py python/pgdl/*/*.py)
+# The shell tool, into the installation's bindir beside pg_config.
+SCRIPTS = scripts/pgdl
 PYTHON_DIR = $(datadir)/pgdl/pgdl
 
 PG_CONFIG ?= pg_config

