@@ -204,7 +204,7 @@ def test_tool_text_fits_80_columns(second):
 
 def test_tool_upgrade_check_covers_every_database(second, old_cluster, cluster):
     _db, built = old_cluster
-    conninfo = " ".join(f"{k}={v}" for k, v in cluster.dsn.items())
+    conninfo = " ".join(f"{'dbname' if k == 'database' else k}={v}" for k, v in cluster.dsn.items())
     done = tool("upgrade-check", BINDIR, "--dbname", conninfo, "--format", "json")
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
