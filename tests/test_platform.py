@@ -196,3 +196,25 @@ def test_a_versioned_symbol_missing_from_its_file_before_2_30(build, tmp_path):
         p = predict_load(str(built), _server(Libc(LibcKind.GLIBC, version), str(tmp_path)))
         assert p.will_load is False
         assert p.error.message == f'could not load library "{built}": {built}: {text}'
+
+
+def test_a_relative_search_element_naming_a_file(build, tmp_path):
+    """LD_LIBRARY_PATH=notadir:DIR, notadir a file in the data directory: ENOTDIR ends
+    the search up to glibc 2.38, and the search goes on from 2.39."""
+    lib = tmp_path / "deps"
+    lib.mkdir()
+    (tmp_path / "dep.c").write_text("int pgdl_llp(void) { return 3; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libpgdlllp.so", "-o", str(lib / "libpgdlllp.so"),
+                    str(tmp_path / "dep.c")], check=True)
+    built = build("uses_llp", GOOD_MODULE + "int pgdl_llp(void);\nint pgdl_u(void) { return pgdl_llp(); }\n",
+                  f"-L{lib}", "-lpgdlllp")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notadir").write_text("a file\n")
+    for version, loads in (((2, 38), False), ((2, 39), True)):
+        server = _server(Libc(LibcKind.GLIBC, version), str(tmp_path)).replace(
+            data_directory=str(data), environ={"LD_LIBRARY_PATH": f"notadir:{lib}"})
+        p = predict_load(str(built), server)
+        assert p.will_load is loads, (version, p.error)
+        if not loads:
+            assert "libpgdlllp.so: cannot open shared object file: No such file or directory" in p.error.message

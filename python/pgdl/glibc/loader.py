@@ -213,7 +213,7 @@ class Loader:
                 candidate = where + name
                 if self.probe(candidate, search).ok:
                     return candidate
-            if here_any and search.errno not in (errnos.ENOENT, errnos.EACCES):
+            if here_any and search.errno not in self.rules.search_goes_on_after:
                 # open_path gives up on this list ("exists but unusable").
                 search.notes.append(f"search list abandoned at {directory or './'}: {os.strerror(search.errno)}")
                 return None

@@ -5,6 +5,8 @@ source) it comes from; pgdl.glibc's modules ask these, never a version number.""
 
 from __future__ import annotations
 
+import errno
+
 from ..libc import Libc, LibcKind
 from ..record import Value
 
@@ -77,6 +79,13 @@ class Rules(Value):
         there, "symbol X version V not defined in file F with link time reference"
         (elf/dl-lookup.c _dl_lookup_symbol_x)."""
         return self.at_least(2, 30)
+
+    @property
+    def search_goes_on_after(self) -> tuple[int, ...]:
+        """The errors of one directory's try after which open_path() goes on to the
+        next directory; any other ends the list.  ENOTDIR joined them in 2.39
+        (a relative element naming a file, e.g. LD_LIBRARY_PATH=./prog:.)."""
+        return (errno.ENOENT, errno.EACCES) + ((errno.ENOTDIR,) if self.at_least(2, 39) else ())
 
     @property
     def dlerror_sets_errno(self) -> bool:
