@@ -35,7 +35,8 @@ _FACTS = filestate.FileCache(256)
 
 
 def relocation_targets(obj: ElfObject):
-    """The r_offset of every RELA relocation ld.so applies (64-bit objects), in order."""
+    """The r_offset of every RELA relocation ld.so applies (64-bit objects), in order,
+    a chunk (an indexable sequence) at a time."""
     if obj.elf_class != 64:
         return
     for start_tag, size_tag in ((DT_RELA, DT_RELASZ), (DT_JMPREL, DT_PLTRELSZ)):
@@ -46,7 +47,7 @@ def relocation_targets(obj: ElfObject):
         for first in range(0, total, RELOC_CHUNK):
             interrupts.check()
             n = min(RELOC_CHUNK, total - first)
-            yield from column(obj, obj.read_vaddr(start + first * 24, n * 24), "Q", 0, 3)
+            yield column(obj, obj.read_vaddr(start + first * 24, n * 24), "Q", 0, 3)
 
 
 def relocation_facts(obj: ElfObject) -> RelocationFacts:

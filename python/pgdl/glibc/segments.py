@@ -56,10 +56,16 @@ def _first_bad_touch(obj) -> str | None:
     if textrel:
         return None                     # ld.so makes the text writable while it relocates
     try:
-        for target in relocation_targets(obj):
-            if not any(v <= target and target + 8 <= v + memsz for v, memsz in obj.writable):
-                place = "a read-only segment" if _mapped(obj, target) else "no loaded segment"
-                return f"a relocation writes to address {target:#x}, in {place}"
+        for chunk in relocation_targets(obj):
+            if not len(chunk):
+                continue
+            low, high = min(chunk), max(chunk)
+            if any(v <= low and high + 8 <= v + memsz for v, memsz in obj.writable):
+                continue                # the whole chunk writes into one writable segment
+            for target in chunk:
+                if not any(v <= target and target + 8 <= v + memsz for v, memsz in obj.writable):
+                    place = "a read-only segment" if _mapped(obj, target) else "no loaded segment"
+                    return f"a relocation writes to address {target:#x}, in {place}"
     except (ElfError, OSError, ValueError):
         return None
     return None
