@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_RELR, DT_STRTAB, DT_SYMTAB,
                    DT_VERNEED, DT_VERSYM, ElfError)
+from .. import filestate
 from ..errors import PgError
 from .relocations import DT_JMPREL, DT_PLTREL, relocation_targets
 
@@ -21,9 +22,14 @@ def _mapped(obj, start: int, size: int = 1) -> bool:
     return any(v <= start and start + max(size, 1) <= v + memsz for v, _o, _f, memsz in obj.loads)
 
 
+_TOUCHES = filestate.FileCache(512)
+
+
 def segmentation_crash(libname: str, obj) -> PgError | None:
-    """The first read or write of unmapped (or read-only) memory, as a dead backend."""
-    why = _first_bad_touch(obj)
+    """The first read or write of unmapped (or read-only) memory, as a dead backend.
+    Judged once per file state: the objects most modules need (libc, libpq, libLLVM)
+    are checked for every dlopen that maps them anew."""
+    why = _TOUCHES.get(obj.path, lambda _state: _first_bad_touch(obj), obj.size)
     if why is None:
         return None
     return PgError(None, "server closed the connection unexpectedly",
