@@ -63,6 +63,8 @@ def _facts(obj: ElfObject) -> RelocationFacts:
     relative = RELATIVE[obj.machine]
     try:
         for infos in relocation_infos(obj, prefix=True):
+            if len(infos) and min(infos) == max(infos) and min(infos) in relative:
+                continue                # all plain RELATIVE (r_info == 8): the usual prefix, seen at C speed
             bad_relative = next((info & 0xFFFFFFFF for info in infos if info & 0xFFFFFFFF not in relative), None)
             if bad_relative is not None:
                 break
