@@ -60,6 +60,22 @@ run_in() {   # run_in ROOT COMMAND: as root inside the chroot, in a copy of this
     ${PGDL_NOEXEC_DIR:+PGDL_NOEXEC_DIR=$PGDL_NOEXEC_DIR} bash -c "$*"
 }
 
+root_agrees() {   # root_agrees ROOT: the shell tool outside the root (--root) says what it says inside
+  local root=$1 bindir inside outside
+  bindir=$(cd "$root" && ls -d usr/lib/postgresql/*/bin | tail -1)
+  inside=$(run_in "$root" "/root/pgdl/scripts/pgdl audit --bindir /$bindir --format json" || true)
+  outside=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+            /usr/bin/python3 scripts/pgdl audit --root "$root" --bindir "/$bindir" --format json || true)
+  /usr/bin/python3 - "$inside" "$outside" <<'PY'
+import json, sys
+inside, outside = (json.loads(text)["results"] for text in sys.argv[1:])
+if inside != outside:
+    differ = [(a, b) for a, b in zip(inside, outside) if a != b][:5]
+    sys.exit(f"pgdl --root disagrees with pgdl inside the root: {len(inside)} vs {len(outside)} rows; {differ}")
+print(f"pgdl: --root and inside agree on {len(inside)} audit rows")
+PY
+}
+
 failed=()
 for release in "${releases[@]}"; do
   root="$cache/$release"
@@ -77,6 +93,9 @@ for release in "${releases[@]}"; do
   # shellcheck disable=SC2086
   if ! part "$release: the tests" run_in "$root" \
       "cd /root/pgdl && bash scripts/as-test-user.sh /usr/bin/python3 -m pytest -p no:cacheprovider -q $tests"; then
+    failed+=("$release")
+  fi
+  if ! part "$release: the shell tool with --root" root_agrees "$root"; then
     failed+=("$release")
   fi
 done

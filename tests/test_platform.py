@@ -218,3 +218,39 @@ def test_a_relative_search_element_naming_a_file(build, tmp_path):
         assert p.will_load is loads, (version, p.error)
         if not loads:
             assert "libpgdlllp.so: cannot open shared object file: No such file or directory" in p.error.message
+
+
+# -- another root (pgdl --root; scripts/matrix.sh checks it agrees with the tool inside) ---
+
+def test_paths_inside_another_root(tmp_path):
+    """Symbolic links are followed inside the root, as in a chroot: an absolute
+    target is the root's, '..' stops at its top, a loop ends."""
+    from pgdl import rootfs
+    root = tmp_path / "root"
+    (root / "lib" / "real").mkdir(parents=True)
+    (root / "lib" / "real" / "ld.so").write_text("loader")
+    (root / "lib64").mkdir()
+    os.symlink("/lib/real/ld.so", root / "lib64" / "ld.so")          # absolute: the root's /lib
+    os.symlink("real", root / "lib" / "rel")                         # relative
+    os.symlink("/loop", root / "loop")
+    try:
+        rootfs.set_root(str(root))
+        assert rootfs.realpath("/lib64/ld.so") == "/lib/real/ld.so"
+        assert rootfs.host("/lib64/ld.so") == f"{root}/lib/real/ld.so"
+        assert rootfs.host("/lib/rel/ld.so") == f"{root}/lib/real/ld.so"
+        assert rootfs.realpath("/../../lib64/ld.so") == "/lib/real/ld.so"
+        assert rootfs.host_entry("/lib64/ld.so") == f"{root}/lib64/ld.so"
+        assert not os.path.exists(rootfs.host("/loop/x"))
+        assert rootfs.host("/proc/self/maps") == "/proc/self/maps"   # the host's kernel
+    finally:
+        rootfs.set_root("/")
+    assert rootfs.host("/lib64/ld.so") == "/lib64/ld.so"
+
+
+def test_tool_root_must_be_a_directory(tmp_path):
+    import sys
+    tool = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                                         "pgdl")]
+    done = subprocess.run(tool + ["audit", "--root", str(tmp_path / "none"), "--bindir", "/usr/bin"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "not a directory" in done.stderr

@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 
+from . import rootfs
+
 
 class State(tuple):
     """stat() of a path as a comparable, hashable value: (errno,) when it
@@ -81,7 +83,7 @@ _witnesses: list["Witness"] = []             # computations under way, innermost
 
 def _examine(path: str) -> State:
     try:
-        st = os.stat(path)
+        st = os.stat(rootfs.host(path))
     except OSError as exc:
         return State((exc.errno or errno.EIO,))
     except ValueError:                       # an embedded NUL byte

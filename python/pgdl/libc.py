@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from . import filestate
+from . import filestate, rootfs
 from .elf import ElfError, open_elf
 from .record import Name, Value
 
@@ -66,7 +66,7 @@ def interpreter_of(executable: str) -> str:
     """The PT_INTERP path of an executable, '' if it has none or cannot be read."""
     try:
         obj = open_elf(executable)
-        with open(executable, "rb") as f:
+        with open(rootfs.host(executable), "rb") as f:
             f.seek(obj.phoff)
             table = f.read(obj.phnum * obj.phentsize)
     except (ElfError, OSError, ValueError):
@@ -82,7 +82,7 @@ def interpreter_of(executable: str) -> str:
             continue
         offset, size = (fields[2], fields[5]) if obj.elf_class == 64 else (fields[1], fields[4])
         try:
-            with open(executable, "rb") as f:
+            with open(rootfs.host(executable), "rb") as f:
                 f.seek(offset)
                 return f.read(min(size, 4096)).split(b"\0")[0].decode("utf-8", "replace")
         except OSError:
@@ -93,19 +93,17 @@ def interpreter_of(executable: str) -> str:
 _LIBCS = filestate.FileCache(8)
 
 
-def libc_of(executable: str, fs=lambda path: path) -> Libc:
-    """The C library `executable` runs with, read again when the executable
-    changes.  fs maps the paths it names to where they are read (another
-    installation's root)."""
-    return _LIBCS.get(fs(executable), lambda _state: _libc_of(executable, fs))
+def libc_of(executable: str) -> Libc:
+    """The C library `executable` runs with, read again when the executable changes."""
+    return _LIBCS.get(executable, lambda _state: _libc_of(executable))
 
 
-def _libc_of(executable: str, fs) -> Libc:
-    loader = interpreter_of(fs(executable))
+def _libc_of(executable: str) -> Libc:
+    loader = interpreter_of(executable)
     if not loader:
         return Libc(LibcKind.UNKNOWN)
     try:
-        with open(fs(loader), "rb") as f:
+        with open(rootfs.host(loader), "rb") as f:
             data = f.read(MAX_LOADER_SIZE)
     except OSError:
         return Libc(LibcKind.UNKNOWN, loader=loader)
@@ -113,14 +111,14 @@ def _libc_of(executable: str, fs) -> Libc:
         return Libc(LibcKind.MUSL, loader=loader)
     dirs = _SYSTEM_DIRS.search(data)
     system_dirs = tuple(d.decode() for d in dirs.group(0).split(b"\0") if d) if dirs else ()
-    version = _glibc_release(data, os.path.realpath(fs(loader)), system_dirs, fs)
+    version = _glibc_release(data, rootfs.realpath(loader), system_dirs)
     if version is None:
         return Libc(LibcKind.UNKNOWN, loader=loader, system_dirs=system_dirs)
     backports = frozenset(name for name, marker in BACKPORTS.items() if marker in data)
     return Libc(LibcKind.GLIBC, version, loader, system_dirs, backports)
 
 
-def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...], fs) -> tuple[int, int] | None:
+def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...]) -> tuple[int, int] | None:
     found = _GLIBC_RELEASE.search(data)
     if found:
         return int(found.group(1)), int(found.group(2))
@@ -129,7 +127,7 @@ def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...], 
         return int(named.group(1)), int(named.group(2))
     for directory in system_dirs:
         try:
-            with open(fs(directory + "libc.so.6"), "rb") as f:
+            with open(rootfs.host(directory + "libc.so.6"), "rb") as f:
                 found = _GLIBC_RELEASE.search(f.read(MAX_LOADER_SIZE))
         except OSError:
             continue

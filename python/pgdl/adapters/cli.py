@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from .. import __version__
+from .. import __version__, rootfs
 from ..errors import PgErrorRaised, UserError
 from ..server import Context
 from .installation import Installation, installation
@@ -58,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", choices=[str(c) for c in Context], default=str(Context.NEW_SESSION),
                    help="the process asked about (default: new session)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--root", metavar="DIR", help="an installation inside another root (not supported yet)")
+    p.add_argument("--root", metavar="DIR",
+                   help="an installation inside another root (a chroot, a container image): its paths, "
+                        "--bindir among them, are read below DIR")
     p.add_argument("--dbname", metavar="CONNINFO",
                    help="upgrade-check: the old cluster to cover, every database of it")
     return p
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.root:
-            raise UserError("--root is not supported yet: describe an installation of this root "
-                            "(--bindir, --pg-config)")
+            if not os.path.isdir(args.root):
+                raise UserError(f"--root {args.root}: not a directory")
+            rootfs.set_root(args.root)
         where = _installation(args)
         results = _run(args, where)
     except (UserError, PgErrorRaised, OSError) as exc:
@@ -90,6 +93,8 @@ def _installation(args) -> Installation:
     context = Context(args.context)
     if args.bindir:
         return installation(args.bindir, context, dict(os.environ))
+    if args.root:
+        raise UserError("with --root, give --bindir (the installation's pg_config is not run)")
     pg_config = args.pg_config or shutil.which("pg_config")
     if not pg_config:
         raise UserError("no installation: give --bindir DIR or --pg-config PATH (no pg_config on PATH)")
@@ -125,7 +130,7 @@ def _run(args, where: Installation) -> list:
 
 def _upgrade_check(args, old_server) -> list:
     """TARGET: the new installation's bindir; --dbname: the old cluster, every database."""
-    from ..views.upgrade_check import OldCluster, upgrade_check
+    from ..views.upgrade_check import upgrade_check
     if len(args.targets) != 1:
         raise UserError("upgrade-check needs one TARGET: the bindir of the new installation")
     if not args.dbname:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+from .. import rootfs
 from ..elf import ElfError, cached_elf
 from ..errors import UserError
 from ..libc import libc_of
@@ -38,7 +39,8 @@ class Installation(Value):
         self.server = server
 
     def describe(self) -> str:
-        return (f"PostgreSQL {self.version_num // 10000}.{self.version_num % 10000} in {self.bindir}: "
+        where = f" (root {rootfs.root()})" if rootfs.root() != "/" else ""
+        return (f"PostgreSQL {self.version_num // 10000}.{self.version_num % 10000} in {self.bindir}{where}: "
                 f"$libdir {self.pkglibdir}, share {self.sharedir}, magic values from {self.magic_from}, "
                 f"{self.server.rules.describe()}")
 
@@ -48,9 +50,9 @@ def installation(bindir: str, context: Context = Context.NEW_SESSION,
     """The installation whose binaries are in `bindir`; UserError if it is not one."""
     bindir = os.path.normpath(bindir)
     executable = os.path.join(bindir, "postgres")
-    real = os.path.realpath(executable)            # find_my_exec() resolves symbolic links
+    real = rootfs.realpath(executable)             # find_my_exec() resolves symbolic links
     try:
-        with open(real, "rb") as f:
+        with open(rootfs.host(real), "rb") as f:
             data = f.read(MAX_EXECUTABLE)
     except OSError as exc:
         raise UserError(f'could not read "{executable}": {exc.strerror}', sqlstate="58P01",
@@ -62,8 +64,8 @@ def installation(bindir: str, context: Context = Context.NEW_SESSION,
     version_num = major * 10000 + minor if major >= 10 else major * 10000 + minor * 100
     paths = [m.decode() for m in _PATH.findall(data)]
     bins = [p for p in paths if p.rstrip("/").endswith("/bin")]
-    pkglibdir = _relocated(paths, bins, real, lambda d: os.path.isfile(os.path.join(d, STOCK_MODULE)))
-    sharedir = _relocated(paths, bins, real, lambda d: os.path.isfile(os.path.join(d, "extension", "plpgsql.control")))
+    pkglibdir = _relocated(paths, bins, real, lambda d: _is_file(os.path.join(d, STOCK_MODULE)))
+    sharedir = _relocated(paths, bins, real, lambda d: _is_file(os.path.join(d, "extension", "plpgsql.control")))
     if pkglibdir is None or sharedir is None:
         raise UserError(f"cannot find the library and share directories of the installation in {bindir}",
                         sqlstate="58P01", hint="Is it a whole installation (with contrib's plpgsql)?")
@@ -73,6 +75,10 @@ def installation(bindir: str, context: Context = Context.NEW_SESSION,
                     environ=dict(environ or {}), loaded=[], is_superuser=True, uid=os.geteuid(),
                     gids=tuple(os.getgroups()), context=context, libc=libc_of(real))
     return Installation(bindir, executable, version_num, pkglibdir, sharedir, magic_from, server)
+
+
+def _is_file(path: str) -> bool:
+    return os.path.isfile(rootfs.host(path))
 
 
 def make_relative_path(target: str, bin_path: str, my_exec_path: str) -> str:

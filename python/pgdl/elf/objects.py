@@ -15,7 +15,7 @@ import os
 import stat
 import struct
 
-from .. import filestate, interrupts
+from .. import filestate, interrupts, rootfs
 from .format import (BLOCK, GNU_PROPERTY_X86_ISA_1_NEEDED, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
                      MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_RELRO, PT_GNU_STACK, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
@@ -257,7 +257,7 @@ def _open_examined(path: str, s: filestate.State) -> ElfObject:
 def _open_regular(path: str) -> tuple[int, int]:
     """A descriptor of a regular file, opened without ever blocking on a FIFO
     or device, and the file's size."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(rootfs.host(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

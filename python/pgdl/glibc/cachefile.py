@@ -33,6 +33,7 @@ import os
 import stat
 import struct
 
+from .. import rootfs
 from .ldcache import LdCache, RawEntry
 
 CACHEMAGIC = b"ld.so-1.7.0"
@@ -159,7 +160,7 @@ def _load_extensions(data: bytes, ext_offset: int) -> tuple[dict[int, tuple[int,
 def load(path: str = "/etc/ld.so.cache", max_bytes: int = 64 * 1024 * 1024) -> LdCache:
     """Read and parse a cache file; only regular files of at most max_bytes."""
     try:
-        st = os.stat(path)
+        st = os.stat(rootfs.host(path))
     except OSError as exc:
         raise LdCacheError(f"{path}: {exc.strerror}") from exc
     if not stat.S_ISREG(st.st_mode):
@@ -167,7 +168,7 @@ def load(path: str = "/etc/ld.so.cache", max_bytes: int = 64 * 1024 * 1024) -> L
     if st.st_size > max_bytes:
         raise LdCacheError(f"{path}: {st.st_size} bytes is more than the limit of {max_bytes}")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(rootfs.host(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise LdCacheError(f"{path}: {exc.strerror}") from exc
     try:

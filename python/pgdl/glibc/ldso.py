@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 
-from .. import interrupts
+from .. import interrupts, rootfs
 from ..elf import DT_AUXILIARY, DT_NEEDED, ElfError
 from ..server import Server
 from .linkmap import MAX_EDGES, MAX_OBJECTS, Dependency, Found, LinkMap, LoadFailure, LoadTree
@@ -143,6 +143,6 @@ def searched_directories(tree: LoadTree, server: Server) -> list[str]:
                 dirs += split_path_list(entries, ":", expand)
     llp = server.environ.get("LD_LIBRARY_PATH")
     if llp:
-        origin = os.path.dirname(os.path.realpath(server.executable)) if server.executable else None
+        origin = os.path.dirname(rootfs.realpath(server.executable)) if server.executable else None
         dirs += split_path_list(llp, ":;", lambda text: expand_dst(text, origin, platform, lib))
     return [d for d in dict.fromkeys(dirs) if d]

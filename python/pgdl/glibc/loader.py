@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno as errnos
 import os
 
-from .. import filestate
+from .. import filestate, rootfs
 from ..elf import DF_1_NOOPEN, DF_1_PIE, ElfError, ElfObject, cached_elf
 from ..record import Record
 from ..server import Server
@@ -93,7 +93,7 @@ class Loader:
     def expander(self, m: LinkMap | None):
         origin = m.origin if m is not None else None
         if m is not None and m.is_main:
-            origin = os.path.dirname(os.path.realpath(self.server.executable)) or "/"
+            origin = os.path.dirname(rootfs.realpath(self.server.executable)) or "/"
         elif m is not None and not m.name.startswith("/"):
             origin = os.path.dirname(os.path.join(self.cwd, m.name)) or "/"
         return lambda text: expand_dst(text, origin, self.platform, self.lib)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from .. import rootfs
 from ..elf import ET_DYN, ElfObject
 from ..record import Value
 from .openfile import PAGE_SIZE
@@ -236,6 +237,6 @@ def stack_executable(environ: dict[str, str], startup: list[ElfObject], rules) -
 def _noexec(path: str) -> bool:
     """Whether the file system holding `path` is mounted noexec."""
     try:
-        return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+        return bool(os.statvfs(rootfs.host(path)).f_flag & os.ST_NOEXEC)
     except (OSError, AttributeError):
         return False

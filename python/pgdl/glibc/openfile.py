@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from .. import filestate
+from .. import filestate, rootfs
 from ..errors import PgError
 from ..record import Value
 from ..server import Server
@@ -27,7 +27,7 @@ def read_header(path: str) -> tuple[bytes, int]:
     """(the first bytes of a file, 0), or (b"", errno): EISDIR for a directory,
     ENODEV for a FIFO or device (never opened blocking), or open()'s errno."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(rootfs.host(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         return b"", exc.errno or errno.EIO
     try:
@@ -111,7 +111,7 @@ def examine_access(path: str) -> FileAccess:
     state = filestate.state(path)
     if not state.error:
         # stat() went through every directory on the way: none refuses a search.
-        return FileAccess(path, state, readable=os.access(path, os.R_OK))
+        return FileAccess(path, state, readable=os.access(rootfs.host(path), os.R_OK))
     parts = []
     directory = os.path.dirname(os.path.abspath(path))
     while True:
@@ -124,6 +124,6 @@ def examine_access(path: str) -> FileAccess:
         s = filestate.state(d)
         if s.error:
             break
-        if not os.access(d, os.X_OK):
+        if not os.access(rootfs.host(d), os.X_OK):
             return FileAccess(path, state, d, s)
-    return FileAccess(path, state, dangling=os.path.islink(path))
+    return FileAccess(path, state, dangling=os.path.islink(rootfs.host_entry(path)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .. import filestate
+from .. import filestate, rootfs
 from ..elf import ET_DYN, ElfError, cached_elf
 from ..record import Record
 from ..server import Server
@@ -154,7 +154,7 @@ def preload_names(server: Server) -> list[str]:
     names = re.split(r"[ :]+", server.environ.get("LD_PRELOAD", ""))
     if filestate.state(SYSTEM_PRELOAD).is_regular:
         try:
-            with open(SYSTEM_PRELOAD, encoding="utf-8", errors="surrogateescape") as f:
+            with open(rootfs.host(SYSTEM_PRELOAD), encoding="utf-8", errors="surrogateescape") as f:
                 names += f.read(1 << 16).split()
         except OSError:
             pass

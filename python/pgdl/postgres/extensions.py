@@ -9,7 +9,7 @@ import errno
 import os
 import re
 
-from .. import filestate
+from .. import filestate, rootfs
 from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..record import Record, Value
 from ..server import Server
@@ -28,7 +28,7 @@ class CFunction(Value):
 def read_control(path: str) -> dict[str, str]:
     """A control file's parameters (the same simple name = 'value' syntax as postgresql.conf)."""
     params = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(rootfs.host(path), encoding="utf-8", errors="replace") as f:
         for line in f.read(1 << 20).splitlines():
             m = re.match(r"\s*(\w+)\s*=?\s*(?:'((?:[^']|'')*)'|([^\s#]+))", line)
             if m:
@@ -163,7 +163,7 @@ def _requirement(name: str, directory: str) -> Requirement:
 
 def _read_script(path: str) -> str:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(rootfs.host(path), encoding="utf-8", errors="replace") as f:
             return f.read(MAX_SCRIPT)
     except OSError:
         return ""
@@ -197,7 +197,7 @@ def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
     """name -> the "V" or "A--B" of every name--V.sql / name--A--B.sql (names cannot contain "--")."""
     filestate.state(script_dir)          # an added or removed script changes the directory
     try:
-        files = os.listdir(script_dir)
+        files = os.listdir(rootfs.host(script_dir))
     except OSError:
         return None
     out: dict[str, list[str]] = {}
@@ -219,7 +219,7 @@ def files_in(directory: str, suffix: str) -> list[str]:
     if filestate.state(directory).error:
         return []
     try:
-        names = os.listdir(directory)
+        names = os.listdir(rootfs.host(directory))
     except OSError:
         return []
     return sorted(os.path.join(directory, n) for n in names if n.endswith(suffix) and not n.startswith("."))

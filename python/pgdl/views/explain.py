@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 
-from .. import interrupts
+from .. import interrupts, rootfs
 from ..elf import ElfError, cached_elf
 from ..elf import dynsym
 
@@ -31,7 +31,7 @@ class Copies:
     the cost grows with the number of symbols, not with symbols x directories."""
 
     def __init__(self, extra_dirs: list[str], module_dirs: list[str], module: str | None):
-        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in glob.glob(g)]))
+        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in _glob(g)]))
         self._module_dirs = module_dirs
         self._module = module
         self._copies: dict[tuple[str, str | None], list[str]] = {}
@@ -48,23 +48,30 @@ class Copies:
     def modules_defining(self, symbol: str) -> list[str]:
         """PostgreSQL modules (in pkglibdir and dynamic_library_path) that export `symbol`."""
         if self._modules is None:
-            paths = [p for d in self._module_dirs for p in sorted(glob.glob(os.path.join(glob.escape(d), "*.so")))]
+            paths = [p for d in self._module_dirs for p in sorted(_glob(os.path.join(glob.escape(d), "*.so")))]
             self._modules = list(_readable([p for p in dict.fromkeys(paths) if p != self._module]))
         return [path for path, obj in self._modules if _defines(obj, symbol)]
+
+
+def _glob(pattern: str) -> list[str]:
+    """glob.glob() inside the installation's root, as paths it sees."""
+    if rootfs.root() == "/":
+        return glob.glob(pattern)
+    return [p[len(rootfs.root()):] for p in glob.glob(rootfs.root() + pattern)]
 
 
 def _other_copies(soname: str, chosen: str | None, cache_paths: list[str], dirs: list[str]) -> list[str]:
     seen: list[str] = []
     real_seen: set[str] = set()
     if chosen:
-        real_seen.add(os.path.realpath(chosen))
+        real_seen.add(rootfs.realpath(chosen))
     for path in list(cache_paths) + [os.path.join(d, soname) for d in dirs]:
         if len(seen) >= MAX_FILES_TO_READ:
             break
         interrupts.check()
-        if not os.path.isfile(path):
+        if not os.path.isfile(rootfs.host(path)):
             continue
-        real = os.path.realpath(path)
+        real = rootfs.realpath(path)
         if real not in real_seen:
             real_seen.add(real)
             seen.append(path)
