@@ -73,6 +73,22 @@ def machine() -> str:
             f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f}")
 
 
+SECOND = os.environ.get("PGDL_SECOND_INSTALLATION", "/opt/pgdl/postgresql-17")
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "pgdl")
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def tool_audit(bindir: str) -> float:
+    """The shell tool's audit of an installation, as a whole process (Python's start included)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, TOOL, "audit", "--bindir", bindir, "--format", "json"],
+                   capture_output=True, check=False)
+    return time.perf_counter() - t0
+
+
 def modules(pkglibdir: str) -> list[str]:
     return sorted(os.path.join(pkglibdir, f) for f in os.listdir(pkglibdir)
                   if f.endswith(".so") and os.path.isfile(os.path.join(pkglibdir, f)))
@@ -140,6 +156,14 @@ class Pgdl:
         finally:
             s.close()
         return out
+
+    def upgrade_check(self, bindir: str) -> float:
+        """pgdl.upgrade_check() of another installation, the first call of a new backend."""
+        s = Session(self.dsn)
+        try:
+            return s.timed("SELECT count(*) FROM pgdl.upgrade_check(%s)" % quote(bindir))[0]
+        finally:
+            s.close()
 
     def diagnose(self) -> dict:
         sql = "SELECT count(*) FROM pgdl.diagnose('dblink')"
@@ -264,15 +288,19 @@ def main() -> int:
     print(f"server:  {pg_config('--version')}, pkglibdir {pkglibdir}: {len(files)} .so files; "
           f"runs: {n} (median)")
 
-    ldd, tree, tree1, audits, diags, each = [], [], [], [], [], []
+    ldd, tree, tree1, audits, diags, each, upgrades, tools = [], [], [], [], [], [], [], []
+    second = os.path.join(SECOND, "bin")
     with testing.postgresql.Postgresql() as pg:
         p = Pgdl(pg, pkglibdir)
+        measures = [(audits, p.audit), (ldd, lambda: ldd_loop(files)), (diags, p.diagnose),
+                    (tree, lambda: lddtree_loop(files)), (tree1, lambda: lddtree_once(files)),
+                    (each, p.predict_each), (tools, lambda: tool_audit(pg_config("--bindir")))]
+        if os.path.exists(os.path.join(second, "postgres")):
+            measures.append((upgrades, lambda: p.upgrade_check(second)))
         # Interleaved, so that every tool sees the same machine; each measurement
         # starts after the same short idle, so none inherits another's heat.
         for _ in range(n):
-            for results, measure in ((audits, p.audit), (ldd, lambda: ldd_loop(files)), (diags, p.diagnose),
-                                     (tree, lambda: lddtree_loop(files)), (tree1, lambda: lddtree_once(files)),
-                                     (each, p.predict_each)):
+            for results, measure in measures:
                 time.sleep(IDLE_S)
                 results.append(measure())
 
@@ -310,6 +338,11 @@ def main() -> int:
           f"{med('plpython_start', diags) + med('import', diags):.3f} s")
     print(f"pgdl.predict_load() per file, {len(files)} SQL calls in one backend: "
           f"cold {median([c for c, _w in each]):.3f} s, warm {median([w for _c, w in each]):.3f} s")
+    if upgrades:
+        print(f"pgdl.upgrade_check('{second}'), first call of a new backend: {median(upgrades):.3f} s "
+              f"(cold audit: {med('cold_first'):.3f} s)")
+    print(f"the shell tool: pgdl audit --bindir (a whole process) {median(tools):.3f} s, "
+          f"ratio to ldd -r {median(tools) / ldd_s:.2f}")
 
     # ldd -r's undefined symbols: the ones the postgres executable provides are false alarms.
     exe = open_elf(postgres)
