@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,43 @@ class Cluster:
             diag = exc.diag
             return ServerError(diag.sqlstate, diag.message_primary, diag.message_detail, diag.message_hint)
         return None
+
+
+class OwnServer:
+    """A server of the test's own, of the installation in `bindir`, started and
+    restarted for real with pg_ctl."""
+
+    def __init__(self, root, bindir: str, port_base: int = 25000, initdb_options: tuple[str, ...] = ()):
+        self.bindir = bindir
+        self.data, self.sock, self.log = root / "data", root, root / "server.log"
+        self.port = port_base + os.getpid() % 5000
+        subprocess.run([f"{bindir}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                        *initdb_options], check=True, capture_output=True)
+
+    def start(self, **environ: str) -> bool:
+        """environ: variables added to the postmaster's environment."""
+        self.log.write_text("")
+        done = subprocess.run([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                               "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''", "start"],
+                              capture_output=True, env={**os.environ, **environ})
+        return done.returncode == 0
+
+    def stop(self):
+        subprocess.run([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+
+    @property
+    def cluster(self) -> "Cluster":
+        """Fresh sessions of it, as conftest.Cluster gives them."""
+        dsn = {"host": str(self.sock), "port": self.port, "user": "postgres", "database": "postgres"}
+        return Cluster(SimpleNamespace(dsn=lambda: dsn))
+
+    def query(self, sql, params=()):
+        return self.cluster.query(sql, params)
+
+    def set_preload(self, value: str):
+        """As the next start reads it, even when the server is down."""
+        (self.data / "postgresql.auto.conf").write_text(f"shared_preload_libraries = '{value}'\n")
 
 
 @pytest.fixture(scope="session")

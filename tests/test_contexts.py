@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
 import time
-from types import SimpleNamespace
 
 import psycopg2
 import pytest
 
-from conftest import Cluster, ServerError, pg_config
+from conftest import OwnServer, ServerError, pg_config
 
 PKGLIBDIR = pg_config("--pkglibdir")
 BINDIR = pg_config("--bindir")
@@ -244,41 +242,11 @@ void _PG_init(void) {{
 
 # -- 'server start' --------------------------------------------------------------
 
-class OwnServer:
-    """A server of the test's own, started and restarted for real with pg_ctl."""
-
-    def __init__(self, root):
-        self.data, self.sock, self.log = root / "data", root, root / "server.log"
-        self.port = 25000 + os.getpid() % 5000
-        subprocess.run([f"{BINDIR}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True)
-
-    def start(self, **environ: str) -> bool:
-        """environ: variables added to the postmaster's environment."""
-        self.log.write_text("")
-        done = subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
-                               "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''", "start"],
-                              capture_output=True, env={**os.environ, **environ})
-        return done.returncode == 0
-
-    def stop(self):
-        subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True)
-
-    def query(self, sql, params=()):
-        """Rows of `sql` in a fresh session (conftest.Cluster's way)."""
-        dsn = {"host": str(self.sock), "port": self.port, "user": "postgres", "database": "postgres"}
-        return Cluster(SimpleNamespace(dsn=lambda: dsn)).query(sql, params)
-
-    def set_preload(self, value: str):
-        """As the next start reads it, even when the server is down."""
-        (self.data / "postgresql.auto.conf").write_text(f"shared_preload_libraries = '{value}'\n")
-
-
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
     os.chmod(root, 0o755)
-    server = OwnServer(root)
+    server = OwnServer(root, BINDIR)
     assert server.start()
     server.query("CREATE EXTENSION pgdl CASCADE")
     yield server
@@ -453,8 +421,7 @@ def test_executable_stack_and_the_postmasters_tunables(own_server, build, tunabl
     own_server.stop()
     assert own_server.start(**environ)
     try:
-        conn = Cluster(SimpleNamespace(dsn=lambda: {"host": str(own_server.sock), "port": own_server.port,
-                                                       "user": "postgres", "database": "postgres"}))
+        conn = own_server.cluster
         error = conn.error_of("LOAD %s", (str(built),))
         actual = (True, None, None, None, None) if error is None else \
             (False, error.sqlstate, error.message, error.detail, error.hint)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import Cluster, pg_config
+from conftest import Cluster, OwnServer, pg_config
 from modules import GOOD_MODULE, HAND_MAGIC
 
 SECOND = os.environ.get("PGDL_SECOND_INSTALLATION", "/opt/pgdl/postgresql-17")
@@ -33,35 +33,18 @@ Datum pgdl_acl(PG_FUNCTION_ARGS) { PG_RETURN_INT32(pg_database_aclcheck(1, 10, 0
 """
 
 
-class SecondServer:
-    """A real server of the second installation, for the real LOADs."""
-
-    def __init__(self, root):
-        self.data, self.sock, self.log = root / "data", root, root / "server.log"
-        self.port = 30000 + os.getpid() % 5000
-        subprocess.run([f"{BINDIR}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True)
-        subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                        "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''", "start"],
-                       check=True, capture_output=True)
-        dsn = {"host": str(self.sock), "port": self.port, "user": "postgres", "database": "postgres"}
-        self.cluster = Cluster(SimpleNamespace(dsn=lambda: dsn))
-
-    def real_load(self, name: str):
-        error = self.cluster.error_of("LOAD %s", (name,))
-        return None if error is None else error
-
-    def stop(self):
-        subprocess.run([f"{BINDIR}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def second(tmp_path_factory):
     root = tmp_path_factory.mktemp("second")
     os.chmod(root, 0o755)
-    server = SecondServer(root)
+    server = OwnServer(root, BINDIR, port_base=30000)
+    assert server.start()
     yield server
     server.stop()
+
+
+def real_load(server, name: str):
+    return server.cluster.error_of("LOAD %s", (name,))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +90,7 @@ def test_every_library_as_the_new_server_loads_it(second, old_cluster):
         assert probin in libraries, rows
     outcomes = {}
     for probin, (_kind, _subject, status, message, hint, lines) in libraries.items():
-        error = second.real_load(probin)
+        error = real_load(second, probin)
         outcomes[probin] = error is None
         if error is None:
             assert status == "ok", (probin, message)
@@ -139,7 +122,6 @@ def test_extensions_as_a_restore_creates_them(second, old_cluster):
 
 def test_not_an_installation(old_cluster, tmp_path):
     db, _built = old_cluster
-    from conftest import ServerError  # noqa: F401
     error = db.error_of("SELECT * FROM pgdl.upgrade_check(%s)", (str(tmp_path),))
     assert error.sqlstate == "58P01" and "postgres" in error.message
 
@@ -156,7 +138,7 @@ def test_tool_predicts_the_second_installations_loads(second, old_cluster):
         done = tool("predict-load", name, "--bindir", BINDIR, "--format", "json")
         assert done.returncode in (0, 1), done.stderr
         row = json.loads(done.stdout)["results"][0]
-        error = second.real_load(name)
+        error = real_load(second, name)
         if error is None:
             assert row["will_load"] is True and done.returncode == 0
         else:
@@ -213,7 +195,7 @@ def test_tool_upgrade_check_covers_every_database(second, old_cluster, cluster):
     rows = {r["subject"]: r for r in document["results"] if r["kind"] == "library"}
     row = rows[built["built_for_old"]]
     assert DB in row["databases"].split(", ")
-    assert row["pg_upgrade"] == expected_lines(built["built_for_old"], second.real_load(built["built_for_old"])) \
+    assert row["pg_upgrade"] == expected_lines(built["built_for_old"], real_load(second, built["built_for_old"])) \
         .replace(f"In database: {DB}\n", "".join(f"In database: {d}\n" for d in row["databases"].split(", ")))
     assert tool("upgrade-check", BINDIR).returncode == 2          # no --dbname: usage
 
