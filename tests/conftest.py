@@ -98,6 +98,14 @@ class Cluster:
                 raise TimeoutError(f"the server did not recover: {text[-2000:]}")
             time.sleep(0.2)
 
+    def settle(self, since: int, grace: float = 1.0) -> None:
+        """After something that may have killed a backend, even once its session
+        ended (memory it damaged): give the postmaster `grace` seconds to notice,
+        and wait out the restart if it did."""
+        time.sleep(grace)
+        if "terminating any other active server processes" in self.log_since(since):
+            self.wait_for_recovery(since)
+
     def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
         """The error the server raises for `sql` in a fresh session, or None if it succeeds."""
         try:
