@@ -30,6 +30,20 @@ class PgError(Value):
         self.hint = hint
 
 
+def error_lines(severity: str, message: str, detail: str | None = None, hint: str | None = None) -> str:
+    """An error as the server's log and libpq (default verbosity) print it, the last newline left out."""
+    return f"{severity}:  {message}" + (f"\nDETAIL:  {detail}" if detail else "") + (f"\nHINT:  {hint}" if hint else "")
+
+
+# libpq's words when the backend dies under the client (there is no SQLSTATE).
+CONNECTION_LOST = "server closed the connection unexpectedly"
+
+
+def backend_dies(how: str, hint: str) -> PgError:
+    """What the client of a backend that the load kills gets; `how` says how it dies."""
+    return PgError(None, CONNECTION_LOST, f"{how} The postmaster then restarts and every session is ended.", hint)
+
+
 class PgErrorRaised(Exception):
     """The simulated server code path raises this error."""
 

@@ -15,7 +15,6 @@ from . import filestate, rootfs
 from .elf import ElfError, open_elf
 from .record import Name, Value
 
-PT_INTERP = 3
 MAX_LOADER_SIZE = 16 << 20          # ld.so is ~250 KiB, musl's libc ~1 MiB
 _GLIBC_RELEASE = re.compile(rb"(?:stable|development) release version (\d+)\.(\d+)")
 _LOADER_FILE = re.compile(r"^ld-(\d+)\.(\d+)\.so$")
@@ -65,29 +64,9 @@ class Libc(Value):
 def interpreter_of(executable: str) -> str:
     """The PT_INTERP path of an executable, '' if it has none or cannot be read."""
     try:
-        obj = open_elf(executable)
-        with open(rootfs.host(executable), "rb") as f:
-            f.seek(obj.phoff)
-            table = f.read(obj.phnum * obj.phentsize)
+        return open_elf(executable).interp
     except (ElfError, OSError, ValueError):
         return ""
-    import struct
-    spec = "<IIQQQQQQ" if obj.elf_class == 64 else "<IIIIIIII"
-    if not obj.little_endian:
-        spec = ">" + spec[1:]
-    step = struct.calcsize(spec)
-    for at in range(0, len(table) - step + 1, obj.phentsize):
-        fields = struct.unpack_from(spec, table, at)
-        if fields[0] != PT_INTERP:
-            continue
-        offset, size = (fields[2], fields[5]) if obj.elf_class == 64 else (fields[1], fields[4])
-        try:
-            with open(rootfs.host(executable), "rb") as f:
-                f.seek(offset)
-                return f.read(min(size, 4096)).split(b"\0")[0].decode("utf-8", "replace")
-        except OSError:
-            return ""
-    return ""
 
 
 _LIBCS = filestate.FileCache(8)

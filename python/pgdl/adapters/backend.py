@@ -179,10 +179,9 @@ def _upgrade_check(plpy, new_bindir):
     """This database's C functions and extensions, and the server's preload settings,
     judged by the installation in new_bindir (its files only)."""
     import os
-    from ..postgres.lookup import resolve
     from ..views.upgrade_check import OldCluster, upgrade_check
     from .installation import installation
-    from .packages import debian_packages
+    from .packages import library_packages
     bindir = name_argument(new_bindir, "new_bindir")
     row, config = read_settings(plpy)
     old = describe_server(plpy, (row, config))
@@ -191,11 +190,8 @@ def _upgrade_check(plpy, new_bindir):
     probins = {p: (database,) for p in catalog.loadable_libraries()}
     extensions = {e: (database,) for e in catalog.extensions()}
     shared = plpy.execute("SELECT pg_catalog.current_setting('shared_preload_libraries') AS s")[0]["s"]
-    old_files = {p: resolve(p, old).full_name for p in probins}
-    owners = debian_packages(f for f in old_files.values() if f)
-    packages = {p: owners[f] for p, f in old_files.items() if f in owners}
     new = installation(bindir, environ=dict(os.environ))
-    facts = OldCluster(probins, extensions, shared, (database,), packages)
+    facts = OldCluster(probins, extensions, shared, (database,), library_packages(probins, old))
     return upgrade_check(facts, new.server, new.describe() + "; its environment taken to be this server's")
 
 

@@ -143,10 +143,9 @@ def _upgrade_check(args, old_server) -> list:
 def _old_cluster(conninfo: str, old_server):
     """Every connectable database of the old cluster, as pg_upgrade collects them."""
     import psycopg2
-    from ..postgres.lookup import resolve
     from ..views.upgrade_check import OldCluster
     from .catalog import _EXTENSIONS, _PROBINS
-    from .packages import debian_packages
+    from .packages import library_packages
     probins: dict[str, list[str]] = {}
     extensions: dict[str, list[str]] = {}
     try:
@@ -165,10 +164,8 @@ def _old_cluster(conninfo: str, old_server):
                     extensions.setdefault(name, []).append(database)
     except psycopg2.Error as exc:
         raise UserError(f"cannot read the old cluster: {str(exc).strip()}")
-    files = {p: resolve(p, old_server).full_name for p in probins}
-    owners = debian_packages(f for f in files.values() if f)
     return OldCluster({p: tuple(d) for p, d in probins.items()}, {e: tuple(d) for e, d in extensions.items()},
-                      shared, tuple(databases), {p: owners[f] for p, f in files.items() if f in owners})
+                      shared, tuple(databases), library_packages(probins, old_server))
 
 
 class _NoDatabase:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import glob
 import os
 
+from ..postgres.lookup import resolve
+
 DPKG_INFO = "/var/lib/dpkg/info"
 MAX_LIST = 4 << 20
 
@@ -28,3 +30,11 @@ def debian_packages(paths, info: str = DPKG_INFO) -> dict[str, str]:
             if line in wanted:
                 found.setdefault(line, package)
     return found
+
+
+def library_packages(libraries, server) -> dict[str, str]:
+    """library (as a C function names it) -> the Debian package of the file it
+    resolves to on `server`, for those a PostgreSQL package installed."""
+    files = {name: resolve(name, server).full_name for name in libraries}
+    owners = debian_packages(f for f in files.values() if f)
+    return {name: owners[f] for name, f in files.items() if f in owners}

@@ -18,7 +18,7 @@ import struct
 from .. import filestate, interrupts, rootfs
 from .format import (BLOCK, GNU_PROPERTY_X86_ISA_1_NEEDED, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
-                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_RELRO, PT_GNU_STACK, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
+                     MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_RELRO, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
                      Versions, machine_name, struct_format)
 from .hashing import read_bloom
 from .sections import relative_relocation, symtab_symbol
@@ -33,7 +33,7 @@ class ElfObject:
     and version tables are read on first use."""
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
-                 "load_flags", "load_aligns", "load_align", "relro", "stack_flags", "tls", "x86_isa_needed", "executable", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
+                 "load_flags", "load_aligns", "relro", "stack_flags", "interp", "tls", "x86_isa_needed", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
                  "_dyn", "_bloom", "_versions", "_fd", "_block")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
@@ -54,13 +54,12 @@ class ElfObject:
         self.loads: list[tuple[int, int, int, int]] = []    # PT_LOAD: (vaddr, offset, filesz, memsz)
         self.load_flags: list[int] = []                      # p_flags of each PT_LOAD, in the same order
         self.load_aligns: list[int] = []                     # p_align of each PT_LOAD
-        self.load_align = 0                                  # the largest power-of-two p_align of a PT_LOAD
         self.relro: tuple[int, int] | None = None            # PT_GNU_RELRO: (vaddr, memsz), the last one
         self.stack_flags: int | None = None                  # PT_GNU_STACK's p_flags (None: there is none)
+        self.interp = ""                                     # PT_INTERP: the program interpreter's path
         self.tls: tuple[int, int, int] | None = None         # PT_TLS: (vaddr, memsz, align)
         self.x86_isa_needed = 0                              # GNU_PROPERTY_X86_ISA_1_NEEDED bits
         self.writable: list[tuple[int, int]] = []            # PT_LOAD with PF_W: (vaddr, memsz)
-        self.executable = False                              # some PT_LOAD has PF_X
         self.dynamic_range: tuple[int, int] | None = None     # PT_DYNAMIC: (vaddr, memsz)
         # From the dynamic section.
         self.has_dynamic = False
@@ -315,15 +314,14 @@ def _read_program_headers(obj: ElfObject) -> None:
             obj.loads.append((p_vaddr, p_offset, p_filesz, p_memsz))
             obj.load_flags.append(p_flags)
             obj.load_aligns.append(p_align)
-            if p_align and not p_align & (p_align - 1):
-                obj.load_align = max(obj.load_align, p_align)
             if p_flags & 2:                                          # PF_W
                 obj.writable.append((p_vaddr, p_memsz))
-            obj.executable |= bool(p_flags & 1)                     # PF_X
         elif p_type == PT_GNU_RELRO:
             obj.relro = (p_vaddr, p_memsz)          # dl-load.c keeps the last one
         elif p_type == PT_GNU_STACK:
             obj.stack_flags = p_flags               # and the last one of these too
+        elif p_type == PT_INTERP and not obj.interp and p_offset + p_filesz <= obj.size:
+            obj.interp = obj.read_at(p_offset, min(p_filesz, 4096)).split(b"\0")[0].decode("utf-8", "replace")
         elif p_type == PT_TLS and obj.tls is None and p_memsz:
             obj.tls = (p_vaddr, p_memsz, max(p_align, 1))
         elif p_type == PT_GNU_PROPERTY and 0 < p_filesz <= 4096 and p_offset + p_filesz <= obj.size:

@@ -84,11 +84,8 @@ def _relative_prefix_problems(m: LinkMap, rules) -> list[BindingProblem]:
         return []
     return [BindingProblem(Problem.ASSERTION, None, None, m.name, None,
                            rules.assertion("RELATIVE"),
-                           f"{l_name(m)} has a relocation of type {kind:#x} among the {_RELACOUNT} "
+                           f"{l_name(m)} has a relocation of type {kind:#x} among the DT_RELACOUNT "
                            "relocations it says are relative")]
-
-
-_RELACOUNT = "DT_RELACOUNT"
 
 
 def _relocation_problems(m: LinkMap, tls) -> list[BindingProblem]:

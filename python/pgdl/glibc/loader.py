@@ -6,6 +6,7 @@ _dl_map_object_from_fd's checks."""
 from __future__ import annotations
 
 import errno as errnos
+import functools
 import os
 
 from .. import filestate, rootfs
@@ -76,9 +77,14 @@ class Loader:
             global_maps = in_global_scope(preloaded)
         self._by_name, self._by_id = dict(by_name), dict(by_id)
         self.global_maps = [self.main] + global_maps if self.main else list(global_maps)
-        # What the startup objects made of the stack (dl-load.c, at startup the stack is made executable).
-        self.stack_executable = stack_executable(server.environ, [m.obj for m in self.maps if m.obj is not None],
-                                                 self.rules)
+
+    @functools.cached_property
+    def stack_executable(self) -> bool:
+        """What the startup objects made of the stack (at startup ld.so makes it
+        executable for an object that asks): asked only when a module needs it.
+        Objects this dlopen has mapped by then count too, harmlessly: one that
+        needed an executable stack has already been refused."""
+        return stack_executable(self.server.environ, [m.obj for m in self.maps if m.obj is not None], self.rules)
 
     def fresh(self) -> "Loader":
         """A loader with nothing mapped but the executable (for its startup closure)."""

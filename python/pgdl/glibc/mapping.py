@@ -19,7 +19,7 @@ from .openfile import PAGE_SIZE
 from .tunables import tunable
 
 USER_ADDRESS_SPACE = 1 << 47       # x86-64 with 4-level page tables: nothing is ever mapped above
-PF_X, PF_W = 1, 2
+PF_X = 1
 
 
 def _down(x: int) -> int:
@@ -99,7 +99,9 @@ def _mmap_floor() -> int:
 
 def _lowest_start(cmds: list[LoadCommand], obj: ElfObject, space: AddressSpace) -> int:
     """The lowest address the first command can be mapped at."""
-    align = obj.load_align if obj.load_align > PAGE_SIZE else 0
+    # dl-load.c aligns the mapping to the largest power-of-two p_align (2.35).
+    align = max((a for a in obj.load_aligns if a and not a & (a - 1)), default=0)
+    align = align if align > PAGE_SIZE else 0
     return max(space.floor - _up(map_length(cmds)) - align, 0)
 
 
@@ -213,7 +215,7 @@ def zero_fill_overreach(obj: ElfObject) -> str | None:
     extents = _extents(cmds)
     if len(extents) == 1:
         return None
-    lo, hi = extents[1]
+    _start, hi = extents[1]
     return (f"a PT_LOAD's zero-filled part (up to address {hi - 1:#x}) reaches past the rest of the object, and "
             "ld.so maps zero pages there with MAP_FIXED, over whatever the process has mapped next to it")
 
@@ -228,7 +230,7 @@ def stack_executable(environ: dict[str, str], startup: list[ElfObject], rules) -
     """Whether the server process's stack is already executable, so that a dlopen()
     needing it has nothing to change: an object mapped at startup (the executable,
     its dependencies, LD_PRELOAD) asked for it, or glibc.rtld.execstack=2 forced
-    it (2.42; 2.41's tunable stops at 1)."""
+    it (Rules.execstack_force: 2.42, or a 2.41 branch with the backport)."""
     if rules.execstack_force and tunable(environ, "glibc.rtld.execstack", 0, 2) == 2:
         return True
     return any(needs_executable_stack(obj) for obj in startup)

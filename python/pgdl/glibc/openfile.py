@@ -12,7 +12,7 @@ import os
 import stat
 
 from .. import filestate, rootfs
-from ..errors import PgError
+from ..errors import PgError, backend_dies
 from ..record import Value
 from ..server import Server
 from .openverify import verify_header
@@ -83,11 +83,9 @@ def truncation_crash(libname: str, obj) -> PgError | None:
     mapped_end = -(-obj.size // PAGE_SIZE) * PAGE_SIZE
     for _vaddr, offset, filesz, _memsz in obj.loads:
         if filesz and offset + filesz > mapped_end:
-            return PgError(
-                None, "server closed the connection unexpectedly",
+            return backend_dies(
                 f"The backend is killed by SIGBUS while the dynamic linker maps {libname}: a segment at file "
-                f"offsets {offset:#x}-{offset + filesz:#x} lies past the end of the file ({obj.size} bytes). "
-                "The postmaster then restarts and every session is ended.",
+                f"offsets {offset:#x}-{offset + filesz:#x} lies past the end of the file ({obj.size} bytes).",
                 "The file is truncated or still being written: reinstall it.")
     return None
 

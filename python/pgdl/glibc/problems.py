@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from ..errors import PgError
+from ..errors import PgError, backend_dies
 from ..record import Name, Record
 from .linkmap import LinkMap
 
@@ -50,20 +50,20 @@ class BindResult(Record):
         self.errno = errno              # errcode 0: dlopen leaves errno unspecified
 
 
+# What to do about a file ld.so cannot make sense of.
+DAMAGED_FILE_HINT = "The file is damaged or was not linked for this architecture: rebuild or reinstall it."
+
+
 def assertion_crash(libname: str, problem: BindingProblem) -> PgError:
     """What the client sees when ld.so aborts the backend (exit code 127)."""
     if problem.why is not None:
-        return PgError(
-            None, "server closed the connection unexpectedly",
+        return backend_dies(
             f"The dynamic linker aborts the backend (exit code 127) while {libname} is loaded: {problem.why}. "
-            f"The server log says: {problem.dlerror} The postmaster then restarts and every session is ended.",
-            "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
-    return PgError(
-        None, "server closed the connection unexpectedly",
+            f"The server log says: {problem.dlerror}", DAMAGED_FILE_HINT)
+    return backend_dies(
         f"The dynamic linker aborts the backend (exit code 127) while {libname} is loaded: "
         f"{problem.required_by} wants {problem.symbol} at version {problem.version} of {problem.wanted_from}, "
-        f"whose copy found has no version information. The server log says: {problem.dlerror} "
-        "The postmaster then restarts and every session is ended.",
+        f"whose copy found has no version information. The server log says: {problem.dlerror}",
         f"Install the {problem.wanted_from} the module was built against (one with symbol versions), "
         "or rebuild the module against the copy the server finds.")
 

@@ -7,15 +7,16 @@ writes every relocation's target."""
 
 from __future__ import annotations
 
-from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_RELR, DT_STRTAB, DT_SYMTAB,
-                   DT_VERNEED, DT_VERSYM, ElfError)
+from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_RELR, DT_RELRENT, DT_STRTAB,
+                   DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError)
 from .. import filestate
-from ..errors import PgError
+from ..errors import CONNECTION_LOST, PgError, backend_dies
+from .problems import DAMAGED_FILE_HINT
 from .relocations import DT_JMPREL, DT_PLTREL, relocation_targets
 
 _TABLES = {DT_STRTAB: "DT_STRTAB", DT_SYMTAB: "DT_SYMTAB", DT_HASH: "DT_HASH", DT_GNU_HASH: "DT_GNU_HASH",
            DT_RELA: "DT_RELA", DT_JMPREL: "DT_JMPREL", DT_VERSYM: "DT_VERSYM", DT_VERNEED: "DT_VERNEED"}
-DT_TEXTREL, DT_FLAGS, DF_TEXTREL, DT_RELRENT = 22, 30, 0x4, 37
+DT_TEXTREL, DT_FLAGS, DF_TEXTREL = 22, 30, 0x4
 
 
 def _mapped(obj, start: int, size: int = 1) -> bool:
@@ -32,21 +33,20 @@ def segmentation_crash(libname: str, obj) -> PgError | None:
     why = _TOUCHES.get(obj.path, lambda _state: _first_bad_touch(obj), obj.size)
     if why is None:
         return None
-    return PgError(None, "server closed the connection unexpectedly",
-                   f"The backend is killed by SIGSEGV while the dynamic linker loads {libname}: {why}. "
-                   "The postmaster then restarts and every session is ended.",
-                   "The file's program headers do not describe its contents (a damaged or mis-built file): "
-                   "rebuild or reinstall it.")
+    return backend_dies(f"The backend is killed by SIGSEGV while the dynamic linker loads {libname}: {why}.",
+                        _HEADERS_HINT)
+
+
+_HEADERS_HINT = ("The file's program headers do not describe its contents (a damaged or mis-built file): "
+                 "rebuild or reinstall it.")
 
 
 def overwrite_crash(libname: str, name: str, why: str) -> PgError:
     """Memory of the process replaced by an object's zero pages: what a crash would look like."""
-    return PgError(None, "server closed the connection unexpectedly",
+    return PgError(None, CONNECTION_LOST,
                    f"The backend may die while the dynamic linker loads {libname}: in {name}, {why}. Whether "
                    "anything is mapped there depends on where the kernel places the object, so the LOAD may "
-                   "also succeed, leaving other memory of the process zeroed.",
-                   "The file's program headers do not describe its contents (a damaged or mis-built file): "
-                   "rebuild or reinstall it.")
+                   "also succeed, leaving other memory of the process zeroed.", _HEADERS_HINT)
 
 
 def _first_bad_touch(obj) -> str | None:
@@ -96,17 +96,11 @@ def dynamic_assertion_crash(libname: str, obj, rules) -> PgError | None:
         value = obj.dynamic_value(tag)
         if value is None:
             # The assertion reads the entry through a NULL pointer.
-            return PgError(None, "server closed the connection unexpectedly",
-                           f"The backend is killed by SIGSEGV while the dynamic linker maps {libname}: its "
-                           f"dynamic section has a table (tag {table}) but no entry size for it (tag {tag}), "
-                           "which ld.so reads through a null pointer. The postmaster then restarts and every "
-                           "session is ended.",
-                           "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
+            return backend_dies(f"The backend is killed by SIGSEGV while the dynamic linker maps {libname}: its "
+                                f"dynamic section has a table (tag {table}) but no entry size for it (tag {tag}), "
+                                "which ld.so reads through a null pointer.", DAMAGED_FILE_HINT)
         if value != expected:
-            return PgError(None, "server closed the connection unexpectedly",
-                           f"The dynamic linker aborts the backend (exit code 127) while it maps {libname}: "
-                           f"its dynamic section has an impossible value ({value}) for tag {tag}. The server "
-                           f"log says: {line} The postmaster then restarts "
-                           "and every session is ended.",
-                           "The file is damaged or was not linked for this architecture: rebuild or reinstall it.")
+            return backend_dies(f"The dynamic linker aborts the backend (exit code 127) while it maps {libname}: "
+                                f"its dynamic section has an impossible value ({value}) for tag {tag}. The server "
+                                f"log says: {line}", DAMAGED_FILE_HINT)
     return None

@@ -14,6 +14,9 @@ DF_STATIC_TLS itself is not looked at (2.36).
 
 from __future__ import annotations
 
+import functools
+import struct
+
 from ..record import Record
 from .tunables import tunable
 
@@ -50,9 +53,10 @@ def extra_tls(environ: dict[str, str], rules) -> tuple[int, int]:
     return _roundup(max(size, RSEQ_AREA_SIZE_INITIAL), align), align
 
 
+@functools.cache
 def _auxv() -> dict[int, int]:
-    """This process's auxiliary vector (the kernel gives every process the same values)."""
-    import struct
+    """This process's auxiliary vector, read once (it does not change, and the
+    kernel gives every process the same rseq values)."""
     try:
         with open("/proc/self/auxv", "rb") as f:
             data = f.read(4096)

@@ -17,6 +17,7 @@ import stat
 
 from .. import filestate, interrupts
 from ..elf import ElfError, cached_elf, dynsym
+from ..errors import error_lines
 from ..engine.predict import predict_load
 from ..engine.trace import Prediction, Stage
 from ..glibc.ldso import searched_directories
@@ -331,12 +332,10 @@ def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
         return Finding("verdict", ERROR, subject, f"the backend of {where} dies; the client sees: {e.message}\n"
                        f"{e.detail}" + (f"\nHINT:  {e.hint}" if e.hint else ""))
     severity = p.pg_init.refusal.severity if p.stage is Stage.INIT else "ERROR"
-    text = f"{severity}:  {_error_text(e)}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
-        (f"\nHINT:  {e.hint}" if e.hint else "")
+    text = error_lines(severity, _error_text(e), e.detail, e.hint)
     return Finding("verdict", ERROR, subject, f"{where} will fail with SQLSTATE {e.sqlstate}:\n{text}")
 
 
 def server_log_lines(e) -> str:
     """The lines a FATAL error at start writes (log_line_prefix left out)."""
-    return f"FATAL:  {_error_text(e)}" + (f"\nDETAIL:  {e.detail}" if e.detail else "") + \
-        (f"\nHINT:  {e.hint}" if e.hint else "")
+    return error_lines("FATAL", _error_text(e), e.detail, e.hint)

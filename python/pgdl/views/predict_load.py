@@ -12,9 +12,9 @@ class LoadPrediction(Value):
     """The row of pgdl.predict_load() (the SQL type pgdl.load_prediction)."""
     __slots__ = ("will_load", "sqlstate", "message", "detail", "hint")
 
-    def __init__(self, will_load: bool, sqlstate: str | None = None, message: str | None = None,
+    def __init__(self, will_load: bool | None, sqlstate: str | None = None, message: str | None = None,
                  detail: str | None = None, hint: str | None = None):
-        self.will_load = will_load
+        self.will_load = will_load      # None: not predicted (see Prediction.will_load)
         self.sqlstate = sqlstate        # None with a message: the backend dies (the client loses the connection)
         self.message = message
         self.detail = detail

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from .. import interrupts
+from ..errors import error_lines
 from ..engine.contexts import boot
 from ..engine.predict import Prediction, predict_load
 from ..postgres.extensions import check_extension
@@ -86,8 +87,7 @@ def pg_upgrade_lines(probin: str, p: Prediction, databases: tuple[str, ...]) -> 
         text = f"{e.message}\n\tThis probably means the server terminated abnormally\n" \
                "\tbefore or while processing the request.\n"
     else:
-        text = f"ERROR:  {e.message}\n" + (f"DETAIL:  {e.detail}\n" if e.detail else "") + \
-            (f"HINT:  {e.hint}\n" if e.hint else "")
+        text = error_lines("ERROR", e.message, e.detail, e.hint) + "\n"
     return f'could not load library "{probin}": {text}' + "".join(f"In database: {db}\n" for db in databases)
 
 
