@@ -254,3 +254,16 @@ def test_tool_root_must_be_a_directory(tmp_path):
     done = subprocess.run(tool + ["audit", "--root", str(tmp_path / "none"), "--bindir", "/usr/bin"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "not a directory" in done.stderr
+
+
+def test_upgrade_check_of_a_musl_installation_says_not_judged(build, tmp_path, musl):
+    """A new installation whose loader is musl's: its libraries are not judged,
+    and the rows say so (no glibc words, no failure invented)."""
+    from pgdl.views.upgrade_check import OldCluster, upgrade_check
+    built = build("musl_upgrade", GOOD_MODULE)
+    old = OldCluster({str(built): ("db",)}, {}, str(built), ("db",))
+    rows = upgrade_check(old, _server(musl, str(tmp_path)), "a musl installation")
+    library = [r for r in rows if r.kind == "library"][0]
+    assert library.status == "warning" and "musl" in library.message and library.pg_upgrade is None
+    preload = [r for r in rows if r.kind == "preload"][0]
+    assert preload.status == "warning" and "not judged" in preload.message

@@ -25,7 +25,7 @@ from ..postgres.extensions import check_extension
 from ..postgres.preloads import split_library_list
 from ..record import Value
 from ..server import Context, Preloads, Server
-from .status import ERROR, OK
+from .status import ERROR, OK, WARNING
 
 
 class UpgradeRow(Value):
@@ -96,6 +96,9 @@ def _library_row(kind: str, subject: str, probin: str, p: Prediction, old: OldCl
     used = ", ".join(databases)
     if p.will_load:
         return UpgradeRow(kind, subject, OK, f"{probin} will load ({p.libname})", library=probin, databases=used)
+    if p.error is None:             # not judged (the new installation's loader is musl's, say)
+        return UpgradeRow(kind, subject, WARNING, f"{probin}: not judged: {p.loading.uncertain}", library=probin,
+                          databases=used)
     e = p.error
     message = (e.message or "not judged") + (f" ({e.detail})" if e.detail else "")
     return UpgradeRow(kind, subject, ERROR, message, _hint(probin, p.libname, old, new), probin,
@@ -146,6 +149,10 @@ def _preload_rows(old: OldCluster, new: Server) -> list[UpgradeRow]:
         p = step.prediction
         if p.will_load:
             rows.append(UpgradeRow("preload", step.name, OK, f"{step.name} will load at server start",
+                                   library=step.name))
+        elif p.error is None:
+            rows.append(UpgradeRow("preload", step.name, WARNING,
+                                   f"{step.name}: not judged at server start: {p.loading.uncertain}",
                                    library=step.name))
         else:
             e = p.error
