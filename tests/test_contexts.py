@@ -430,3 +430,29 @@ def test_executable_stack_and_the_postmasters_tunables(own_server, build, tunabl
     finally:
         own_server.stop()
         assert own_server.start()
+
+
+def test_a_relative_search_entry_naming_a_file(own_server, build, tmp_path):
+    """LD_LIBRARY_PATH=notadir:DIR in the postmaster's environment, notadir a file in
+    the data directory (the backend's cwd): up to glibc 2.38 its ENOTDIR ends the
+    list and the dependency in DIR is not found; from 2.39 the search goes on."""
+    from modules import GLIBC
+    lib = tmp_path / "llpdeps"
+    lib.mkdir()
+    os.chmod(tmp_path, 0o755)
+    build("llp_provider", PROVIDER, "-Wl,-soname,libpgdlllp2.so", output="llpdeps/libpgdlllp2.so")
+    consumer = build("llp_consumer", CONSUMER, f"-L{lib}", "-lpgdlllp2")
+    (own_server.data / "notadir").write_text("a file, not a directory\n")
+    own_server.stop()
+    assert own_server.start(LD_LIBRARY_PATH=f"notadir:{lib}")
+    try:
+        conn = own_server.cluster
+        error = conn.error_of("LOAD %s", (str(consumer),))
+        actual = (True, None, None, None, None) if error is None else \
+            (False, error.sqlstate, error.message, error.detail, error.hint)
+        assert actual[0] is (GLIBC >= (2, 39)), actual
+        assert conn.query("SELECT * FROM pgdl.predict_load(%s, context => 'new session')", (str(consumer),))[0] \
+            == actual
+    finally:
+        own_server.stop()
+        assert own_server.start()

@@ -496,3 +496,25 @@ def test_load_refuses_non_regular_files(tmp_path):
     link = tmp_path / "link"
     link.symlink_to(big)
     assert cachefile.load(str(link)).entries      # ld.so follows symlinks too
+
+
+def test_cache_rules_by_glibc_release():
+    """A legacy-hwcaps entry (ldconfig <= 2.36 wrote them for tls/ and platform
+    subdirectories) is used up to 2.39 and skipped from 2.40; glibc-hwcaps
+    entries are known from 2.33 (before, their bits exclude them)."""
+    from pgdl.glibc.release import Rules
+    tls_bit = 1 << 63                                        # _DL_HWCAP_TLS_MASK: the tls/ subdirectory
+    entries = [
+        (0x303, b"libpgdlc.so.1", b"/opt/x/glibc-hwcaps/x86-64-v2/libpgdlc.so.1", EXT | 0),
+        (0x303, b"libpgdlc.so.1", b"/opt/x/tls/libpgdlc.so.1", tls_bit),
+        (0x303, b"libpgdlc.so.1", b"/opt/x/libpgdlc.so.1", 0),
+    ]
+    cache = cachefile.parse(build_new(entries, hwcaps=(b"x86-64-v2",)))
+    look = lambda rules: cache.lookup("libpgdlc.so.1", elf_class=64, host=V2, rules=rules)  # noqa: E731
+    assert look(Rules((2, 36))) == "/opt/x/glibc-hwcaps/x86-64-v2/libpgdlc.so.1"
+    assert look(Rules((2, 32))) == "/opt/x/tls/libpgdlc.so.1"      # hwcaps entry unknown, tls/ taken
+    legacy_only = cachefile.parse(build_new(entries[1:]))
+    assert legacy_only.lookup("libpgdlc.so.1", elf_class=64, host=V2, rules=Rules((2, 39))) == \
+        "/opt/x/tls/libpgdlc.so.1"
+    assert legacy_only.lookup("libpgdlc.so.1", elf_class=64, host=V2, rules=Rules((2, 40))) == \
+        "/opt/x/libpgdlc.so.1"
