@@ -73,12 +73,12 @@ class Requirement(Value):
 class ExtensionCheck(Record):
     """What CREATE EXTENSION name (its default version) would find."""
     __slots__ = ("name", "control", "error", "script_dir", "version", "script", "installable", "requires",
-                 "module", "superuser", "trusted")
+                 "module", "superuser", "trusted", "alias_of")
 
     def __init__(self, name: str, control: str, error: str | None = None, script_dir: str | None = None,
                  version: str | None = None, script: str | None = None, installable: bool = False,
                  requires: tuple[Requirement, ...] = (), module: str | None = None, superuser: bool = True,
-                 trusted: bool = False):
+                 trusted: bool = False, alias_of: str | None = None):
         self.name = name
         self.control = control          # path of the control file
         self.error = error              # the control file cannot be read: why
@@ -90,6 +90,19 @@ class ExtensionCheck(Record):
         self.module = module            # module_pathname
         self.superuser = superuser      # only superusers may create it (the default)...
         self.trusted = trusted          # ...unless it is trusted (PostgreSQL 13+)
+        self.alias_of = alias_of        # not installable, but another name's control file under a versioned name
+
+    @property
+    def not_installable(self) -> str:
+        """CREATE EXTENSION's error when no script reaches the default version (extension.c, 12-19)."""
+        return f'extension "{self.name}" has no installation script nor update path for version "{self.version}"'
+
+    @property
+    def alias_note(self) -> str:
+        """What a DBA needs to know of an alias (nothing to act on: the extension is there under its name)."""
+        return (f"another name for {self.alias_of} {self.version} (its control file under a versioned name, as "
+                f"Debian ships it), with no scripts of its own: CREATE EXTENSION {self.alias_of} is the way; "
+                f'CREATE EXTENSION "{self.name}" fails: {self.not_installable}')
 
     def script_functions(self) -> list[CFunction]:
         """The C functions the install script declares (read only when asked: audit does not)."""
@@ -97,6 +110,12 @@ class ExtensionCheck(Record):
 
 
 _CONTROL_FILES = filestate.FileCache(1024)
+
+
+def _parameters(control: str) -> dict[str, str]:
+    if not filestate.state(control).is_regular:       # a FIFO would block the read
+        raise OSError(errno.EINVAL, "not a regular file")
+    return _CONTROL_FILES.get(control, lambda _state: read_control(control))
 
 
 def control_directory(server: Server) -> str:
@@ -108,9 +127,7 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
     directory = control_directory(server)
     control = os.path.join(directory, f"{name}.control")
     try:
-        if not filestate.state(control).is_regular:       # a FIFO would block the read
-            raise OSError(errno.EINVAL, "not a regular file")
-        params = _CONTROL_FILES.get(control, lambda _state: read_control(control))
+        params = _parameters(control)
     except OSError as exc:
         return ExtensionCheck(name, control, f"cannot read {control}: {exc.strerror or os.strerror(exc.errno)}")
     script_dir = params.get("directory") or directory
@@ -119,14 +136,39 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
                      if r)
     version = params.get("default_version")
     module = params.get("module_pathname")
-    script, installable = None, False
+    script, installable, alias_of = None, False, None
+    listings = listings if listings is not None else {}
     if version:
-        listing = _listing(script_dir, listings if listings is not None else {})
+        listing = _listing(script_dir, listings)
         installable = listing is not None and version in _reachable(listing.get(name, []))
         direct = os.path.join(script_dir, f"{name}--{version}.sql")
         script = direct if filestate.state(direct).is_regular else None
+        if not installable and listing is not None and not listing.get(name):
+            alias_of = _aliased(name, params, server, listings)
     return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module,
-                          _bool(params.get("superuser"), True), _bool(params.get("trusted"), False))
+                          _bool(params.get("superuser"), True), _bool(params.get("trusted"), False), alias_of)
+
+
+VERSIONED_NAME = re.compile(r"^(.+)-[0-9][0-9.]*$")
+
+
+def _aliased(name: str, params: dict[str, str], server: Server, listings: dict) -> str | None:
+    """The extension a script-less control file repeats under a versioned name.
+
+    Debian's PostGIS packages install postgis-3.control beside postgis.control
+    (the same default_version and module_pathname) and no postgis-3--*.sql:
+    CREATE EXTENSION "postgis-3" fails, CREATE EXTENSION postgis works."""
+    m = VERSIONED_NAME.match(name)
+    if m is None:
+        return None
+    base = m.group(1)
+    try:
+        other = _parameters(os.path.join(control_directory(server), f"{base}.control"))
+    except OSError:
+        return None
+    if any(other.get(k) != params.get(k) for k in ("default_version", "module_pathname")):
+        return None
+    return base if check_extension(base, server, listings).installable else None
 
 
 def _bool(text: str | None, default: bool) -> bool:

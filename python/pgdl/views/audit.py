@@ -149,11 +149,14 @@ def _extensions(server: Server, used: set[str]) -> list[AuditRow]:
             continue
         problems = [(ERROR, f"requires {r.name}, which is not available", f"Install the {r.name} extension.")
                     for r in ext.requires if not r.available]
+        if ext.alias_of is not None:
+            rows.append(AuditRow("extension", name, OK, ext.alias_note, library=ext.module))
+            continue
         if not ext.version:
             problems.append((ERROR, "no default_version in the control file", None))
         elif not ext.installable:
-            problems.append((ERROR, f"no install script or update path for default version {ext.version} in "
-                                    f"{ext.script_dir}", None))
+            problems.append((ERROR, f"CREATE EXTENSION fails: {ext.not_installable} (no script in "
+                                    f"{ext.script_dir})", f"Install the {name} extension's scripts for {ext.version}."))
         if ext.module:
             p = predict_load(ext.module, server)
             if not p.will_load:

@@ -38,10 +38,16 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
         elif ext.installable:
             out.append(Finding("extension script", OK, ext.script_dir,
                                f"default version {ext.version} is installed through update scripts"))
+        elif ext.alias_of is not None:
+            return out + [Finding("extension script", ERROR, ext.script_dir, ext.alias_note,
+                                  f"CREATE EXTENSION {ext.alias_of}"),
+                          Finding("verdict", ERROR, name, f'CREATE EXTENSION "{name}" will fail with SQLSTATE '
+                                  f"22023:\nERROR:  {ext.not_installable}")]
         else:
             out.append(Finding("extension script", ERROR, ext.script_dir,
                                f"no install script or update path for default version {ext.version} in "
-                               f"{ext.script_dir}", f"Install the {name} extension's scripts for {ext.version}."))
+                               f"{ext.script_dir}: CREATE EXTENSION fails: {ext.not_installable}",
+                               f"Install the {name} extension's scripts for {ext.version}."))
     else:
         out.append(Finding("extension script", ERROR, ext.control, "no default_version in the control file"))
     for req in ext.requires:

@@ -127,8 +127,8 @@ def _extension_rows(name: str, old: OldCluster, new: Server, fresh: Server) -> l
                            f"The extension must first be installed on the system where PostgreSQL is running: "
                            f"{_hint(name, None, old, new)}", databases=used)]
     if not ext.installable:
-        return [UpgradeRow("extension", name, ERROR, f'no installation script or update path for version '
-                           f'"{ext.version}" of extension "{name}" in {ext.script_dir}', databases=used)]
+        return [UpgradeRow("extension", name, ERROR, f"{ext.not_installable} (no script in {ext.script_dir})",
+                           databases=used)]
     libraries = sorted({f.library for f in ext.script_functions()} | ({ext.module} if ext.module else set()))
     rows = []
     for library in libraries:
