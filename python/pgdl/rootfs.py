@@ -72,3 +72,11 @@ def _resolve(path: str) -> str:
             done = []
         parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
     return "/" + "/".join(done)
+
+
+def glob(pattern: str) -> list[str]:
+    """glob.glob() inside the installation's root, as paths it sees."""
+    import glob as globbing
+    if _root == "/":
+        return globbing.glob(pattern)
+    return [p[len(_root):] for p in globbing.glob(_root + pattern)]

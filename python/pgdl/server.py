@@ -80,12 +80,30 @@ class LoadedObject(Value):
         self.inode = inode
 
 
+class Service(Value):
+    """How the server was started, for the hints that change its environment."""
+    __slots__ = ("unit", "environment_file")
+
+    def __init__(self, unit: str | None = None, environment_file: str | None = None):
+        self.unit = unit                        # the systemd unit, if one started it
+        self.environment_file = environment_file    # Debian's per-cluster environment file
+
+    def describe(self) -> str:
+        """Where to set a variable of the server's environment."""
+        if self.environment_file:
+            where = f"{self.environment_file} (read by pg_ctlcluster"
+            return where + (f", which {self.unit} runs)" if self.unit else ")")
+        if self.unit:
+            return f"the unit {self.unit} (Environment= in `systemctl edit {self.unit}`)"
+        return "the environment of the command that starts the server (pg_ctl's, or postgres's own)"
+
+
 class Server(Record):
     """A PostgreSQL server as one session sees it."""
     __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
                  "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
                  "machine", "elf_class", "context", "role", "preloads", "postmaster_loaded", "custom_settings",
-                 "libc", "_fingerprint")
+                 "libc", "service", "_fingerprint")
 
     def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
                  dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
@@ -94,7 +112,8 @@ class Server(Record):
                  is_superuser: bool = True, uid: int = 0, gids: tuple[int, ...] = (), machine: int = 62,
                  elf_class: int = 64, context: Context = Context.THIS_SESSION, role: Role | None = None,
                  preloads: Preloads | None = None, postmaster_loaded: tuple[LoadedObject, ...] | None = None,
-                 custom_settings: frozenset = frozenset(), libc: Libc | None = None):
+                 custom_settings: frozenset = frozenset(), libc: Libc | None = None,
+                 service: Service | None = None):
         self.version_num = version_num  # server_version_num, e.g. 150018
         self.pkglibdir = pkglibdir
         self.dynamic_library_path = dynamic_library_path
@@ -116,6 +135,7 @@ class Server(Record):
         self.postmaster_loaded = postmaster_loaded  # the postmaster's mapped files, where readable
         self.custom_settings = custom_settings      # custom settings (x.y) that exist, placeholders too
         self.libc = libc                # its C library and loader (None: glibc 2.36 as Debian 12 builds it)
+        self.service = service or Service()     # how it was started (where its environment is set)
         self._fingerprint: Fingerprint | None = None
 
     @property
@@ -132,7 +152,7 @@ class Server(Record):
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
                 self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context,
                 self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings,
-                self.libc))
+                self.libc, self.service))
         return self._fingerprint
 
     @property

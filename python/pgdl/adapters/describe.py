@@ -12,6 +12,7 @@ from ..libc import libc_of
 from ..postgres.magic import server_abi_extra
 from ..server import Server, ServerMagic
 from .maps import read_maps
+from .service import service_of
 from .session import session
 
 _SETTINGS_QUERY = """
@@ -63,4 +64,5 @@ def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -
                   sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
                   dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
                   environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
-                  uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable))
+                  uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable),
+                  service=service_of(os.getcwd()))

@@ -12,6 +12,28 @@ from ..record import Name, Record
 MAX_OBJECTS = 2000
 MAX_EDGES = 50_000
 
+class Rule(Name):
+    """The rule of the search that found an object: how its found_via starts
+    (glibc's order, elf/dl-load.c _dl_map_object)."""
+    RPATH = "RPATH of "                 # DT_RPATH of an object in the chain of loaders (then the executable's)
+    LD_LIBRARY_PATH = "LD_LIBRARY_PATH"
+    RUNPATH = "RUNPATH of "             # DT_RUNPATH of the requesting object
+    CACHE = "ld.so.cache"
+    DEFAULT = "default directory"
+    PATH = "path given"                 # the name has a slash: no search
+    LOADED = "already loaded"
+
+    @classmethod
+    def of(cls, found_via: str) -> tuple["Rule | None", str | None]:
+        """The rule and, for RPATH and RUNPATH, whose entry it was (a path, or
+        "executable <path>")."""
+        for rule in cls:
+            if found_via.startswith(rule.value):
+                owner = found_via[len(rule.value):] if rule.value.endswith(" ") else None
+                return rule, owner
+        return None, None
+
+
 class Found(Name):
     """What the search made of one DT_NEEDED entry (a Dependency's status)."""
     OK = "ok"                           # a file is found and would be mapped

@@ -16,7 +16,7 @@ from ..server import Server
 from . import cachefile
 from .dst import PLATFORMS, dst_lib, expand_dst, split_path_list, system_dirs
 from .hwcaps import host_capability_subdirs
-from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped
+from .linkmap import MAX_OBJECTS, LinkMap, LoadFailure, Mapped, Rule
 from .mapping import mapping_failure, needs_executable_stack, stack_executable
 from .openfile import IS_A_DIRECTORY, read_header
 from .openverify import verify_header
@@ -118,14 +118,14 @@ class Loader:
         itself).  callmap: dlopen's own call, whose result has no l_loader."""
         existing = self.find_by_name(name)
         if existing is not None:
-            return Mapped(existing, False, "already loaded")
+            return Mapped(existing, False, Rule.LOADED.value)
         search = _Search()
         if "/" in name:
             realname = name
             probe = self.probe(realname, search)
             if not probe.ok:
                 raise self._not_found(name, search)
-            via = "path given"
+            via = Rule.PATH.value
         else:
             realname, via = self.search(loader, name, search)
         detail = "; ".join(search.notes) or None
@@ -143,7 +143,7 @@ class Loader:
                                            m.preloaded, m.is_main)
             m.names.add(name)
             self._by_name.setdefault(name, k)
-            return Mapped(m, False, "already loaded (same file as " + (m.name or "the executable") + ")", detail)
+            return Mapped(m, False, f"{Rule.LOADED.value} (same file as " + (m.name or "the executable") + ")", detail)
         obj = self.check_mappable(name, realname)
         m = LinkMap(realname, obj, {name} | ({obj.soname} if obj.soname else set()),
                     {ident} if ident else set(), None if callmap else loader)
@@ -161,12 +161,12 @@ class Loader:
         requester = loader or self.main
         cached = self.cache_lookup(name, requester, search)
         if cached is not None:
-            return cached, "ld.so.cache"
+            return cached, Rule.CACHE.value
         if requester is None or requester.obj is None or not requester.obj.nodeflib:
             search.searched.append("default directories")
             found = self.open_path(name, self.system_dirs, search)
             if found is not None:
-                return found, "default directory"
+                return found, Rule.DEFAULT.value
         else:
             search.notes.append("default directories skipped (DF_1_NODEFLIB)")
         raise self._not_found(name, search)
@@ -179,7 +179,7 @@ class Loader:
             while chain is not None and seen < MAX_OBJECTS:
                 dirs = self._rpath_dirs(chain)
                 if dirs:
-                    yield (f"RPATH of {'executable ' + self.server.executable if chain.is_main else chain.name}",
+                    yield (f"{Rule.RPATH.value}{'executable ' + self.server.executable if chain.is_main else chain.name}",
                            dirs)
                     did_main |= chain.is_main
                 chain, seen = chain.loader, seen + 1
@@ -187,17 +187,17 @@ class Loader:
             if not did_main and main is not None and main.obj is not None and main.obj.runpath is None:
                 dirs = self._rpath_dirs(main)
                 if dirs:
-                    yield f"RPATH of executable {self.server.executable}", dirs
+                    yield f"{Rule.RPATH.value}executable {self.server.executable}", dirs
         llp = self.server.environ.get("LD_LIBRARY_PATH")
         if llp:
             dirs = split_path_list(llp, ":;", self.expander(self.main))
             if dirs:
-                yield "LD_LIBRARY_PATH", dirs
+                yield Rule.LD_LIBRARY_PATH.value, dirs
         if loader is not None and loader.obj is not None and loader.obj.runpath:
             dirs = split_path_list(loader.obj.runpath, ":", self.expander(loader))
             if dirs:
                 what = f"executable {self.server.executable}" if loader.is_main else loader.name
-                yield f"RUNPATH of {what}", dirs
+                yield f"{Rule.RUNPATH.value}{what}", dirs
 
     def _rpath_dirs(self, m: LinkMap) -> list[str]:
         # The executable's DT_RPATH is ignored when it has DT_RUNPATH

@@ -21,11 +21,13 @@ from ..errors import error_lines
 from ..engine.predict import predict_load
 from ..engine.trace import Prediction, Stage
 from ..glibc.ldso import searched_directories
+from ..glibc.linkmap import Found
 from ..glibc.problems import BindingProblem, Problem
 from ..postgres.lookup import library_path_directories
 from ..record import Value
 from ..postgres.pg_init import Verdict
 from ..server import SHARED_OBJECT, Context, Server
+from . import remedy
 from .explain import Copies, providers_of
 from .status import ERROR, OK, WARNING, Status
 
@@ -58,12 +60,12 @@ def diagnose_library(name: str, server: Server, symbol: str | None = None, label
         shown = p.beyond
     out += _resolution(name, shown)
     if shown.stage is not Stage.LOOKUP:
-        out += _file_access(shown)
+        out += _file_access(shown, server)
     if shown.module is not None or shown.stage is Stage.ELF:
         out += _elf(shown)
     out += _magic(shown)
     out += _pg_init(shown, server)
-    out += _dependencies(shown)
+    out += _dependencies(shown, server)
     out += _symbols(shown, server)
     if symbol is not None:
         out += _entry_point(shown, symbol)
@@ -158,15 +160,14 @@ def _resolution(name: str, p: Prediction) -> list[Finding]:
                     "dynamic_library_path.")]
 
 
-def _file_access(p: Prediction) -> list[Finding]:
+def _file_access(p: Prediction, server: Server) -> list[Finding]:
     access, path = p.access, p.libname
     if access.blocked is not None:
         directory, st = access.blocked, access.blocked_state
         return [Finding("file access", ERROR, directory,
                         f"the server's OS user ({_user()}) cannot search directory {directory} "
                         f"(owner {_owner(st)}, mode {stat.filemode(st.mode)})",
-                        f"Grant search permission: chmod o+x {directory} (or make the server's user a member "
-                        "of its group).")]
+                        f"Grant search permission: `chmod {_who(st, (server.uid, server.gids))}+x {directory}`.")]
     st = access.state
     if st.error:
         what = "dangling symbolic link" if access.dangling else os.strerror(st.error)
@@ -179,8 +180,15 @@ def _file_access(p: Prediction) -> list[Finding]:
         return [Finding("file access", ERROR, path,
                         f"the server's OS user ({_user()}) cannot read {path} "
                         f"(owner {_owner(st)}, mode {stat.filemode(st.mode)})",
-                        f"chmod a+r {path}")]
+                        f"Grant read permission: `chmod a+r {path}`.")]
     return [Finding("file access", OK, path, f"readable by {_user()} ({st.size} bytes)")]
+
+
+def _who(st: filestate.State, ids: tuple[int, tuple[int, ...]]) -> str:
+    """The permission class (u, g or o) that applies to the server's OS user: only that one's bits count."""
+    uid, gids = ids
+    owner, group = st.owner
+    return "u" if owner == uid else "g" if group in gids else "o"
 
 
 def _user() -> str:
@@ -223,20 +231,22 @@ def _magic(p: Prediction) -> list[Finding]:
     return []
 
 
-def _dependencies(p: Prediction) -> list[Finding]:
+def _dependencies(p: Prediction, server: Server) -> list[Finding]:
     if p.tree is None:
         return []
     out = []
+    copies = None
     for dep in p.tree.deps[1:]:
         status = OK if dep.status.loads else ERROR
         detail = f"{dep.needed} -> {dep.path or 'not found'} ({dep.found_via})"
         if dep.detail:
             detail += f"; {dep.detail}"
         hint = None
-        if status is ERROR:
-            hint = ("Install the library, or make it findable for the server: set LD_LIBRARY_PATH in the "
-                    "service environment, add its directory to /etc/ld.so.conf.d and run ldconfig, or "
-                    "link the module with an rpath.")
+        if dep.status is Found.NOT_FOUND:
+            # A vendor's bundle keeps its libraries beside the module.
+            copies = copies or Copies([os.path.dirname(p.libname), server.pkglibdir], [], p.libname)
+            hint = remedy.not_found(p, dep, copies.of(os.path.basename(dep.needed), None,
+                                                      p.tree.cache_paths_of(dep.needed)), server)
         out.append(Finding("dependency", status, dep.needed, detail, hint))
     return out
 
@@ -246,19 +256,20 @@ def _symbols(p: Prediction, server: Server) -> list[Finding]:
         return []
     out = []
     if p.binding.problems:
-        # Other copies: where the tree's RPATH/RUNPATH and LD_LIBRARY_PATH point, and pkglibdir;
+        # Other copies: where the tree's RPATH/RUNPATH and LD_LIBRARY_PATH point, beside the
+        # module (a vendor's bundle) and pkglibdir;
         # modules: pkglibdir and dynamic_library_path.
-        copies = Copies(searched_directories(p.tree, server) + [server.pkglibdir],
+        copies = Copies(searched_directories(p.tree, server) + [os.path.dirname(p.libname), server.pkglibdir],
                         list(dict.fromkeys([server.pkglibdir] + library_path_directories(server))), p.libname)
     for problem in p.binding.problems:
         interrupts.check()
-        out.append(_explain_problem(problem, p, copies))
+        out.append(_explain_problem(problem, p, copies, server))
     if not out and p.stage is not Stage.DEPENDENCIES:
         out.append(Finding("symbols", OK, p.libname, "every undefined symbol and version requirement is satisfied"))
     return out
 
 
-def _explain_problem(problem: BindingProblem, p: Prediction, copies: Copies) -> Finding:
+def _explain_problem(problem: BindingProblem, p: Prediction, copies: Copies, server: Server) -> Finding:
     subject = problem.symbol if problem.kind is Problem.UNDEFINED else f"{problem.version}"
     detail = problem.dlerror
     hint = None
@@ -280,18 +291,37 @@ def _explain_problem(problem: BindingProblem, p: Prediction, copies: Copies) -> 
         if good:
             detail += (f". The loader chose {dep.path} (found via {dep.found_via}), which lacks it; "
                        f"{good[0]} has it")
-            hint = (f"Make the server find {good[0]} first: put {os.path.dirname(good[0])} first in the "
-                    "server's LD_LIBRARY_PATH (service environment) or in /etc/ld.so.conf.d and run ldconfig, "
-                    f"or remove the stale copy {dep.path}.")
-            return Finding("symbols", ERROR, subject, detail, hint)
+            return Finding("symbols", ERROR, subject, detail, remedy.wrong_copy(p, dep, good[0], server))
     if problem.kind is Problem.UNDEFINED:
         modules = copies.modules_defining(problem.symbol)
         if modules:
             names = ", ".join(os.path.basename(m) for m in modules)
             detail += f". Defined by the PostgreSQL module(s) {names}, which this backend has not loaded"
-            hint = (f"Load {os.path.splitext(os.path.basename(modules[0]))[0]} first (LOAD, or list it before "
-                    "this one in shared_preload_libraries), or link the module against it.")
+            first = os.path.basename(modules[0]).removesuffix(server.dlsuffix)
+            hint = (f"Load {first} first: `LOAD '{first}'` before this one in the session, or list {first} before "
+                    "it in shared_preload_libraries, or link the module against it.")
+        elif problem.version is None and problem.required_by == p.libname and _is_postgres_module(p):
+            detail += (f". Nothing the module is linked with defines it, nor does the server executable "
+                       f"{server.executable}: PostgreSQL modules take unversioned symbols like it from the server "
+                       f"itself, so {os.path.basename(p.libname)} was most likely built against a newer minor "
+                       f"release than this server's {server_version(server)}")
+            hint = (f"Upgrade the server packages to the minor release the module was built for (or newer), or "
+                    f"install a build of it for PostgreSQL {server_version(server)}.")
     return Finding("symbols", ERROR, subject, detail, hint)
+
+
+def _is_postgres_module(p: Prediction) -> bool:
+    """It has a magic block (dlopen fails before PostgreSQL would check it)."""
+    try:
+        return p.module is not None and dynsym.definition(p.module, "Pg_magic_func") is not None
+    except (ElfError, OSError):
+        return False
+
+
+def server_version(server: Server) -> str:
+    """server_version_num as PostgreSQL 10+ writes it: 150018 -> 15.18."""
+    return f"{server.major}.{server.version_num % 100}" if server.major >= 10 else \
+        f"{server.major}.{server.version_num // 100 % 100}.{server.version_num % 100}"
 
 
 def _defines_version(path: str, version: str) -> bool:

@@ -31,7 +31,7 @@ class Copies:
     the cost grows with the number of symbols, not with symbols x directories."""
 
     def __init__(self, extra_dirs: list[str], module_dirs: list[str], module: str | None):
-        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in _glob(g)]))
+        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in rootfs.glob(g)]))
         self._module_dirs = module_dirs
         self._module = module
         self._copies: dict[tuple[str, str | None], list[str]] = {}
@@ -48,16 +48,9 @@ class Copies:
     def modules_defining(self, symbol: str) -> list[str]:
         """PostgreSQL modules (in pkglibdir and dynamic_library_path) that export `symbol`."""
         if self._modules is None:
-            paths = [p for d in self._module_dirs for p in sorted(_glob(os.path.join(glob.escape(d), "*.so")))]
+            paths = [p for d in self._module_dirs for p in sorted(rootfs.glob(os.path.join(glob.escape(d), "*.so")))]
             self._modules = list(_readable([p for p in dict.fromkeys(paths) if p != self._module]))
         return [path for path, obj in self._modules if _defines(obj, symbol)]
-
-
-def _glob(pattern: str) -> list[str]:
-    """glob.glob() inside the installation's root, as paths it sees."""
-    if rootfs.root() == "/":
-        return glob.glob(pattern)
-    return [p[len(rootfs.root()):] for p in glob.glob(rootfs.root() + pattern)]
 
 
 def _other_copies(soname: str, chosen: str | None, cache_paths: list[str], dirs: list[str]) -> list[str]:
