@@ -128,3 +128,58 @@ def test_origin_rpath_and_runpath(cluster, build, tmp_path, flags, via):
     assert dep_row[1] == str(dep) and via in dep_row[2] and dep_row[3] == "ok"
     assert cluster.error_of("LOAD %s", (str(module),)) is None
     assert cluster.query("SELECT will_load FROM pgdl.predict_load(%s)", (str(module),)) == [(True,)]
+
+
+# -- targets as a DBA types them ---------------------------------------------------
+
+@pytest.fixture
+def bare_db(cluster):
+    """A database with pgdl and nothing else created in it."""
+    cluster.query("DROP DATABASE IF EXISTS pgdl_targets")
+    cluster.query("CREATE DATABASE pgdl_targets")
+    conn = cluster.connect(database="pgdl_targets")
+    conn.cursor().execute("CREATE EXTENSION pgdl CASCADE")
+    conn.close()
+    yield "pgdl_targets"
+    cluster.query("DROP DATABASE pgdl_targets")
+
+
+def in_db(cluster, db, sql, params=()):
+    conn = cluster.connect(database=db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def test_a_typo_is_named_as_one(cluster):
+    rows = diagnose(cluster, "dblnk")
+    resolution = [r for r in rows if r[0] == "resolution"][0]
+    assert resolution[1:4] == ("error", "dblnk", "no extension, library or function named 'dblnk'; did you mean dblink?")
+    assert not resolution[4].startswith("Install the library")
+    # The verdict is still the server's own for LOAD 'dblnk'.
+    real = cluster.error_of("LOAD 'dblnk'")
+    assert rows[-1][0] == "verdict" and real.message in rows[-1][3]
+
+
+def test_signature_of_an_extension_not_created_here(cluster, bare_db):
+    """dblink_connect(text) before CREATE EXTENSION dblink: found in dblink's install script."""
+    rows = in_db(cluster, bare_db, "SELECT topic, status, message FROM pgdl.diagnose('dblink_connect(text)')")
+    assert rows[1][:2] == ("function", "ok") and "declared by extension dblink" in rows[1][2]
+    assert rows[-1][:2] == ("verdict", "ok")
+    # With two arguments too (its script names them), and the real thing agrees.
+    rows = in_db(cluster, bare_db, "SELECT topic, status FROM pgdl.diagnose('dblink_connect(text, text)')")
+    assert rows[-1] == ("verdict", "ok")
+    in_db(cluster, bare_db, "CREATE EXTENSION dblink")
+    assert in_db(cluster, bare_db, "SELECT 'dblink_connect(text,text)'::regprocedure::text") == \
+        [("dblink_connect(text,text)",)]
+    error = cluster.error_of("SELECT * FROM pgdl.diagnose('dblink_connect(integer, bytea, text)')")
+    assert error.sqlstate == "42883"
+
+
+def test_function_name_without_parentheses(cluster):
+    rows = diagnose(cluster, "plpython3_call_handler")
+    assert rows[1][:2] == ("function", "ok") and "plpython3_call_handler()" in rows[1][3]
+    assert rows[-1][:3] == ("verdict", "ok", "plpython3_call_handler()")

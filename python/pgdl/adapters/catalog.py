@@ -25,6 +25,14 @@ _FUNCTION = Plan("""
     SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS sig, p.probin, p.prosrc, l.lanname
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
      WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure($1)""", ["pg_catalog.text"])
+_NAMED = Plan("""
+    SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS sig, p.probin, p.prosrc, l.lanname
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+     WHERE p.proname OPERATOR(pg_catalog.=) $2
+       AND CASE WHEN $1 IS NULL THEN pg_catalog.pg_function_is_visible(p.oid)
+                ELSE n.nspname OPERATOR(pg_catalog.=) $1 END
+     ORDER BY l.lanname OPERATOR(pg_catalog.<>) 'c', 1""", ["pg_catalog.text", "pg_catalog.text"])
 _SET_PATH = Plan("SELECT pg_catalog.set_config('search_path', $1, true)", ["pg_catalog.text"])
 _EXTENSION_FUNCTIONS = Plan("""
     SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
@@ -68,6 +76,12 @@ class Catalog:
     def extension_functions(self, extension: str) -> list[CFunction]:
         plpy = self.plpy
         return [_c_function(plpy, r) for r in plpy.execute(_EXTENSION_FUNCTIONS.get(plpy), [extension])]
+
+    def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
+        plpy = self.plpy
+        schema, _, proname = name.rpartition(".") if "." in name and '"' not in name else (None, "", name)
+        rows = self._as_caller(lambda: plpy.execute(_NAMED.get(plpy), [schema or None, proname]))
+        return [(_c_function(plpy, r), r["lanname"]) for r in rows]
 
     def c_functions(self) -> list[CFunction]:
         """Every C function of the database."""

@@ -9,7 +9,7 @@ import errno
 import os
 import re
 
-from .. import filestate, rootfs
+from .. import filestate, interrupts, rootfs
 from ..errors import INSUFFICIENT_PRIVILEGE, PgError
 from ..record import Record, Value
 from ..server import Server
@@ -58,6 +58,50 @@ def c_functions_in_script(text: str, module_pathname: str | None) -> list[CFunct
 
 
 MAX_SCRIPT = 8 << 20          # bytes of an install script read for its C functions
+
+# Type names as format_type() writes them, for the spellings scripts and people use.
+_TYPE_ALIASES = {"int": "integer", "int4": "integer", "int2": "smallint", "int8": "bigint", "bool": "boolean",
+                 "float8": "double precision", "float4": "real", "varchar": "character varying",
+                 "char": "character", "bpchar": "character", "timestamptz": "timestamp with time zone",
+                 "timestamp": "timestamp without time zone", "timetz": "time with time zone",
+                 "time": "time without time zone", "varbit": "bit varying", "decimal": "numeric"}
+_MULTIWORD = ("double precision", "character varying", "bit varying", "with time zone", "without time zone")
+_MODES = {"in", "out", "inout", "variadic"}
+
+
+def argument_types(text: str) -> tuple[str, ...]:
+    """The input argument types of a declaration's or a signature's parenthesised
+    list, normalised (names, modes and defaults dropped; OUT arguments left out,
+    as regprocedure does)."""
+    out = []
+    depth, piece, pieces = 0, "", []
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            pieces.append(piece)
+            piece = ""
+        else:
+            piece += ch
+    pieces.append(piece)
+    for raw in pieces:
+        arg = re.split(r"\s+(?:DEFAULT\b|=)", raw.strip(), maxsplit=1, flags=re.IGNORECASE)[0].strip()
+        if not arg:
+            continue
+        words = arg.split()
+        if words[0].lower() in _MODES:
+            if words[0].lower() == "out" or len(words) == 1:
+                continue
+            words = words[1:]
+        typ = " ".join(words).lower().replace('"', "")
+        if len(words) > 1 and not any(typ.startswith(m) or typ.endswith(m) for m in _MULTIWORD) \
+                and not typ.split()[0] in _TYPE_ALIASES.values():
+            typ = " ".join(words[1:]).lower().replace('"', "")      # the first word is the argument's name
+        typ = re.sub(r"\s*\(.*?\)", "", typ).split(".")[-1].strip()   # typmods, schema
+        array = typ.endswith("[]")
+        base = typ.removesuffix("[]").strip()
+        out.append(_TYPE_ALIASES.get(base, base) + ("[]" if array else ""))
+    return tuple(out)
 
 
 class Requirement(Value):
@@ -248,6 +292,24 @@ def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:
         if sep and rest.endswith(".sql"):
             out.setdefault(name, []).append(rest[:-4])
     return out
+
+
+def declaring_extensions(name: str, server: Server) -> list[tuple[str, CFunction]]:
+    """The C functions called `name` that an available extension's default install
+    script declares, with the extension (scripts without the name are not parsed)."""
+    found = []
+    listings: dict = {}
+    for extension in available_extensions(server):
+        interrupts.check()
+        ext = check_extension(extension, server, listings)
+        if ext.script is None:
+            continue
+        text = _read_script(ext.script)
+        if name not in text:
+            continue
+        found += [(extension, f) for f in c_functions_in_script(text, ext.module)
+                  if f.signature.split("(", 1)[0].split(".")[-1].strip('"') == name]
+    return found
 
 
 def available_extensions(server: Server) -> list[str]:

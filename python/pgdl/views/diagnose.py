@@ -5,13 +5,16 @@ through a Catalog."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from typing import Protocol
 
 from .. import filestate
 from ..errors import UNDEFINED_FUNCTION, UserError
-from ..postgres.extensions import CFunction, control_directory
+from ..engine.predict import predict_load
+from ..postgres.extensions import (CFunction, argument_types, available_extensions, control_directory,
+                                   declaring_extensions, files_in)
 from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
 from ..server import Context, Server
@@ -30,6 +33,9 @@ class Catalog(Protocol):
     def extension_functions(self, extension: str) -> list[CFunction]:
         """The C functions of an extension created in this database (none if it is not)."""
 
+    def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
+        """The functions (with their language) a name without arguments finds on the caller's search_path."""
+
 
 def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> list[Finding]:
     """name: the target as the bytes the server would use; text: the same as
@@ -47,7 +53,40 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
     if text is not None and "/" not in name \
             and filestate.state(os.path.join(control_directory(server), f"{name}.control")).is_regular:
         return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here)
-    return out + diagnose_library(name, booted, elsewhere=here)
+    if text is None or "/" in name or predict_load(name, booted).resolution.found:
+        return out + diagnose_library(name, booted, elsewhere=here)
+    named = catalog.functions_named(text)
+    if named:
+        return out + _diagnose_named(text, named, booted, here)
+    # No file, extension or function of that name: most likely a typo.
+    return out + [_unknown_target(text, server) if f.topic == "resolution" else f
+                  for f in diagnose_library(name, booted, elsewhere=here)]
+
+
+def _unknown_target(text: str, server: Server) -> Finding:
+    names = available_extensions(server) + [os.path.basename(p).removesuffix(server.dlsuffix)
+                                            for p in files_in(server.pkglibdir, server.dlsuffix)]
+    close = difflib.get_close_matches(text, list(dict.fromkeys(names)), n=3, cutoff=0.7)
+    guess = f"; did you mean {' or '.join(close)}?" if close else ""
+    return Finding("resolution", ERROR, text, f"no extension, library or function named '{text}'{guess}",
+                   "Check the name against SELECT name FROM pg_available_extensions, the files in "
+                   f"{server.pkglibdir} and \\df; or, for a library not installed yet, install it into "
+                   "$libdir (pg_config --pkglibdir).")
+
+
+def _diagnose_named(text: str, named: list[tuple[CFunction, str]], server: Server,
+                    here: Server | None) -> list[Finding]:
+    """A function name without arguments: its C overloads (they share a library as a rule)."""
+    c = [f for f, language in named if language == "c"]
+    if not c:
+        function, language = named[0]
+        raise UserError(f"function {function.signature} is written in {language}, not C",
+                        hint="pgdl diagnoses C-language functions and the libraries they live in.")
+    first = c[0]
+    others = ", ".join(f.signature for f in c[1:])
+    note = Finding("function", OK, text, f"{text} is the C function {first.signature}"
+                   + (f" (also: {others})" if others else ""))
+    return [note] + diagnose_library(first.library, server, first.symbol, label=first.signature, elsewhere=here)
 
 
 def context_finding(server: Server, start: Boot) -> Finding:
@@ -89,12 +128,30 @@ def _boot_failure(server: Server, start: Boot) -> list[Finding]:
             Finding("verdict", ERROR, step.name, f"{what}; the log says:\n{server_log_lines(e)}")]
 
 
+def _declared_by_extension(signature: str, server: Server) -> tuple[str, CFunction] | None:
+    """The extension whose install script declares the C function a signature names."""
+    name, _, args = signature.strip().partition("(")
+    name = name.strip().split(".")[-1].strip('"')
+    wanted = argument_types(args.rstrip().removesuffix(")"))
+    for extension, function in declaring_extensions(name, server):
+        if argument_types(function.signature.split("(", 1)[1].removesuffix(")")) == wanted:
+            return extension, function
+    return None
+
+
 def _diagnose_function(name: str, signature: str, server: Server, catalog: Catalog,
                        here: Server | None) -> list[Finding]:
     found = catalog.function(signature)
     if found is None:
-        raise UserError(f"function {name} does not exist", sqlstate=UNDEFINED_FUNCTION,
-                        hint="Give a function signature with argument types, e.g. dblink_connect(text).")
+        declared = _declared_by_extension(signature, server)
+        if declared is None:
+            raise UserError(f"function {name} does not exist", sqlstate=UNDEFINED_FUNCTION,
+                            hint="Give the argument types as \\df shows them, e.g. dblink_connect(text); no "
+                                 "available extension's install script declares it either.")
+        extension, function = declared
+        return [Finding("function", OK, signature, f"{function.signature} is declared by extension {extension}, "
+                        "not created in this database: CREATE EXTENSION would create it")] + \
+            diagnose_library(function.library, server, function.symbol, label=function.signature, elsewhere=here)
     function, language = found
     if language != "c":
         raise UserError(f"function {function.signature} is written in {language}, not C",
