@@ -17,8 +17,9 @@ packages=(
   "postgresql-$PGVER-cron"
   # _PG_init() decoding (x86-64), and the preload-only modules its tests load.
   python3-capstone "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical" "postgresql-$PGVER-pg-stat-kcache"
-  # Test fixtures: 32-bit builds (gcc -m32), an AArch64 cross-build (clang + lld), a musl loader.
-  gcc-multilib clang lld musl
+  # Test fixtures: 32-bit builds (gcc -m32), an AArch64 cross-build (clang + lld), a musl loader;
+  # patchelf, as the hints tell a DBA to run it (tests/test_remedies.py).
+  gcc-multilib clang lld musl patchelf
 )
 # What a release may lack: the tests that use them skip there.
 optional=("postgresql-$PGVER-cron" "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical"

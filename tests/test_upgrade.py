@@ -219,3 +219,21 @@ def test_update_to_0_6_0_keeps_views_and_history(cluster):
             "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
             "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
         })
+
+
+def test_update_to_0_7_0_keeps_views_and_history(cluster):
+    """0.7.0 makes the public functions PL/pgSQL (their errors' CONTEXT names only
+    them): views on every one, upgrade_check's included, and the history survive."""
+    with scratch_database(cluster, "pgdl_v060_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.6.0", {
+            "v_predict": "SELECT will_load, message FROM pgdl.predict_load('pgdl_no_such_library')",
+            "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
+            "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
+            "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
+            "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
+            "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
+            "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
+                         " WHERE false",
+        })
+        assert q(cluster, db, "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                              "WHERE p.oid = 'pgdl.diagnose(text,text,name)'::regprocedure") == [("plpgsql",)]

@@ -103,7 +103,7 @@ class Server(Record):
     __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
                  "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
                  "machine", "elf_class", "context", "role", "preloads", "postmaster_loaded", "custom_settings",
-                 "libc", "service", "_fingerprint")
+                 "libc", "service", "extension_control_path", "_fingerprint")
 
     def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
                  dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
@@ -113,7 +113,7 @@ class Server(Record):
                  elf_class: int = 64, context: Context = Context.THIS_SESSION, role: Role | None = None,
                  preloads: Preloads | None = None, postmaster_loaded: tuple[LoadedObject, ...] | None = None,
                  custom_settings: frozenset = frozenset(), libc: Libc | None = None,
-                 service: Service | None = None):
+                 service: Service | None = None, extension_control_path: str = ""):
         self.version_num = version_num  # server_version_num, e.g. 150018
         self.pkglibdir = pkglibdir
         self.dynamic_library_path = dynamic_library_path
@@ -136,6 +136,7 @@ class Server(Record):
         self.custom_settings = custom_settings      # custom settings (x.y) that exist, placeholders too
         self.libc = libc                # its C library and loader (None: glibc 2.36 as Debian 12 builds it)
         self.service = service or Service()     # how it was started (where its environment is set)
+        self.extension_control_path = extension_control_path    # PostgreSQL 18+ ("": $system)
         self._fingerprint: Fingerprint | None = None
 
     @property
@@ -152,7 +153,7 @@ class Server(Record):
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
                 self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context,
                 self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings,
-                self.libc, self.service))
+                self.libc, self.service, self.extension_control_path))
         return self._fingerprint
 
     @property

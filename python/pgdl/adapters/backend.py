@@ -167,6 +167,9 @@ def _diagnose(plpy, target, search_path=None, context=None, role=None):
     """search_path: the caller's, to find a function signature as the caller would."""
     from ..views.diagnose import diagnose   # imported on first use
     name = name_argument(target, "target")
+    if not name.strip():
+        raise UserError("target must not be empty", sqlstate="22023",
+                        hint="Name an extension, a library (name or path) or a C function, e.g. dblink.")
     return diagnose(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
                     Catalog(plpy, search_path))
 

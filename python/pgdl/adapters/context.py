@@ -82,8 +82,10 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
     custom = {n for n in (files or {}) if "." in n} if files is not None else \
         {row["name"] for row in plpy.execute(_CUSTOM)}
     preloads = Preloads(running, at_start, at_start_from, session_list, local_list)
+    # A new session's extension_control_path: what RESET gives (the server's, and this role's).
+    control_path = config.get("reset extension_control_path", server.extension_control_path)
     return server.replace(preloads=preloads, postmaster_loaded=_postmaster_maps(server),
-                          custom_settings=frozenset(fs(n) for n in custom))
+                          custom_settings=frozenset(fs(n) for n in custom), extension_control_path=control_path)
 
 
 def _file_settings(plpy) -> dict[str, str] | None:

@@ -65,4 +65,4 @@ def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -
                   dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
                   environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
                   uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable),
-                  service=service_of(os.getcwd()))
+                  service=service_of(os.getcwd()), extension_control_path=config.get("extension_control_path", ""))

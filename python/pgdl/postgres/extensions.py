@@ -162,21 +162,56 @@ def _parameters(control: str) -> dict[str, str]:
     return _CONTROL_FILES.get(control, lambda _state: read_control(control))
 
 
-def control_directory(server: Server) -> str:
-    return os.path.join(server.sharedir, "extension")
+SYSTEM = "$system"
+
+
+def control_directories(server: Server) -> list[str]:
+    """Where CREATE EXTENSION looks for name.control, in order.
+
+    Before PostgreSQL 18, only the share directory's extension/.  From 18
+    (extension.c get_extension_control_directories), each entry of
+    extension_control_path with "/extension" appended, "$system" standing for
+    that one; an empty setting is "$system"."""
+    system = os.path.join(server.sharedir, "extension")
+    if server.major < 18 or not server.extension_control_path:
+        return [system]
+    return [system if piece == SYSTEM else os.path.normpath(os.path.join(piece, "extension"))
+            for piece in server.extension_control_path.split(":")]
+
+
+def find_control(name: str, server: Server) -> tuple[str | None, str | None]:
+    """(the control file CREATE EXTENSION name reads, or the error it raises instead)."""
+    dirs = control_directories(server)
+    for directory in dirs:
+        if not os.path.isabs(directory):
+            # find_in_paths() (18+): checked as the search reaches it.
+            return None, 'component in parameter "extension_control_path" is not an absolute path'
+        path = os.path.join(directory, f"{name}.control")
+        st = filestate.state(path)
+        if not st.error and not st.is_dir:          # pg_file_exists()
+            return path, None
+    if server.major >= 18:
+        return None, f'extension "{name}" is not available'
+    return None, (f'could not open extension control file "{dirs[0]}/{name}.control": '
+                  f"{os.strerror(errno.ENOENT)}")
 
 
 def check_extension(name: str, server: Server, listings: dict | None = None) -> ExtensionCheck:
     """listings: script directories already listed by the caller (most extensions share one)."""
-    directory = control_directory(server)
-    control = os.path.join(directory, f"{name}.control")
+    control, missing = find_control(name, server)
+    if control is None:
+        return ExtensionCheck(name, f"{name}.control", missing)
+    directory = os.path.dirname(control)
     try:
         params = _parameters(control)
     except OSError as exc:
         return ExtensionCheck(name, control, f"cannot read {control}: {exc.strerror or os.strerror(exc.errno)}")
+    # get_extension_script_directory(): a relative `directory` is taken from the
+    # control file's base (the share directory, or the extension_control_path entry).
     script_dir = params.get("directory") or directory
-    script_dir = script_dir if os.path.isabs(script_dir) else os.path.join(server.sharedir, script_dir)
-    requires = tuple(_requirement(r, directory) for r in (x.strip() for x in params.get("requires", "").split(","))
+    base = directory.removesuffix("/extension")
+    script_dir = script_dir if os.path.isabs(script_dir) else os.path.join(base, script_dir)
+    requires = tuple(_requirement(r, server) for r in (x.strip() for x in params.get("requires", "").split(","))
                      if r)
     version = params.get("default_version")
     module = params.get("module_pathname")
@@ -207,7 +242,8 @@ def _aliased(name: str, params: dict[str, str], server: Server, listings: dict) 
         return None
     base = m.group(1)
     try:
-        other = _parameters(os.path.join(control_directory(server), f"{base}.control"))
+        control, _missing = find_control(base, server)
+        other = _parameters(control) if control else {}
     except OSError:
         return None
     if any(other.get(k) != params.get(k) for k in ("default_version", "module_pathname")):
@@ -242,9 +278,9 @@ def create_permission_error(ext: ExtensionCheck, is_superuser: bool, can_create:
     return PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to create extension "{ext.name}"', hint=hint)
 
 
-def _requirement(name: str, directory: str) -> Requirement:
-    control = os.path.join(directory, f"{name}.control")
-    return Requirement(name, control, filestate.state(control).is_regular)
+def _requirement(name: str, server: Server) -> Requirement:
+    control, _missing = find_control(name, server)
+    return Requirement(name, control or f"{name}.control", control is not None)
 
 
 def _read_script(path: str) -> str:
@@ -314,7 +350,11 @@ def declaring_extensions(name: str, server: Server) -> list[tuple[str, CFunction
 
 def available_extensions(server: Server) -> list[str]:
     """The names of every control file, sorted (the directory's state noted)."""
-    return [os.path.basename(p)[:-len(".control")] for p in files_in(control_directory(server), ".control")]
+    # pg_available_extensions: the first directory holding a name wins; name--version.control
+    # files are secondary control files.
+    names = [os.path.basename(p)[:-len(".control")] for d in control_directories(server) if os.path.isabs(d)
+             for p in files_in(d, ".control")]
+    return sorted(n for n in dict.fromkeys(names) if "--" not in n)
 
 
 def files_in(directory: str, suffix: str) -> list[str]:

@@ -10,11 +10,10 @@ import os
 import re
 from typing import Protocol
 
-from .. import filestate
 from ..errors import UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
-from ..postgres.extensions import (CFunction, argument_types, available_extensions, control_directory,
-                                   declaring_extensions, files_in)
+from ..postgres.extensions import (CFunction, argument_types, available_extensions,
+                                   declaring_extensions, files_in, find_control)
 from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
 from ..server import Context, Server
@@ -50,8 +49,7 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
         if server.context is not Context.THIS_SESSION else None
     if text is not None and SIGNATURE.match(text):
         return out + _diagnose_function(name, text, booted, catalog, here)
-    if text is not None and "/" not in name \
-            and filestate.state(os.path.join(control_directory(server), f"{name}.control")).is_regular:
+    if text is not None and "/" not in name and find_control(name, server)[0] is not None:
         return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here)
     if text is None or "/" in name or predict_load(name, booted).resolution.found:
         return out + diagnose_library(name, booted, elsewhere=here)

@@ -1,0 +1,105 @@
+"""Extensions as CREATE EXTENSION finds them, against the real command:
+extension_control_path (PostgreSQL 18+), a control file's relative
+`directory`, Debian-style alias control files, and ALTER EXTENSION UPDATE's
+path.  From 18 a test can give the server control files of its own (a SET
+of extension_control_path); before 18 they would have to go into the
+installation's share directory, which the tests do not touch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+MODULE = r"""
+#include "postgres.h"
+#include "fmgr.h"
+PG_MODULE_MAGIC;
+PG_FUNCTION_INFO_V1(ecp_one);
+Datum ecp_one(PG_FUNCTION_ARGS) { PG_RETURN_INT32(1); }
+PG_FUNCTION_INFO_V1(ecp_two);
+Datum ecp_two(PG_FUNCTION_ARGS) { PG_RETURN_INT32(2); }
+"""
+ONE = "CREATE FUNCTION ecp_one() RETURNS int AS 'MODULE_PATHNAME', 'ecp_one' LANGUAGE C;\n"
+TWO = "CREATE FUNCTION ecp_two() RETURNS int AS 'MODULE_PATHNAME', 'ecp_two' LANGUAGE C;\n"
+
+
+@pytest.fixture
+def place(cluster, tmp_path, build):
+    """A directory for extension_control_path (its extension/ holds the control files)."""
+    if cluster.query("SELECT current_setting('server_version_num')::int")[0][0] < 180000:
+        pytest.skip("extension_control_path is PostgreSQL 18's")
+    (tmp_path / "extension").mkdir()
+    for d in (tmp_path, tmp_path / "extension"):
+        os.chmod(d, 0o755)
+    module = build("ecp_mod", MODULE)
+    return tmp_path, module
+
+
+def control(where, name, module, **extra):
+    lines = [f"default_version = '{extra.pop('version', '1.0')}'", f"module_pathname = '{module}'",
+             "relocatable = true"] + [f"{k} = '{v}'" for k, v in extra.items()]
+    (where / "extension" / f"{name}.control").write_text("\n".join(lines) + "\n")
+
+
+def setting(where) -> tuple[str, ...]:
+    return (f"SET extension_control_path = '{where}:$system'",)
+
+
+def verdict(cluster, name, setup):
+    rows = cluster.query("SELECT topic, status, message FROM pgdl.diagnose(%s)", (name,), setup=setup)
+    return rows[-1]
+
+
+def created(cluster, name, setup):
+    """The real CREATE EXTENSION's error (None: it works), rolled back."""
+    return cluster.error_of(f'BEGIN; CREATE EXTENSION "{name}"; ROLLBACK', setup=setup)
+
+
+def test_found_through_extension_control_path(cluster, place):
+    where, module = place
+    control(where, "pgdl_ecp", module)
+    (where / "extension" / "pgdl_ecp--1.0.sql").write_text(ONE)
+    assert created(cluster, "pgdl_ecp", setting(where)) is None
+    assert verdict(cluster, "pgdl_ecp", setting(where))[:2] == ("verdict", "ok")
+    # Without the setting the server does not see it, nor does pgdl.
+    real = created(cluster, "pgdl_ecp", ())
+    assert real.message == 'extension "pgdl_ecp" is not available'
+    rows = cluster.query("SELECT kind, subject FROM pgdl.audit() WHERE kind = 'extension'")
+    assert ("extension", "pgdl_ecp") not in rows
+    rows = cluster.query("SELECT kind, subject, status FROM pgdl.audit() WHERE kind = 'extension'",
+                         setup=setting(where))
+    assert ("extension", "pgdl_ecp", "ok") in rows
+
+
+def test_relative_directory_is_taken_from_the_control_files_base(cluster, place):
+    where, module = place
+    (where / "scripts").mkdir()
+    os.chmod(where / "scripts", 0o755)
+    control(where, "pgdl_ecp_dir", module, directory="scripts")
+    (where / "scripts" / "pgdl_ecp_dir--1.0.sql").write_text(ONE)
+    assert created(cluster, "pgdl_ecp_dir", setting(where)) is None
+    assert verdict(cluster, "pgdl_ecp_dir", setting(where))[:2] == ("verdict", "ok")
+
+
+def test_relative_entry_is_the_servers_error(cluster, place):
+    where, module = place
+    setup = ("SET extension_control_path = 'relative/dir:$system'",)
+    real = created(cluster, "pgdl_ecp_nowhere", setup)
+    assert real.message == 'component in parameter "extension_control_path" is not an absolute path'
+    rows = cluster.query("SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_nowhere')", setup=setup)
+    assert rows[-1][1] == "error"
+
+
+def test_alias_control_file(cluster, place):
+    where, module = place
+    control(where, "pgdl_ecp_alias", module)
+    control(where, "pgdl_ecp_alias-3", module)
+    (where / "extension" / "pgdl_ecp_alias--1.0.sql").write_text(ONE)
+    real = created(cluster, "pgdl_ecp_alias-3", setting(where))
+    assert real.message == 'extension "pgdl_ecp_alias-3" has no installation script nor update path for version "1.0"'
+    rows = cluster.query("SELECT subject, status, message FROM pgdl.audit() WHERE kind = 'extension'",
+                         setup=setting(where))
+    row = [r for r in rows if r[0] == "pgdl_ecp_alias-3"][0]
+    assert row[1] == "ok" and row[2].endswith(f"fails: {real.message}")
+    assert created(cluster, "pgdl_ecp_alias", setting(where)) is None
