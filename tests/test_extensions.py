@@ -46,8 +46,12 @@ def setting(where) -> tuple[str, ...]:
     return (f"SET extension_control_path = '{where}:$system'",)
 
 
+# A SET of extension_control_path is this session's: pgdl is asked about this session.
+HERE = "context => 'this session'"
+
+
 def verdict(cluster, name, setup):
-    rows = cluster.query("SELECT topic, status, message FROM pgdl.diagnose(%s)", (name,), setup=setup)
+    rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose(%s, {HERE})", (name,), setup=setup)
     return rows[-1]
 
 
@@ -67,7 +71,7 @@ def test_found_through_extension_control_path(cluster, place):
     assert real.message == 'extension "pgdl_ecp" is not available'
     rows = cluster.query("SELECT kind, subject FROM pgdl.audit() WHERE kind = 'extension'")
     assert ("extension", "pgdl_ecp") not in rows
-    rows = cluster.query("SELECT kind, subject, status FROM pgdl.audit() WHERE kind = 'extension'",
+    rows = cluster.query(f"SELECT kind, subject, status FROM pgdl.audit({HERE}) WHERE kind = 'extension'",
                          setup=setting(where))
     assert ("extension", "pgdl_ecp", "ok") in rows
 
@@ -87,7 +91,8 @@ def test_relative_entry_is_the_servers_error(cluster, place):
     setup = ("SET extension_control_path = 'relative/dir:$system'",)
     real = created(cluster, "pgdl_ecp_nowhere", setup)
     assert real.message == 'component in parameter "extension_control_path" is not an absolute path'
-    rows = cluster.query("SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_nowhere')", setup=setup)
+    rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_nowhere', {HERE})",
+                         setup=setup)
     assert rows[-1][1] == "error"
 
 
@@ -98,8 +103,58 @@ def test_alias_control_file(cluster, place):
     (where / "extension" / "pgdl_ecp_alias--1.0.sql").write_text(ONE)
     real = created(cluster, "pgdl_ecp_alias-3", setting(where))
     assert real.message == 'extension "pgdl_ecp_alias-3" has no installation script nor update path for version "1.0"'
-    rows = cluster.query("SELECT subject, status, message FROM pgdl.audit() WHERE kind = 'extension'",
+    rows = cluster.query(f"SELECT subject, status, message FROM pgdl.audit({HERE}) WHERE kind = 'extension'",
                          setup=setting(where))
     row = [r for r in rows if r[0] == "pgdl_ecp_alias-3"][0]
     assert row[1] == "ok" and row[2].endswith(f"fails: {real.message}")
     assert created(cluster, "pgdl_ecp_alias", setting(where)) is None
+
+
+def test_update_path_of_a_stock_extension(cluster):
+    """hstore created at an old version: pgdl names the update scripts, and the real
+    ALTER EXTENSION UPDATE then works."""
+    old = "1.4"
+    cluster.query("DROP DATABASE IF EXISTS pgdl_update")
+    cluster.query("CREATE DATABASE pgdl_update")
+    try:
+        conn = cluster.connect(database="pgdl_update")
+        cur = conn.cursor()
+        cur.execute("CREATE EXTENSION pgdl CASCADE")
+        cur.execute(f"CREATE EXTENSION hstore VERSION '{old}'")
+        cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'hstore'")
+        default = cur.fetchone()[0]
+        cur.execute("SELECT status, message FROM pgdl.audit() WHERE kind = 'update' AND subject = 'hstore'")
+        status, message = cur.fetchone()
+        assert status == "ok" and message.startswith(f"ALTER EXTENSION hstore UPDATE (from {old} to {default})")
+        assert f"hstore--{old}--" in message
+        cur.execute("SELECT topic, status FROM pgdl.diagnose('hstore')")
+        rows = cur.fetchall()
+        assert ("update", "ok") in rows and rows[-1] == ("verdict", "ok")
+        cur.execute("ALTER EXTENSION hstore UPDATE")
+        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'hstore'")
+        assert cur.fetchone()[0] == default
+        conn.close()
+    finally:
+        cluster.query("DROP DATABASE pgdl_update")
+
+
+def test_update_script_declares_a_function_the_library_lacks(cluster, place):
+    """pgvector's case: an update script creates a C function the installed .so does
+    not have (a half-upgraded package); CREATE EXTENSION at the old version works."""
+    where, module = place
+    control(where, "pgdl_ecp_up", module, version="1.1")
+    (where / "extension" / "pgdl_ecp_up--1.0.sql").write_text(ONE)
+    (where / "extension" / "pgdl_ecp_up--1.0--1.1.sql").write_text(
+        "CREATE FUNCTION ecp_three() RETURNS int AS 'MODULE_PATHNAME', 'ecp_three' LANGUAGE C;\n")
+    setup = setting(where) + ("DROP EXTENSION IF EXISTS pgdl_ecp_up", "CREATE EXTENSION pgdl_ecp_up VERSION '1.0'")
+    try:
+        real = cluster.error_of("ALTER EXTENSION pgdl_ecp_up UPDATE", setup=setup)
+        assert real.message == f'could not find function "ecp_three" in file "{module}"'
+        rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_up', {HERE})", setup=setup)
+        update = [r for r in rows if r[0] == "update"][0]
+        assert update[1] == "error" and update[2].endswith(f"fails where ecp_three() is created: {real.message}")
+        assert rows[-1][:2] == ("verdict", "error") and real.message in rows[-1][2]
+        audit = cluster.query(f"SELECT status, message FROM pgdl.audit({HERE}) WHERE kind = 'update'", setup=setup)
+        assert ("error", update[2]) in audit
+    finally:
+        cluster.query("DROP EXTENSION IF EXISTS pgdl_ecp_up")

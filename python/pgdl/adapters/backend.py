@@ -175,7 +175,8 @@ def _diagnose(plpy, target, search_path=None, context=None, role=None):
 
 
 def _audit(plpy, context=None, role=None):
-    return audit(_described(plpy, context, role, preloads=True), Catalog(plpy).c_functions())
+    catalog = Catalog(plpy)
+    return audit(_described(plpy, context, role, preloads=True), catalog.c_functions(), catalog.extension_versions())
 
 
 def _upgrade_check(plpy, new_bindir):

@@ -43,6 +43,8 @@ _EXTENSION_FUNCTIONS = Plan("""
       JOIN pg_catalog.pg_language l ON l.oid = p.prolang AND l.lanname = 'c'
      WHERE e.extname = $1
      ORDER BY 1""", ["text"])
+_VERSION = Plan("SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1",
+               ["pg_catalog.text"])
 _C_FUNCTIONS = """
     SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -54,7 +56,7 @@ _C_FUNCTIONS = """
 _PROBINS = """
     SELECT DISTINCT probin FROM pg_catalog.pg_proc
      WHERE prolang OPERATOR(pg_catalog.=) 13 AND probin IS NOT NULL AND oid OPERATOR(pg_catalog.>=) 16384"""
-_EXTENSIONS = "SELECT extname::pg_catalog.text AS extname FROM pg_catalog.pg_extension"
+_EXTENSIONS = "SELECT extname::pg_catalog.text AS extname, extversion FROM pg_catalog.pg_extension"
 
 
 class Catalog:
@@ -77,6 +79,15 @@ class Catalog:
         plpy = self.plpy
         return [_c_function(plpy, r) for r in plpy.execute(_EXTENSION_FUNCTIONS.get(plpy), [extension])]
 
+    def extension_version(self, extension: str) -> str | None:
+        rows = self.plpy.execute(_VERSION.get(self.plpy), [extension])
+        return session(self.plpy).fs(rows[0]["extversion"]) if rows else None
+
+    def extension_versions(self) -> dict[str, str]:
+        """Every extension created in this database, with its version."""
+        fs = session(self.plpy).fs
+        return {fs(r["extname"]): fs(r["extversion"]) for r in self.plpy.execute(_EXTENSIONS)}
+
     def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
         plpy = self.plpy
         schema, _, proname = name.rpartition(".") if "." in name and '"' not in name else (None, "", name)
@@ -93,8 +104,7 @@ class Catalog:
         return [fs(r["probin"]) for r in self.plpy.execute(_PROBINS)]
 
     def extensions(self) -> list[str]:
-        fs = session(self.plpy).fs
-        return [fs(r["extname"]) for r in self.plpy.execute(_EXTENSIONS)]
+        return list(self.extension_versions())
 
     def _as_caller(self, query):
         """query() with the caller's search_path; the change ends with this call

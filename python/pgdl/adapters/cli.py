@@ -180,6 +180,9 @@ class _NoDatabase:
     def functions_named(self, name):
         return []
 
+    def extension_version(self, extension):
+        return None
+
 
 def _named(target: str, row) -> dict:
     out = {"target": target}

@@ -136,6 +136,11 @@ class ExtensionCheck(Record):
         self.trusted = trusted          # ...unless it is trusted (PostgreSQL 13+)
         self.alias_of = alias_of        # not installable, but another name's control file under a versioned name
 
+    def no_update_path(self, start: str) -> str:
+        """ALTER EXTENSION UPDATE's error when no chain of scripts leads to the default version."""
+        return (f'extension "{self.name}" has no update path from version "{start}" to version '
+                f'"{self.version}"')
+
     @property
     def not_installable(self) -> str:
         """CREATE EXTENSION's error when no script reaches the default version (extension.c, 12-19)."""
@@ -147,6 +152,16 @@ class ExtensionCheck(Record):
         return (f"another name for {self.alias_of} {self.version} (its control file under a versioned name, as "
                 f"Debian ships it), with no scripts of its own: CREATE EXTENSION {self.alias_of} is the way; "
                 f'CREATE EXTENSION "{self.name}" fails: {self.not_installable}')
+
+    def update_scripts(self, start: str, listings: dict | None = None) -> list[str] | None:
+        """The scripts ALTER EXTENSION name UPDATE runs from version `start` to the
+        default version, in order; None if there is no path (extension.c find_update_path)."""
+        listing = _listing(self.script_dir, listings if listings is not None else {}) or {}
+        versions = _update_path(listing.get(self.name, []), start, self.version)
+        if versions is None:
+            return None
+        steps = zip([start] + versions, versions)
+        return [os.path.join(self.script_dir, f"{self.name}--{a}--{b}.sql") for a, b in steps]
 
     def script_functions(self) -> list[CFunction]:
         """The C functions the install script declares (read only when asked: audit does not)."""
@@ -313,6 +328,68 @@ def _reachable(middles: list[str]) -> set[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+class UpdateCheck(Value):
+    """What ALTER EXTENSION name UPDATE (to the default version) would meet."""
+    __slots__ = ("name", "start", "target", "scripts", "error", "failing")
+
+    def __init__(self, name: str, start: str, target: str, scripts: tuple[str, ...], error: PgError | None = None,
+                 failing: str | None = None):
+        self.name = name
+        self.start = start              # the version created in this database
+        self.target = target            # the control file's default_version
+        self.scripts = scripts          # the update scripts, in order
+        self.error = error              # the server's error, word for word (None: it works)
+        self.failing = failing          # the function whose CREATE FUNCTION fails, if that is the error
+
+
+def check_update(ext: ExtensionCheck, start: str, server: Server, predict) -> UpdateCheck | None:
+    """None if the extension is at its default version.  predict: engine.predict.predict_load
+    (each update script's CREATE FUNCTION ... LANGUAGE C loads its library, as a superuser)."""
+    if not ext.version or start == ext.version:
+        return None
+    scripts = ext.update_scripts(start)
+    if scripts is None:
+        return UpdateCheck(ext.name, start, ext.version, (), PgError("22023", ext.no_update_path(start)))
+    for script in scripts:
+        for f in c_functions_in_script(_read_script(script), ext.module):
+            interrupts.check()
+            p = predict(f.library, server.replace(is_superuser=True), f.symbol)
+            if p.will_load is False:
+                return UpdateCheck(ext.name, start, ext.version, tuple(scripts), p.error, f.signature)
+    return UpdateCheck(ext.name, start, ext.version, tuple(scripts))
+
+
+def _update_path(middles: list[str], start: str, target: str) -> list[str] | None:
+    """find_update_path(): the shortest chain of name--A--B.sql from start to
+    target (the versions after start), a tie going to the predecessor whose
+    name sorts first (strcmp, as extension.c breaks it); [] when start is target."""
+    if start == target:
+        return []
+    edges: dict[str, list[str]] = {}
+    for middle in middles:
+        parts = middle.split("--")
+        if len(parts) == 2:
+            edges.setdefault(parts[0], []).append(parts[1])
+    distance, previous, frontier = {start: 0}, {}, [start]
+    while frontier and target not in distance:
+        following = []
+        for version in sorted(frontier, key=lambda v: v.encode()):
+            for nxt in edges.get(version, ()):
+                if nxt not in distance:
+                    distance[nxt] = distance[version] + 1
+                    previous[nxt] = version
+                    following.append(nxt)
+                elif distance[nxt] == distance[version] + 1 and version.encode() < previous[nxt].encode():
+                    previous[nxt] = version
+        frontier = following
+    if target not in distance:
+        return None
+    path = [target]
+    while previous.get(path[-1]) not in (None, start):
+        path.append(previous[path[-1]])
+    return path[::-1]
 
 
 def _scripts_by_extension(script_dir: str) -> dict[str, list[str]] | None:

@@ -13,13 +13,14 @@ import os
 from collections import Counter
 
 from .. import filestate, interrupts
-from ..postgres.extensions import CFunction, available_extensions, check_extension, files_in
+from ..postgres.extensions import CFunction, available_extensions, check_extension, check_update, files_in
 from ..engine.contexts import boot, in_context
 from ..engine.predict import Prediction, check_entry_point, predict_load
 from ..engine.trace import Stage
 from ..postgres.pg_init import Verdict
 from ..record import Value
 from ..server import SHARED_OBJECT, Context, Server
+from .extension_update import update_story
 from .status import ERROR, OK, WARNING
 
 
@@ -41,27 +42,29 @@ class AuditRow(Value):
 _AUDITS = filestate.Memo(4)
 
 
-def audit(server: Server, functions: list[CFunction]) -> list[AuditRow]:
-    """`functions`: the database's C functions; the preload settings are server.preloads.
+def audit(server: Server, functions: list[CFunction], installed: dict[str, str] | None = None) -> list[AuditRow]:
+    """`functions`: the database's C functions; `installed`: its extensions and their
+    versions (each is checked for ALTER EXTENSION UPDATE); the preload settings are server.preloads.
 
     Every file and directory it reads is noted (pgdl.filestate): inside a call
     the whole answer is remembered and reused while none of them changed."""
-    key = (server.fingerprint, tuple(functions))
-    return _AUDITS.get(key, lambda: _audit(server, functions))
+    installed = installed or {}
+    key = (server.fingerprint, tuple(functions), tuple(sorted(installed.items())))
+    return _AUDITS.get(key, lambda: _audit(server, functions, installed))
 
 
 PRELOAD_ONLY_HINT = ("Its _PG_init() refuses outside shared_preload_libraries: list it there and restart the "
                      "server before using it.")
 
 
-def _audit(server: Server, functions: list[CFunction]) -> list[AuditRow]:
+def _audit(server: Server, functions: list[CFunction], installed: dict[str, str]) -> list[AuditRow]:
     # Libraries are loaded whoever calls the function or starts the session,
     # so judge as the server itself does; local_preload_libraries alone is restricted.
     rows = _preloads(server)
     server = in_context(server).replace(is_superuser=True)
     used: set[str] = set()
     rows = _functions(functions, server, used) + rows
-    rows += _extensions(server, used) + _pkglibdir(server, used) + _stale(server)
+    rows += _extensions(server, used, installed) + _pkglibdir(server, used) + _stale(server)
     counts = Counter(r.status for r in rows)
     worst = ERROR if counts[ERROR] else WARNING if counts[WARNING] else OK
     summary = ", ".join(f"{counts[s]} {s}" for s in (OK, WARNING, ERROR))
@@ -139,7 +142,7 @@ def _preloads(server: Server) -> list[AuditRow]:
     return rows
 
 
-def _extensions(server: Server, used: set[str]) -> list[AuditRow]:
+def _extensions(server: Server, used: set[str], installed: dict[str, str]) -> list[AuditRow]:
     rows = []
     listings: dict = {}
     for name in available_extensions(server):
@@ -167,6 +170,10 @@ def _extensions(server: Server, used: set[str]) -> list[AuditRow]:
         if not problems:
             rows.append(AuditRow("extension", name, OK, f"version {ext.version} installable"
                                  + (f", {ext.module} will load" if ext.module else ""), library=ext.module))
+        update = check_update(ext, installed[name], server, predict_load) if name in installed else None
+        if update is not None:
+            status, message, hint = update_story(update)
+            rows.append(AuditRow("update", name, status, message, hint, ext.module))
     return rows
 
 

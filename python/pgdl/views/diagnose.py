@@ -32,6 +32,9 @@ class Catalog(Protocol):
     def extension_functions(self, extension: str) -> list[CFunction]:
         """The C functions of an extension created in this database (none if it is not)."""
 
+    def extension_version(self, extension: str) -> str | None:
+        """The version of the extension created in this database (None if it is not)."""
+
     def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
         """The functions (with their language) a name without arguments finds on the caller's search_path."""
 
@@ -50,7 +53,8 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
     if text is not None and SIGNATURE.match(text):
         return out + _diagnose_function(name, text, booted, catalog, here)
     if text is not None and "/" not in name and find_control(name, server)[0] is not None:
-        return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here)
+        return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here,
+                                        catalog.extension_version(text))
     if text is None or "/" in name or predict_load(name, booted).resolution.found:
         return out + diagnose_library(name, booted, elsewhere=here)
     named = catalog.functions_named(text)

@@ -5,16 +5,18 @@ and the entry point of each C function it declares."""
 from __future__ import annotations
 
 from ..engine.predict import predict_load
-from ..postgres.extensions import CFunction, check_extension, create_permission_error
+from ..errors import error_lines
+from ..postgres.extensions import CFunction, check_extension, check_update, create_permission_error
 from ..server import Server
 from .diagnose_library import Finding, diagnose_library
+from .extension_update import update_story
 from .status import ERROR, OK, WARNING
 
 
 def diagnose_extension(name: str, server: Server, installed_functions: list[CFunction] | None,
-                       here: Server | None = None) -> list[Finding]:
-    """installed_functions: the extension's C functions in this database, if it is created here;
-    here: this session, when the question is about another process."""
+                       here: Server | None = None, installed_version: str | None = None) -> list[Finding]:
+    """installed_functions: the extension's C functions in this database, if it is created here,
+    and installed_version its version; here: this session, when the question is about another process."""
     ext = check_extension(name, server)
     if ext.error is not None:
         return [Finding("extension", ERROR, name, ext.error)]
@@ -70,6 +72,16 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
             return out
     if functions:
         out.append(Finding("entry points", OK, name, f"all {len(functions)} C functions have their symbols"))
+    update = check_update(ext, installed_version, server, predict_load) if installed_version else None
+    if update is not None:
+        status, message, hint = update_story(update)
+        out.append(Finding("update", status, name, message, hint))
+        if update.error is not None:
+            e = update.error
+            out.append(Finding("verdict", ERROR, name, f"its libraries load, but ALTER EXTENSION {name} UPDATE "
+                               f"will fail with SQLSTATE {e.sqlstate}:\n"
+                               + error_lines("ERROR", e.message, e.detail, e.hint)))
+            return out
     if denied is not None:
         e = denied
         out.append(Finding("verdict", ERROR, name, f"CREATE EXTENSION {name} will fail with SQLSTATE {e.sqlstate}:\n"
