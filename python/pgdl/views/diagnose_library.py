@@ -28,7 +28,7 @@ from ..record import Value
 from ..postgres.pg_init import Verdict
 from ..server import SHARED_OBJECT, Context, Server
 from . import remedy
-from .explain import Copies, providers_of
+from .copies import Copies, providers_of
 from .status import ERROR, OK, WARNING, Status
 
 
