@@ -34,15 +34,47 @@ AS $$
 $$;
 
 
-CREATE OR REPLACE FUNCTION pgdl.resolve(name text)
-RETURNS SETOF pgdl.resolution_step LANGUAGE plpgsql VOLATILE
-AS $$
+-- Each public function, made PL/pgSQL from one template: it returns what
+-- pgdl._typed() returns and raises again, in its own frame, what that raises
+-- (RAISE refuses NULL options, and an empty one would still be shown).
+DO $do$
+DECLARE
+  f record;
+BEGIN
+  FOR f IN SELECT * FROM (VALUES
+    ('resolve(name text)', 'SETOF pgdl.resolution_step',
+     $$NULL::pgdl.resolution_step, 'resolve', pg_catalog.jsonb_build_array(pgdl._bytes(name))$$),
+    ('check_magic(name text)', 'SETOF pgdl.magic_check',
+     $$NULL::pgdl.magic_check, 'check_magic', pg_catalog.jsonb_build_array(pgdl._bytes(name))$$),
+    ($$predict_load(name text, symbol text DEFAULT NULL, context text DEFAULT 'this session',
+                    role name DEFAULT CURRENT_USER)$$,
+     'TABLE (will_load boolean, sqlstate text, message text, detail text, hint text)',
+     $$NULL::pgdl.load_prediction, 'predict_load',
+       pg_catalog.jsonb_build_array(pgdl._bytes(name), pgdl._bytes(symbol), context, role::pg_catalog.text)$$),
+    ($$dependencies(name text, context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)$$,
+     'SETOF pgdl.dependency',
+     $$NULL::pgdl.dependency, 'dependencies',
+       pg_catalog.jsonb_build_array(pgdl._bytes(name), context, role::pg_catalog.text)$$),
+    ($$diagnose(target text, context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)$$,
+     'SETOF pgdl.finding',
+     $$NULL::pgdl.finding, 'diagnose',
+       pg_catalog.jsonb_build_array(pgdl._bytes(target), pg_catalog.current_setting('search_path'), context,
+                                    role::pg_catalog.text)$$),
+    ($$audit(context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)$$,
+     'TABLE (kind text, subject text, status text, message text, hint text, library text, symbol text)',
+     $$NULL::pgdl.audit_row, 'audit', pg_catalog.jsonb_build_array(context, role::pg_catalog.text)$$),
+    ('upgrade_check(new_bindir text)', 'SETOF pgdl.upgrade_row',
+     $$NULL::pgdl.upgrade_row, 'upgrade_check', pg_catalog.jsonb_build_array(pgdl._bytes(new_bindir))$$)
+  ) AS t(signature, result, call) LOOP
+    EXECUTE pg_catalog.format($template$
+CREATE OR REPLACE FUNCTION pgdl.%s
+RETURNS %s LANGUAGE plpgsql VOLATILE
+AS $body$
 DECLARE
   e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
 BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.resolution_step, 'resolve', pg_catalog.jsonb_build_array(pgdl._bytes(name)));
+  RETURN QUERY SELECT * FROM pgdl._typed(%s);
 EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
   GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                           e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
   IF e_detail <> '' AND e_hint <> '' THEN
@@ -55,147 +87,7 @@ EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
   END IF;
 END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.check_magic(name text)
-RETURNS SETOF pgdl.magic_check LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.magic_check, 'check_magic', pg_catalog.jsonb_build_array(pgdl._bytes(name)));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
+$body$$template$, f.signature, f.result, f.call);
+  END LOOP;
 END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.predict_load(name text, symbol text DEFAULT NULL, context text DEFAULT 'this session',
-                                             role name DEFAULT CURRENT_USER)
-RETURNS TABLE (will_load boolean, sqlstate text, message text, detail text, hint text) LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.load_prediction, 'predict_load',
-      pg_catalog.jsonb_build_array(pgdl._bytes(name), pgdl._bytes(symbol), context, role::pg_catalog.text));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.dependencies(name text, context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)
-RETURNS SETOF pgdl.dependency LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.dependency, 'dependencies',
-      pg_catalog.jsonb_build_array(pgdl._bytes(name), context, role::pg_catalog.text));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.diagnose(target text, context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)
-RETURNS SETOF pgdl.finding LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.finding, 'diagnose',
-      pg_catalog.jsonb_build_array(pgdl._bytes(target), pg_catalog.current_setting('search_path'), context,
-                                   role::pg_catalog.text));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.audit(context text DEFAULT 'new session', role name DEFAULT CURRENT_USER)
-RETURNS TABLE (kind text, subject text, status text, message text, hint text, library text, symbol text) LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.audit_row, 'audit', pg_catalog.jsonb_build_array(context, role::pg_catalog.text));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION pgdl.upgrade_check(new_bindir text)
-RETURNS SETOF pgdl.upgrade_row LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-  e_state pg_catalog.text; e_message pg_catalog.text; e_detail pg_catalog.text; e_hint pg_catalog.text;
-BEGIN
-  RETURN QUERY SELECT * FROM pgdl._typed(NULL::pgdl.upgrade_row, 'upgrade_check', pg_catalog.jsonb_build_array(pgdl._bytes(new_bindir)));
-EXCEPTION WHEN OTHERS THEN
-  -- Raised again here, so that its CONTEXT is this function alone.
-  GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                          e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-  IF e_detail <> '' AND e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail, HINT = e_hint;
-  ELSIF e_detail <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, DETAIL = e_detail;
-  ELSIF e_hint <> '' THEN
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message, HINT = e_hint;
-  ELSE
-    RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message;
-  END IF;
-END
-$$;
+$do$;

@@ -49,9 +49,10 @@ class Cluster:
         conn.autocommit = True
         return conn
 
-    def query(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
+    def query(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None,
+              database: str | None = None):
         """Rows of `sql` in a fresh session (after the `setup` statements)."""
-        conn = self.connect(**({"user": user} if user else {}))
+        conn = self.connect(**({"user": user} if user else {}), **({"database": database} if database else {}))
         try:
             with conn.cursor() as cur:
                 for statement in setup:

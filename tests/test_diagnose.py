@@ -150,13 +150,7 @@ def bare_db(cluster):
 
 
 def in_db(cluster, db, sql, params=()):
-    conn = cluster.connect(database=db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return cluster.query(sql, params, database=db)
 
 
 def test_a_typo_is_named_as_one(cluster):

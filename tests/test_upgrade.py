@@ -101,11 +101,13 @@ def test_update_from_0_2_0_keeps_user_views_and_history(cluster):
         assert q(cluster, db, "SELECT * FROM my_dblink") == [(True,)]
         after = q(cluster, db, "SELECT pgdl.record_audit()")[0][0]
         assert after == before + 1
-        # The only change: 0.5.0's audit answers for a new session, whose stale
+        # The changes: 0.5.0's audit answers for a new session, whose stale
         # code is the postmaster's (0.2.0's looked at this backend).
         changes = q(cluster, db, "SELECT change, kind, subject, status FROM pgdl.audit_changes")
+        # The update itself: 0.2.0's audit had an 'update' row for pgdl (its update path works).
         assert sorted(changes) == [("appeared", "stale", "the postmaster (so every new session)", "ok"),
-                                   ("disappeared", "stale", "this backend", "ok")]
+                                   ("disappeared", "stale", "this backend", "ok"),
+                                   ("disappeared", "update", "pgdl", "ok")]
         # The same objects as a fresh install.
         q(cluster, db, "DROP VIEW my_errors, my_runs, my_dblink")
         fresh = "pgdl_v030_fresh"
@@ -207,18 +209,22 @@ def test_update_to_0_5_0_keeps_views_on_every_function(cluster):
             == [(True,)]
 
 
+# Views on every public function of 0.5.0 (upgrade_check is 0.6.0's).
+VIEWS_0_5 = {
+    "v_predict": "SELECT will_load, message FROM pgdl.predict_load('pgdl_no_such_library')",
+    "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
+    "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
+    "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
+    "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
+    "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
+}
+
+
 def test_update_to_0_6_0_keeps_views_and_history(cluster):
     """0.6.0 changes only how the functions call into PL/Python: views on every
     public function, and the recorded history, survive the update unchanged."""
     with scratch_database(cluster, "pgdl_v050_views") as db:
-        assert_update_keeps_views_and_history(cluster, db, "0.5.0", {
-            "v_predict": "SELECT will_load, message FROM pgdl.predict_load('pgdl_no_such_library')",
-            "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
-            "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
-            "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
-            "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
-            "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
-        })
+        assert_update_keeps_views_and_history(cluster, db, "0.5.0", VIEWS_0_5)
 
 
 def test_update_to_0_7_0_keeps_views_and_history(cluster):
@@ -226,12 +232,7 @@ def test_update_to_0_7_0_keeps_views_and_history(cluster):
     them): views on every one, upgrade_check's included, and the history survive."""
     with scratch_database(cluster, "pgdl_v060_views") as db:
         assert_update_keeps_views_and_history(cluster, db, "0.6.0", {
-            "v_predict": "SELECT will_load, message FROM pgdl.predict_load('pgdl_no_such_library')",
-            "v_audit": "SELECT kind, status FROM pgdl.audit() WHERE kind = 'summary'",
-            "v_diagnose": "SELECT status FROM pgdl.diagnose('dblink') WHERE topic = 'verdict'",
-            "v_dependencies": "SELECT count(*) > 0 AS some FROM pgdl.dependencies('dblink')",
-            "v_resolve": "SELECT count(*) > 0 AS some FROM pgdl.resolve('dblink')",
-            "v_magic": "SELECT count(*) > 0 AS some FROM pgdl.check_magic('dblink')",
+            **VIEWS_0_5,
             "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
                          " WHERE false",
         })

@@ -160,7 +160,7 @@ def _old_cluster(conninfo: str, old_server):
                 for (probin,) in cur.fetchall():
                     probins.setdefault(probin, []).append(database)
                 cur.execute(_EXTENSIONS)
-                for (name,) in cur.fetchall():
+                for name, _version in cur.fetchall():
                     extensions.setdefault(name, []).append(database)
     except psycopg2.Error as exc:
         raise UserError(f"cannot read the old cluster: {str(exc).strip()}")
