@@ -35,6 +35,12 @@ def wrong_copy(p: Prediction, dep: Dependency, good: str, server: Server) -> str
         relink = _relink(owner, gooddir, "rpath")
         return (f"The DT_RPATH of {_name(owner)} is searched before LD_LIBRARY_PATH and ld.so.cache, so neither "
                 f"can override it: " + _either(relink, away or f"remove the stale copy {bad}") + ".")
+    if rule is Rule.LOADED:
+        return (f"{bad} is already loaded in this process, and the loader reuses it whatever its search would "
+                f"find: make what loads it (shared_preload_libraries, an earlier LOAD, the server's own "
+                f"dependencies) use {good}, then restart the server.")
+    if rule is Rule.PATH:
+        return f"DT_NEEDED names {bad} by its path, so no search is made: relink against {good} by its SONAME."
     environment = _environment(p, server, gooddir, drop=os.path.dirname(bad))
     if rule is Rule.LD_LIBRARY_PATH:
         return f"The server's LD_LIBRARY_PATH finds {bad} first: " + _either(environment, away) + "."
