@@ -158,3 +158,29 @@ def test_update_script_declares_a_function_the_library_lacks(cluster, place):
         assert ("error", update[2]) in audit
     finally:
         cluster.query("DROP EXTENSION IF EXISTS pgdl_ecp_up")
+
+
+# -- the rules themselves, without a server ------------------------------------------
+
+def test_update_path_is_the_servers():
+    from pgdl.postgres.extensions import _update_path
+    assert _update_path(["1.0", "1.0--1.1", "1.1--1.2", "1.0--1.2"], "1.0", "1.2") == ["1.2"]    # shortest
+    assert _update_path(["1.0--1.1", "1.1--1.2"], "1.0", "1.2") == ["1.1", "1.2"]
+    assert _update_path(["a--b", "a--c", "b--d", "c--d"], "a", "d") == ["b", "d"]   # a tie: strcmp's first
+    assert _update_path(["1.0--1.1"], "1.0", "1.2") is None
+    assert _update_path(["1.0--1.1", "1.1--1.0"], "1.0", "2.0") is None           # a cycle ends
+
+
+@pytest.mark.parametrize("text, types", [
+    ("text", ("text",)),
+    ("connname text, connstr text", ("text", "text")),
+    ("IN x int4 DEFAULT 3", ("integer",)),
+    ("double precision, OUT y int", ("double precision",)),
+    ("varchar(10)[]", ("character varying[]",)),
+    ("anyelement, VARIADIC args text[]", ("anyelement", "text[]")),
+    ("ts timestamptz", ("timestamp with time zone",)),
+    ("", ()),
+])
+def test_argument_types_as_regprocedure_writes_them(text, types):
+    from pgdl.postgres.extensions import argument_types
+    assert argument_types(text) == types
