@@ -228,13 +228,11 @@ def test_update_to_0_6_0_keeps_views_and_history(cluster):
 
 
 def test_update_to_0_7_0_keeps_views_and_history(cluster):
-    """0.7.0 makes the public functions PL/pgSQL (their errors' CONTEXT names only
-    them): views on every one, upgrade_check's included, and the history survive."""
+    """0.7.0 changes only pgdl._server_config (extension_control_path): views on every
+    public function, upgrade_check's included, and the history survive."""
     with scratch_database(cluster, "pgdl_v060_views") as db:
         assert_update_keeps_views_and_history(cluster, db, "0.6.0", {
             **VIEWS_0_5,
             "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
                          " WHERE false",
         })
-        assert q(cluster, db, "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
-                              "WHERE p.oid = 'pgdl.diagnose(text,text,name)'::regprocedure") == [("plpgsql",)]
