@@ -56,7 +56,7 @@ run_in() {   # run_in ROOT COMMAND: as root inside the chroot, in a copy of this
     mountpoint -q "$root/$d" || { mount --bind "/$d" "$root/$d"; mounted=("$root/$d" "${mounted[@]}"); }
   done
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PGDL_DISPOSABLE_ROOT=1 \
     ${PGDL_NOEXEC_DIR:+PGDL_NOEXEC_DIR=$PGDL_NOEXEC_DIR} bash -c "$*"
 }
 
@@ -86,7 +86,7 @@ for release in "${releases[@]}"; do
   mkdir -p "$root/root/pgdl"
   tar --exclude=.git -cf - . | tar -C "$root/root/pgdl" -xf -
   if ! part "$release: installing the dependencies and pgdl" run_in "$root" \
-      'cd /root/pgdl && bash scripts/install-deps.sh && make install PG_CONFIG="$(ls /usr/lib/postgresql/*/bin/pg_config | tail -1)" >/dev/null'; then
+      'cd /root/pgdl && bash scripts/install-deps.sh && { command -v sudo >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null; } && make install PG_CONFIG="$(ls /usr/lib/postgresql/*/bin/pg_config | tail -1)" >/dev/null'; then
     failed+=("$release"); continue
   fi
   run_in "$root" 'echo "pgdl: $(. /etc/os-release; echo "$PRETTY_NAME"), $(ldd --version | head -1), PostgreSQL $(ls /usr/lib/postgresql)"'

@@ -2,7 +2,8 @@
 case, takes diagnose()'s hint, does what it says (runs its commands, sets the
 environment it names and restarts the server, LOADs what it says first) and
 the real LOAD then works.  The wrong copy of a library is found through each
-rule of the loader's search: DT_RPATH, LD_LIBRARY_PATH, DT_RUNPATH."""
+rule of the loader's search: DT_RPATH, LD_LIBRARY_PATH, DT_RUNPATH, and
+ld.so.cache (in the platform matrix's chroots, where the tests may run ldconfig)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +244,33 @@ Datum remedy_minor(PG_FUNCTION_ARGS) { EnsurePgdlSnapshotExists(); PG_RETURN_VOI
     version = server.query("SELECT current_setting('server_version')")[0][0].split()[0]
     assert f"built against a newer minor release than this server's {version}" in symbols[1]
     assert f"install a build of it for PostgreSQL {version}" in symbols[2]
+
+
+LDCONF, LDCONFIG = os.environ.get("PGDL_LDCONF"), os.environ.get("PGDL_LDCONFIG")
+
+
+@pytest.mark.skipif(not LDCONF, reason="needs a disposable root where the tests may run ldconfig (scripts/matrix.sh)")
+def test_ld_so_cache_finds_the_old_copy(server, build, tmp_path):
+    """The cache lists the old copy; the module (no rpath) was built against the one beside it.
+    The hint's ld.so.conf.d remedy, applied and ldconfig run, makes the real LOAD work."""
+    old = library(tmp_path / "old", OLD_LIB)
+    new = library(tmp_path, NEW_LIB)
+    mod = module(build, new)
+    conf = Path(LDCONF)
+    try:
+        conf.write_text(f"{old.parent}\n")
+        subprocess.run(shlex.split(LDCONFIG), check=True)
+        restart(server)
+        assert not loads(server, mod)
+        hint = symbols_hint(server, mod)
+        assert hint.startswith(f"ld.so.cache gives {old}")
+        listed = re.search(r"list (\S+) in a file of /etc/ld.so.conf.d read before the one that lists (\S+),"
+                           r" and run `ldconfig`", hint)
+        conf.write_text(f"{listed.group(1)}\n{listed.group(2)}\n")      # one file: its lines are read in order
+        subprocess.run(shlex.split(LDCONFIG), check=True)
+        restart(server)
+        assert loads(server, mod)
+    finally:
+        conf.write_text("")
+        subprocess.run(shlex.split(LDCONFIG), check=True)
+        restart(server)
