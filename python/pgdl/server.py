@@ -166,6 +166,13 @@ class Server(Record):
     def major(self) -> int:
         return self.version_num // 10000
 
+    @property
+    def version_text(self) -> str:
+        """server_version_num as the server writes its version: 150018 -> 15.18 (9.6.24 before 10)."""
+        if self.major >= 10:
+            return f"{self.major}.{self.version_num % 10000}"
+        return f"{self.major}.{self.version_num // 100 % 100}.{self.version_num % 100}"
+
     def server_magic(self) -> ServerMagic:
         return self.magic or ServerMagic(version=self.version_num // 100)
 

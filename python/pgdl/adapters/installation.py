@@ -40,7 +40,7 @@ class Installation(Value):
 
     def describe(self) -> str:
         where = f" (root {rootfs.root()})" if rootfs.root() != "/" else ""
-        return (f"PostgreSQL {self.version_num // 10000}.{self.version_num % 10000} in {self.bindir}{where}: "
+        return (f"PostgreSQL {self.server.version_text} in {self.bindir}{where}: "
                 f"$libdir {self.pkglibdir}, share {self.sharedir}, magic values from {self.magic_from}, "
                 f"{self.server.rules.describe()}")
 

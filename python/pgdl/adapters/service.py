@@ -10,19 +10,25 @@ from __future__ import annotations
 import os
 import re
 
-from .. import rootfs
+from .. import filestate, rootfs
 from ..server import Service
 
 UNIT = re.compile(r"/([^/]+\.service)$")
 
 
+# Worked out once per postmaster: every call describes the server, and only a
+# restart (a new postmaster.pid) can change the unit or the cluster's files.
+_SERVICES = filestate.FileCache(4)
+
+
 def service_of(data_directory: str) -> Service:
-    return Service(_unit(data_directory), _debian_environment(data_directory))
+    pidfile = os.path.join(data_directory, "postmaster.pid")
+    return _SERVICES.get(pidfile, lambda _state: Service(_unit(pidfile), _debian_environment(data_directory)))
 
 
-def _unit(data_directory: str) -> str | None:
+def _unit(pidfile: str) -> str | None:
     try:
-        with open(rootfs.host(os.path.join(data_directory, "postmaster.pid"))) as f:
+        with open(rootfs.host(pidfile)) as f:
             pid = int(f.readline())
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Sequence
 
 from .. import filestate, interrupts, rootfs
-from ..errors import INSUFFICIENT_PRIVILEGE, PgError
+from ..errors import INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, PgError
 from ..record import Record, Value
 from ..server import Server
 
@@ -69,6 +70,11 @@ _MULTIWORD = ("double precision", "character varying", "bit varying", "with time
 _MODES = {"in", "out", "inout", "variadic"}
 
 
+def function_name(signature: str) -> str:
+    """The unqualified name of a signature or a declaration's `name(args)`."""
+    return signature.split("(", 1)[0].strip().split(".")[-1].strip('"')
+
+
 def argument_types(text: str) -> tuple[str, ...]:
     """The input argument types of a declaration's or a signature's parenthesised
     list, normalised (names, modes and defaults dropped; OUT arguments left out,
@@ -117,12 +123,12 @@ class Requirement(Value):
 class ExtensionCheck(Record):
     """What CREATE EXTENSION name (its default version) would find."""
     __slots__ = ("name", "control", "error", "script_dir", "version", "script", "installable", "requires",
-                 "module", "superuser", "trusted", "alias_of")
+                 "module", "superuser", "trusted", "alias_of", "scripts")
 
     def __init__(self, name: str, control: str, error: str | None = None, script_dir: str | None = None,
                  version: str | None = None, script: str | None = None, installable: bool = False,
                  requires: tuple[Requirement, ...] = (), module: str | None = None, superuser: bool = True,
-                 trusted: bool = False, alias_of: str | None = None):
+                 trusted: bool = False, alias_of: str | None = None, scripts: tuple[str, ...] = ()):
         self.name = name
         self.control = control          # path of the control file
         self.error = error              # the control file cannot be read: why
@@ -135,6 +141,7 @@ class ExtensionCheck(Record):
         self.superuser = superuser      # only superusers may create it (the default)...
         self.trusted = trusted          # ...unless it is trusted (PostgreSQL 13+)
         self.alias_of = alias_of        # not installable, but another name's control file under a versioned name
+        self.scripts = scripts          # the "V" and "A--B" of its name--V.sql and name--A--B.sql
 
     def no_update_path(self, start: str) -> str:
         """ALTER EXTENSION UPDATE's error when no chain of scripts leads to the default version."""
@@ -153,11 +160,10 @@ class ExtensionCheck(Record):
                 f"Debian ships it), with no scripts of its own: CREATE EXTENSION {self.alias_of} is the way; "
                 f'CREATE EXTENSION "{self.name}" fails: {self.not_installable}')
 
-    def update_scripts(self, start: str, listings: dict | None = None) -> list[str] | None:
+    def update_scripts(self, start: str) -> list[str] | None:
         """The scripts ALTER EXTENSION name UPDATE runs from version `start` to the
         default version, in order; None if there is no path (extension.c find_update_path)."""
-        listing = _listing(self.script_dir, listings if listings is not None else {}) or {}
-        versions = _update_path(listing.get(self.name, []), start, self.version)
+        versions = _update_path(self.scripts, start, self.version)
         if versions is None:
             return None
         steps = zip([start] + versions, versions)
@@ -230,17 +236,19 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
                      if r)
     version = params.get("default_version")
     module = params.get("module_pathname")
-    script, installable, alias_of = None, False, None
+    script, installable, alias_of, scripts = None, False, None, ()
     listings = listings if listings is not None else {}
     if version:
         listing = _listing(script_dir, listings)
-        installable = listing is not None and version in _reachable(listing.get(name, []))
+        scripts = tuple(listing.get(name, ())) if listing is not None else ()
+        installable = version in _reachable(scripts)
         direct = os.path.join(script_dir, f"{name}--{version}.sql")
         script = direct if filestate.state(direct).is_regular else None
-        if not installable and listing is not None and not listing.get(name):
+        if not installable and listing is not None and not scripts:
             alias_of = _aliased(name, params, server, listings)
     return ExtensionCheck(name, control, None, script_dir, version, script, installable, requires, module,
-                          _bool(params.get("superuser"), True), _bool(params.get("trusted"), False), alias_of)
+                          _bool(params.get("superuser"), True), _bool(params.get("trusted"), False), alias_of,
+                          scripts)
 
 
 VERSIONED_NAME = re.compile(r"^(.+)-[0-9][0-9.]*$")
@@ -312,7 +320,7 @@ def _listing(script_dir: str, listings: dict) -> dict[str, list[str]] | None:
     return listings[script_dir]
 
 
-def _reachable(middles: list[str]) -> set[str]:
+def _reachable(middles: Sequence[str]) -> set[str]:
     """Versions a base script name--V.sql installs, directly or through name--A--B.sql updates."""
     base, updates = set(), {}
     for middle in middles:
@@ -351,7 +359,8 @@ def check_update(ext: ExtensionCheck, start: str, server: Server, predict) -> Up
         return None
     scripts = ext.update_scripts(start)
     if scripts is None:
-        return UpdateCheck(ext.name, start, ext.version, (), PgError("22023", ext.no_update_path(start)))
+        return UpdateCheck(ext.name, start, ext.version, (),
+                           PgError(INVALID_PARAMETER_VALUE, ext.no_update_path(start)))
     for script in scripts:
         for f in c_functions_in_script(_read_script(script), ext.module):
             interrupts.check()
@@ -361,7 +370,7 @@ def check_update(ext: ExtensionCheck, start: str, server: Server, predict) -> Up
     return UpdateCheck(ext.name, start, ext.version, tuple(scripts))
 
 
-def _update_path(middles: list[str], start: str, target: str) -> list[str] | None:
+def _update_path(middles: Sequence[str], start: str, target: str) -> list[str] | None:
     """find_update_path(): the shortest chain of name--A--B.sql from start to
     target (the versions after start), a tie going to the predecessor whose
     name sorts first (strcmp, as extension.c breaks it); [] when start is target."""
@@ -420,8 +429,7 @@ def declaring_extensions(name: str, server: Server) -> list[tuple[str, CFunction
         text = _read_script(ext.script)
         if name not in text:
             continue
-        found += [(extension, f) for f in c_functions_in_script(text, ext.module)
-                  if f.signature.split("(", 1)[0].split(".")[-1].strip('"') == name]
+        found += [(extension, f) for f in c_functions_in_script(text, ext.module) if function_name(f.signature) == name]
     return found
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 from ..errors import UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
 from ..postgres.extensions import (CFunction, argument_types, available_extensions,
-                                   declaring_extensions, files_in, find_control)
+                                   declaring_extensions, files_in, find_control, function_name)
 from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
 from ..server import Context, Server
@@ -132,10 +132,8 @@ def _boot_failure(server: Server, start: Boot) -> list[Finding]:
 
 def _declared_by_extension(signature: str, server: Server) -> tuple[str, CFunction] | None:
     """The extension whose install script declares the C function a signature names."""
-    name, _, args = signature.strip().partition("(")
-    name = name.strip().split(".")[-1].strip('"')
-    wanted = argument_types(args.rstrip().removesuffix(")"))
-    for extension, function in declaring_extensions(name, server):
+    wanted = argument_types(signature.strip().partition("(")[2].rstrip().removesuffix(")"))
+    for extension, function in declaring_extensions(function_name(signature), server):
         if argument_types(function.signature.split("(", 1)[1].removesuffix(")")) == wanted:
             return extension, function
     return None

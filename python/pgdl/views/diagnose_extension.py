@@ -5,7 +5,7 @@ and the entry point of each C function it declares."""
 from __future__ import annotations
 
 from ..engine.predict import predict_load
-from ..errors import error_lines
+from ..errors import INVALID_PARAMETER_VALUE, error_lines
 from ..postgres.extensions import CFunction, check_extension, check_update, create_permission_error
 from ..server import Server
 from .diagnose_library import Finding, diagnose_library
@@ -44,7 +44,7 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
             return out + [Finding("extension script", ERROR, ext.script_dir, ext.alias_note,
                                   f"CREATE EXTENSION {ext.alias_of}"),
                           Finding("verdict", ERROR, name, f'CREATE EXTENSION "{name}" will fail with SQLSTATE '
-                                  f"22023:\nERROR:  {ext.not_installable}")]
+                                  f"{INVALID_PARAMETER_VALUE}:\n" + error_lines("ERROR", ext.not_installable))]
         else:
             out.append(Finding("extension script", ERROR, ext.script_dir,
                                f"no install script or update path for default version {ext.version} in "

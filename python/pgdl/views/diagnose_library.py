@@ -25,6 +25,7 @@ from ..glibc.linkmap import Found
 from ..glibc.problems import BindingProblem, Problem
 from ..postgres.lookup import library_path_directories
 from ..record import Value
+from ..postgres.magic import MAGIC_FUNCTION
 from ..postgres.pg_init import Verdict
 from ..server import SHARED_OBJECT, Context, Server
 from . import remedy
@@ -167,7 +168,7 @@ def _file_access(p: Prediction, server: Server) -> list[Finding]:
         return [Finding("file access", ERROR, directory,
                         f"the server's OS user ({_user()}) cannot search directory {directory} "
                         f"(owner {_owner(st)}, mode {stat.filemode(st.mode)})",
-                        f"Grant search permission: `chmod {_who(st, (server.uid, server.gids))}+x {directory}`.")]
+                        f"Grant search permission: `chmod {_who(st, server)}+x {directory}`.")]
     st = access.state
     if st.error:
         what = "dangling symbolic link" if access.dangling else os.strerror(st.error)
@@ -184,11 +185,10 @@ def _file_access(p: Prediction, server: Server) -> list[Finding]:
     return [Finding("file access", OK, path, f"readable by {_user()} ({st.size} bytes)")]
 
 
-def _who(st: filestate.State, ids: tuple[int, tuple[int, ...]]) -> str:
+def _who(st: filestate.State, server: Server) -> str:
     """The permission class (u, g or o) that applies to the server's OS user: only that one's bits count."""
-    uid, gids = ids
     owner, group = st.owner
-    return "u" if owner == uid else "g" if group in gids else "o"
+    return "u" if owner == server.uid else "g" if group in server.gids else "o"
 
 
 def _user() -> str:
@@ -304,24 +304,18 @@ def _explain_problem(problem: BindingProblem, p: Prediction, copies: Copies, ser
             detail += (f". Nothing the module is linked with defines it, nor does the server executable "
                        f"{server.executable}: PostgreSQL modules take unversioned symbols like it from the server "
                        f"itself, so {os.path.basename(p.libname)} was most likely built against a newer minor "
-                       f"release than this server's {server_version(server)}")
+                       f"release than this server's {server.version_text}")
             hint = (f"Upgrade the server packages to the minor release the module was built for (or newer), or "
-                    f"install a build of it for PostgreSQL {server_version(server)}.")
+                    f"install a build of it for PostgreSQL {server.version_text}.")
     return Finding("symbols", ERROR, subject, detail, hint)
 
 
 def _is_postgres_module(p: Prediction) -> bool:
     """It has a magic block (dlopen fails before PostgreSQL would check it)."""
     try:
-        return p.module is not None and dynsym.definition(p.module, "Pg_magic_func") is not None
+        return p.module is not None and dynsym.definition(p.module, MAGIC_FUNCTION) is not None
     except (ElfError, OSError):
         return False
-
-
-def server_version(server: Server) -> str:
-    """server_version_num as PostgreSQL 10+ writes it: 150018 -> 15.18."""
-    return f"{server.major}.{server.version_num % 100}" if server.major >= 10 else \
-        f"{server.major}.{server.version_num // 100 % 100}.{server.version_num % 100}"
 
 
 def _defines_version(path: str, version: str) -> bool:
