@@ -30,7 +30,7 @@ if [ "${PGDL_DISPOSABLE_ROOT:-}" = 1 ] && command -v sudo >/dev/null; then
   ldconfig_env=(PGDL_LDCONF="$ldconf" PGDL_LDCONFIG="sudo -n $(command -v ldconfig)")
   trap 'umount "$noexec" 2>/dev/null || true; rm -rf "$work" "$ldconf" /etc/sudoers.d/pgdl-test; ldconfig' EXIT
 fi
-cp -r python tests scripts pytest.ini extension sql META.json "$work"/
+cp -r python tests scripts docs pytest.ini extension sql META.json "$work"/
 [ -d bench ] && cp -r bench "$work"/
 chown -R "$user" "$work"
 chmod 755 "$work"

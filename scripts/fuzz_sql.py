@@ -40,6 +40,8 @@ CALLS = (
     "SELECT * FROM pgdl.dependencies(%s)",
     "SELECT * FROM pgdl.check_magic(%s)",
     "SELECT * FROM pgdl.diagnose(%s)",
+    "SELECT * FROM pgdl.explain(%s)",
+    "SELECT * FROM pgdl.tree(%s)",
 )
 # Python's exception classes and pgdl's own: a name of one in an answer is a
 # leaked exception (a library's symbol such as XtAppError is not).

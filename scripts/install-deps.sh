@@ -20,10 +20,12 @@ packages=(
   # Test fixtures: 32-bit builds (gcc -m32), an AArch64 cross-build (clang + lld), a musl loader;
   # patchelf, as the hints tell a DBA to run it (tests/test_remedies.py).
   gcc-multilib clang lld musl patchelf
+  # The monitoring test runs the real exporter against the test server (tests/test_reports.py).
+  prometheus-postgres-exporter
 )
 # What a release may lack: the tests that use them skip there.
 optional=("postgresql-$PGVER-cron" "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical"
-          "postgresql-$PGVER-pg-stat-kcache" pgxnclient gcc-multilib clang lld musl)
+          "postgresql-$PGVER-pg-stat-kcache" pgxnclient gcc-multilib clang lld musl prometheus-postgres-exporter)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +43,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
   echo "pgdl: installing ${wanted[*]}"
   apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+  # The package starts its own exporter; the tests start theirs.
+  if [[ " ${wanted[*]} " == *" prometheus-postgres-exporter "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+  fi
 fi
 
 # A second PostgreSQL major, for the tests of pgdl.upgrade_check() and the

@@ -84,7 +84,7 @@ def test_alias_control_files_are_no_error(cluster, db):
             conn.rollback()
             conn.close()
         diagnosed = q(cluster, db, "SELECT topic, status, hint FROM pgdl.diagnose(%s)", (alias,))
-        assert diagnosed[-1][:2] == ("verdict", "error") and f"CREATE EXTENSION {base}" in [r[2] for r in diagnosed]
+        assert diagnosed[0][:2] == ("verdict", "error") and f"CREATE EXTENSION {base}" in [r[2] for r in diagnosed]
 
 
 def test_covers_every_pkglibdir_object_and_control_file(cluster):

@@ -46,7 +46,7 @@ def test_python_extension_module_in_a_new_session(cluster):
     rows = cluster.query("SELECT topic, status, message FROM pgdl.diagnose(%s)", (module,))
     difference = [r for r in rows if r[0] == "context" and r[1] == "warning"]
     assert difference and "PL/Python (libpython" in difference[0][2], rows
-    assert rows[-1][:2] == ("verdict", "error")
+    assert rows[0][:2] == ("verdict", "error")
 
 
 PROVIDER = """
@@ -142,12 +142,12 @@ def test_create_extension_as_each_role(cluster, plain_roles, extension):
         cluster.query(f"DROP EXTENSION IF EXISTS {extension}")
         privilege = [r for r in rows if r[0] == "privilege"]
         if real is None:
-            assert rows[-1][:2] == ("verdict", "ok"), (role, rows)
+            assert rows[0][:2] == ("verdict", "ok"), (role, rows)
             assert all(p[1] == "ok" for p in privilege)
         else:
             assert privilege and privilege[0][1] == "error" and privilege[0][2].startswith(real.message)
             assert privilege[0][3] == real.hint
-            assert rows[-1][1] == "error" and f"ERROR:  {real.message}\nHINT:  {real.hint}" in rows[-1][2]
+            assert rows[0][1] == "error" and f"ERROR:  {real.message} HINT:  {real.hint}" in rows[0][2]
 
 
 def test_create_extension_not_trusted(cluster, plain_roles):
@@ -275,8 +275,8 @@ def test_server_start_against_a_real_restart(own_server, preload, starts):
     own_server.query(f"ALTER SYSTEM SET shared_preload_libraries = {preload}")
     row = own_server.query("SELECT * FROM pgdl.predict_load('auto_explain', context => 'server start')")[0]
     verdict = own_server.query("SELECT status, message FROM pgdl.diagnose('auto_explain', context => 'server start') "
-                               "WHERE topic IN ('context', 'verdict')")
-    assert "(the configuration files)" in verdict[0][1]
+                               "WHERE topic IN ('preloads', 'verdict')")
+    assert "(the configuration files)" in verdict[1][1]
     own_server.stop()
     started = own_server.start()
     try:
@@ -285,7 +285,7 @@ def test_server_start_against_a_real_restart(own_server, preload, starts):
         if not starts:
             line = fatal_line(own_server)
             assert line == f"FATAL:  {row[2]}"
-            assert verdict[-1][0] == "error" and line in verdict[-1][1]
+            assert verdict[0][0] == "error" and line in verdict[0][1]
     finally:
         if not started:
             own_server.set_preload("")
@@ -346,11 +346,12 @@ def test_a_pending_restart_counts_for_the_next_start_only(own_server):
         new_session = own_server.query("SELECT * FROM pgdl.predict_load('pg_cron', context => 'new session')")[0]
         assert new_session == real_load_in(own_server, "pg_cron")
         assert new_session[0] is False
-        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron', context => 'server start')")
+        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron', context => 'server start') "
+                                "WHERE topic = 'preloads'")
         assert "shared_preload_libraries = 'pg_cron' (the configuration files)" in rows[0][1]
         assert own_server.query("SELECT will_load FROM pgdl.predict_load('pg_cron', context => 'server start')") \
             == [(True,)]
-        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron')")
+        rows = own_server.query("SELECT topic, message FROM pgdl.diagnose('pg_cron') WHERE topic = 'preloads'")
         assert "shared_preload_libraries = '' (the running value)" in rows[0][1]
     finally:
         own_server.query("ALTER SYSTEM RESET shared_preload_libraries")

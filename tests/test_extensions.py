@@ -52,7 +52,7 @@ HERE = "context => 'this session'"
 
 def verdict(cluster, name, setup):
     rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose(%s, {HERE})", (name,), setup=setup)
-    return rows[-1]
+    return rows[0]
 
 
 def created(cluster, name, setup):
@@ -93,7 +93,7 @@ def test_relative_entry_is_the_servers_error(cluster, place):
     assert real.message == 'component in parameter "extension_control_path" is not an absolute path'
     rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_nowhere', {HERE})",
                          setup=setup)
-    assert rows[-1][1] == "error"
+    assert rows[0][:2] == ("verdict", "error") and f"SQLSTATE {real.sqlstate}: ERROR:  {real.message}" in rows[0][2]
 
 
 def test_alias_control_file(cluster, place):
@@ -129,7 +129,7 @@ def test_update_path_of_a_stock_extension(cluster):
         assert f"hstore--{old}--" in message
         cur.execute("SELECT topic, status FROM pgdl.diagnose('hstore')")
         rows = cur.fetchall()
-        assert ("update", "ok") in rows and rows[-1] == ("verdict", "ok")
+        assert ("update", "ok") in rows and rows[0] == ("verdict", "ok")
         cur.execute("ALTER EXTENSION hstore UPDATE")
         cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'hstore'")
         assert cur.fetchone()[0] == default
@@ -153,7 +153,7 @@ def test_update_script_declares_a_function_the_library_lacks(cluster, place):
         rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_up', {HERE})", setup=setup)
         update = [r for r in rows if r[0] == "update"][0]
         assert update[1] == "error" and update[2].endswith(f"fails where ecp_three() is created: {real.message}")
-        assert rows[-1][:2] == ("verdict", "error") and real.message in rows[-1][2]
+        assert rows[0][:2] == ("verdict", "error") and real.message in rows[0][2]
         audit = cluster.query(f"SELECT status, message FROM pgdl.audit({HERE}) WHERE kind = 'update'", setup=setup)
         assert ("error", update[2]) in audit
     finally:

@@ -22,6 +22,8 @@ ENTRY_POINTS = [
     "SELECT count(*) FROM pgdl.predict_load(%s)",
     "SELECT count(*) FROM pgdl.dependencies(%s)",
     "SELECT count(*) FROM pgdl.diagnose(%s)",
+    "SELECT count(*) FROM pgdl.explain(%s)",
+    "SELECT count(*) FROM pgdl.tree(%s)",
 ]
 
 

@@ -41,7 +41,7 @@ def test_system_directories_are_the_loaders_own():
 
 
 def test_the_servers_description_names_its_loader(cluster):
-    rows = cluster.query("SELECT message FROM pgdl.diagnose('plpgsql') WHERE topic = 'context'")
+    rows = cluster.query("SELECT message FROM pgdl.diagnose('plpgsql') WHERE topic = 'loader'")
     assert f"glibc {GLIBC[0]}.{GLIBC[1]}" in rows[0][0], rows
 
 

@@ -25,6 +25,8 @@ CALLS = [
     "SELECT * FROM pgdl.dependencies('dblink')",
     "SELECT * FROM pgdl.diagnose('dblink')",
     "SELECT * FROM pgdl.diagnose('public.dblink_connect(pg_catalog.text)')",
+    "SELECT * FROM pgdl.explain('dblink')",
+    "SELECT * FROM pgdl.tree('dblink')",
     "SELECT count(*) FROM pgdl.audit()",
     "SELECT pgdl.record_audit()",
 ]
@@ -134,7 +136,8 @@ def test_helpers_and_functions_are_not_for_public(cluster, roles):
            AND a.grantee <> p.proowner""")
     assert granted and all(grantee not in ("-", "0", "PUBLIC") for _f, grantee in granted)
     assert {f for f, g in granted if g == "pg_read_server_files"} >= {"pgdl.diagnose(text,text,name)", "pgdl.audit(text,name)",
-                                                                      "pgdl.record_audit()"}
+                                                                      "pgdl.record_audit()", "pgdl.explain(text,text,name)",
+                                                                      "pgdl.tree(text,text,name)"}
     assert not [f for f, g in granted if f.startswith("pgdl.prune_audits")]
     definers = cluster.query("""
         SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p

@@ -87,5 +87,5 @@ def test_diagnose_names_cause_and_fix(seed):
     assert f"{old_dir}/libseedpq.so.5" in detail and "LD_LIBRARY_PATH" in detail
     assert f"{new_dir}/libseedpq.so.5 has it" in detail
     assert str(new_dir) in hint
-    assert rows[-1][0] == "verdict" and rows[-1][1] == "error"
-    assert "undefined symbol: PQconnectionUsedPasswordStub" in rows[-1][3]
+    assert rows[0][0] == "verdict" and rows[0][1] == "error"
+    assert "undefined symbol: PQconnectionUsedPasswordStub" in rows[0][3]

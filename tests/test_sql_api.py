@@ -127,8 +127,9 @@ def test_each_result_shape_is_declared_once(cluster):
     from pgdl.views.diagnose_library import Finding
     from pgdl.views.predict_load import LoadPrediction
     from pgdl.postgres.lookup import Candidate as Step
+    from pgdl.views.report import ReportLine
     shapes = {"resolution_step": Step, "load_prediction": LoadPrediction, "dependency": DependencyRow,
-              "magic_check": MagicCheck, "finding": Finding, "audit_row": AuditRow}
+              "magic_check": MagicCheck, "finding": Finding, "audit_row": AuditRow, "report_line": ReportLine}
     functions = {"resolve": "resolution_step", "predict_load": "load_prediction", "dependencies": "dependency",
                  "check_magic": "magic_check", "diagnose": "finding", "audit": "audit_row"}
     for type_name, record in shapes.items():

@@ -236,3 +236,19 @@ def test_update_to_0_7_0_keeps_views_and_history(cluster):
             "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
                          " WHERE false",
         })
+
+
+def test_update_to_0_8_0_keeps_views_and_history(cluster):
+    """0.8.0 adds explain(), tree() and the audit_metrics view, and diagnose()
+    gives the verdict first: views on every public function and the history
+    survive; the new view counts the runs recorded before the update."""
+    with scratch_database(cluster, "pgdl_v070_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.7.0", {
+            **VIEWS_0_5,
+            "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
+                         " WHERE false",
+        })
+        assert q(cluster, db, "SELECT runs, errors IS NOT NULL FROM pgdl.audit_metrics") == [(2, True)]
+        assert q(cluster, db, "SELECT pgdl.explain('dblink') LIMIT 1") == \
+            [("OK: CREATE EXTENSION dblink will load its libraries",)]
+        assert q(cluster, db, "SELECT count(*) > 1 FROM pgdl.tree('dblink')") == [(True,)]

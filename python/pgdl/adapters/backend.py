@@ -163,15 +163,32 @@ def _dependencies(plpy, name, context=None, role=None):
     return dependency_rows(name_argument(name), _described(plpy, context, role))
 
 
-def _diagnose(plpy, target, search_path=None, context=None, role=None):
+def _diagnosis(plpy, target, search_path, context, role, view):
     """search_path: the caller's, to find a function signature as the caller would."""
-    from ..views.diagnose import diagnose   # imported on first use
     name = name_argument(target, "target")
     if not name.strip():
         raise UserError("target must not be empty", sqlstate="22023",
                         hint="Name an extension, a library (name or path) or a C function, e.g. dblink.")
-    return diagnose(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
-                    Catalog(plpy, search_path))
+    return view(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
+                Catalog(plpy, search_path))
+
+
+def _diagnose(plpy, target, search_path=None, context=None, role=None):
+    from ..views.diagnose import diagnose_rows   # imported on first use
+    return _diagnosis(plpy, target, search_path, context, role, diagnose_rows)
+
+
+def _explain(plpy, target, search_path=None, context=None, role=None):
+    from ..views.diagnose import diagnose
+    from ..views.report import explain_lines
+    return explain_lines(_diagnosis(plpy, target, search_path, context, role, diagnose))
+
+
+def _tree(plpy, name, context=None, role=None):
+    from ..views.report import tree_lines
+    name = name_argument(name)
+    server = _described(plpy, context, role)
+    return tree_lines(name, dependency_rows(name, server), server)
 
 
 def _audit(plpy, context=None, role=None):
@@ -200,5 +217,6 @@ def _upgrade_check(plpy, new_bindir):
 
 
 _FUNCTIONS = {"predict_load": _predict_load, "dependencies": _dependencies, "diagnose": _diagnose,
+              "explain": _explain, "tree": _tree,
               "resolve": _resolve, "check_magic": _check_magic, "audit": _audit,
               "upgrade_check": _upgrade_check}

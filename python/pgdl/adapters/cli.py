@@ -20,16 +20,17 @@ from ..errors import PgErrorRaised, UserError
 from ..server import Context
 from .installation import Installation, installation
 
-COMMANDS = ("diagnose", "predict-load", "dependencies", "check-magic", "audit", "upgrade-check", "tree")
+COMMANDS = ("explain", "diagnose", "predict-load", "dependencies", "tree", "check-magic", "audit", "upgrade-check")
 WIDTH = 80
 _HELP = {
+    "explain": "why each TARGET will or will not load: the verdict and the fix first, then each step",
     "diagnose": "why each TARGET (extension or library) will or will not load, step by step",
     "predict-load": "what LOAD 'TARGET' would do: the server's own error",
     "dependencies": "the DT_NEEDED tree of TARGET as the dynamic linker resolves it",
     "check-magic": "TARGET's magic block next to the installation's values",
     "audit": "every shared object and extension of the installation",
     "upgrade-check": "TARGET: a new installation's bindir; --dbname: the old cluster",
-    "tree": "the dependency tree of TARGET, indented, with why each path was chosen",
+    "tree": "the dependency tree of TARGET, with why each path was chosen and what was rejected",
 }
 OK, WILL_NOT_LOAD, USAGE = 0, 1, 2
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--root {args.root}: not a directory")
             rootfs.set_root(args.root)
         where = _installation(args)
+        if args.command in ("explain", "tree"):
+            return _report(args, where)
         results = _run(args, where)
     except (UserError, PgErrorRaised, OSError) as exc:
         message = exc.message if isinstance(exc, UserError) else (
@@ -108,7 +111,7 @@ def _installation(args) -> Installation:
 def _run(args, where: Installation) -> list:
     server = where.server
     targets = args.targets
-    if args.command in ("predict-load", "check-magic", "diagnose", "dependencies", "tree") and not targets:
+    if args.command in ("predict-load", "check-magic", "diagnose", "dependencies") and not targets:
         raise UserError(f"{args.command} needs at least one TARGET")
     if args.command == "predict-load":
         from ..views.predict_load import predict_load_row
@@ -116,16 +119,42 @@ def _run(args, where: Installation) -> list:
     if args.command == "check-magic":
         from ..views.check_magic import check_magic_rows
         return [_named(t, r) for t in targets for r in check_magic_rows(t, server)]
-    if args.command in ("dependencies", "tree"):
+    if args.command == "dependencies":
         from ..views.dependencies import dependency_rows
         return [r for t in targets for r in dependency_rows(t, server)]
     if args.command == "diagnose":
-        from ..views.diagnose import diagnose
-        return [r for t in targets for r in diagnose(t, t, server, _NoDatabase())]
+        from ..views.diagnose import diagnose_rows
+        return [r for t in targets for r in diagnose_rows(t, t, server, _NoDatabase())]
     if args.command == "audit":
         from ..views.audit import audit
         return audit(server, [])
     return _upgrade_check(args, server)
+
+
+def _report(args, where: Installation) -> int:
+    """explain and tree: pgdl.explain()'s and pgdl.tree()'s lines, one block per TARGET."""
+    from ..views.report import explain_lines, tree_lines
+    if not args.targets:
+        raise UserError(f"{args.command} needs at least one TARGET")
+    server, blocks, failed = where.server, [], False
+    for target in args.targets:
+        if args.command == "explain":
+            from ..views.diagnose import diagnose
+            findings = diagnose(target, target, server, _NoDatabase())
+            lines = explain_lines(findings, WIDTH)
+            failed |= any(f.topic == "verdict" and f.status == "error" for f in findings)
+        else:
+            from ..views.dependencies import dependency_rows
+            from ..views.predict_load import predict_load_row
+            lines = tree_lines(target, dependency_rows(target, server), server, WIDTH)
+            failed |= predict_load_row(target, server).will_load is False
+        blocks.append({"target": target, "lines": [r.line for r in lines]})
+    if args.format == "json":
+        print(json.dumps({"pgdl": __version__, "command": args.command, "installation": where.describe(),
+                          "results": blocks}, indent=2, ensure_ascii=False))
+    else:
+        print("\n\n".join(["\n".join(_wrap(where.describe(), ""))] + ["\n".join(b["lines"]) for b in blocks]))
+    return WILL_NOT_LOAD if failed else OK
 
 
 def _upgrade_check(args, old_server) -> list:
@@ -221,7 +250,7 @@ def _text(command: str, where: Installation, rows: list[dict]) -> str:
             for label, key in (("ERROR", "message"), ("DETAIL", "detail"), ("HINT", "hint")):
                 if r.get(key):
                     lines += _wrap(f"{label}:  {r[key]}")
-    elif command in ("dependencies", "tree"):
+    elif command == "dependencies":
         for r in rows:
             via = f" [{r['found_via']}]" if r.get("found_via") else ""
             head = "  " * int(r["depth"]) + f"{r['needed']} => {r.get('path') or 'not found'}{via}"

@@ -200,13 +200,16 @@ def control_directories(server: Server) -> list[str]:
             for piece in server.extension_control_path.split(":")]
 
 
+# find_in_paths() (18+), checked as the search reaches the entry (SQLSTATE 42602).
+RELATIVE_CONTROL_PATH = 'component in parameter "extension_control_path" is not an absolute path'
+
+
 def find_control(name: str, server: Server) -> tuple[str | None, str | None]:
     """(the control file CREATE EXTENSION name reads, or the error it raises instead)."""
     dirs = control_directories(server)
     for directory in dirs:
         if not os.path.isabs(directory):
-            # find_in_paths() (18+): checked as the search reaches it.
-            return None, 'component in parameter "extension_control_path" is not an absolute path'
+            return None, RELATIVE_CONTROL_PATH
         path = os.path.join(directory, f"{name}.control")
         st = filestate.state(path)
         if not st.error and not st.is_dir:          # pg_file_exists()

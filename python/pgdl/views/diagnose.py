@@ -10,9 +10,9 @@ import os
 import re
 from typing import Protocol
 
-from ..errors import UNDEFINED_FUNCTION, UserError
+from ..errors import INVALID_NAME, UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
-from ..postgres.extensions import (CFunction, argument_types, available_extensions,
+from ..postgres.extensions import (RELATIVE_CONTROL_PATH, CFunction, argument_types, available_extensions,
                                    declaring_extensions, files_in, find_control, function_name)
 from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
@@ -44,7 +44,7 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
     text of the database's encoding (None if it is not text there).
     server.context says which process is asked about (pgdl.engine.contexts)."""
     start = boot(server)
-    out = [context_finding(server, start)]
+    out = context_findings(server, start)
     if start.failed is not None:
         return out + _boot_failure(server, start)
     booted = start.server
@@ -52,17 +52,36 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
         if server.context is not Context.THIS_SESSION else None
     if text is not None and SIGNATURE.match(text):
         return out + _diagnose_function(name, text, booted, catalog, here)
-    if text is not None and "/" not in name and find_control(name, server)[0] is not None:
+    control, missing = find_control(name, server) if text is not None and "/" not in name else (None, None)
+    if control is not None:
         return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here,
                                         catalog.extension_version(text))
     if text is None or "/" in name or predict_load(name, booted).resolution.found:
         return out + diagnose_library(name, booted, elsewhere=here)
+    if missing == RELATIVE_CONTROL_PATH:           # no control file can be found at all
+        return out + [Finding("extension", ERROR, name, missing,
+                              "Make every entry of extension_control_path an absolute directory (or $system)."),
+                      Finding("verdict", ERROR, name, f"CREATE EXTENSION {name} will fail with SQLSTATE "
+                              f"{INVALID_NAME}:\nERROR:  {missing}")]
     named = catalog.functions_named(text)
     if named:
         return out + _diagnose_named(text, named, booted, here)
     # No file, extension or function of that name: most likely a typo.
     return out + [_unknown_target(text, server) if f.topic == "resolution" else f
                   for f in diagnose_library(name, booted, elsewhere=here)]
+
+
+def diagnose_rows(name: str, text: str | None, server: Server, catalog: Catalog) -> list[Finding]:
+    """pgdl.diagnose()'s rows: the verdict first, then the story, each value
+    on one line (the server's ERROR / DETAIL / HINT lines joined by a space;
+    predict_load() keeps them as the server prints them)."""
+    findings = diagnose(name, text, server, catalog)
+    ordered = [f for f in findings if f.topic == "verdict"] + [f for f in findings if f.topic != "verdict"]
+    return [f.replace(message=_one_line(f.message), hint=_one_line(f.hint)) for f in ordered]
+
+
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split("\n"))
 
 
 def _unknown_target(text: str, server: Server) -> Finding:
@@ -91,21 +110,29 @@ def _diagnose_named(text: str, named: list[tuple[CFunction, str]], server: Serve
     return [note] + diagnose_library(first.library, server, first.symbol, label=first.signature, elsewhere=here)
 
 
-def context_finding(server: Server, start: Boot) -> Finding:
-    """The first row: which process the answer is for."""
+def context_findings(server: Server, start: Boot) -> list[Finding]:
+    """The first rows: which process the answer is for, what it has loaded
+    before, and whose loader rules apply."""
     pre = server.preloads
     who = f" of role {server.role.name}" if server.role else ""
     if server.context is Context.SERVER_START:
-        text = (f"the postmaster at server start, loading shared_preload_libraries = '{', '.join(pre.at_start)}' "
-                f"({pre.at_start_from}), then the library asked about")
+        out = [Finding("context", OK, str(server.context),
+                       "the postmaster at server start, loading shared_preload_libraries, then the library asked about"),
+               Finding("preloads", OK, "shared_preload_libraries",
+                       f"shared_preload_libraries = '{', '.join(pre.at_start)}' ({pre.at_start_from})")]
     elif server.context is Context.NEW_SESSION:
         maps = "as mapped in the postmaster" if start.from_maps else "as the setting says"
-        text = (f"a new session{who}: shared_preload_libraries = '{', '.join(pre.shared)}' (the running value), "
-                f"{maps}; session_preload_libraries = '{', '.join(pre.session)}'; "
-                f"local_preload_libraries = '{', '.join(pre.local)}'; nothing this session loaded")
+        out = [Finding("context", OK, str(server.context), f"a new session{who}; nothing this session loaded"),
+               Finding("preloads", OK, "shared_preload_libraries",
+                       f"shared_preload_libraries = '{', '.join(pre.shared)}' (the running value), {maps}"),
+               Finding("preloads", OK, "session_preload_libraries",
+                       f"session_preload_libraries = '{', '.join(pre.session)}'; "
+                       f"local_preload_libraries = '{', '.join(pre.local)}'")]
     else:
-        text = f"this session{who}, with all it has loaded (PL/Python included)"
-    return Finding("context", OK, str(server.context), f"{text}; {_loader(server)}")
+        out = [Finding("context", OK, str(server.context),
+                       f"this session{who}, with all it has loaded (PL/Python included)")]
+    libc = server.libc
+    return out + [Finding("loader", OK, libc.loader if libc is not None else None, _loader(server))]
 
 
 def _loader(server: Server) -> str:

@@ -62,14 +62,14 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
     for library in libraries:
         findings = diagnose_library(library, server, elsewhere=here)
         if findings[-1].status is ERROR:
-            return out + findings
+            return out + findings[:-1] + [_for_extension(name, findings[-1])]
         # One verdict for the extension, at the end; this one speaks for one library.
         out += findings[:-1] + [Finding("library", findings[-1].status, library, findings[-1].message)]
     for f in functions:
         if predict_load(f.library, server, f.symbol).will_load is False:
-            out += [x for x in diagnose_library(f.library, server, f.symbol, label=f.signature)
-                    if x.topic in ("entry point", "verdict")]
-            return out
+            *entry, verdict = [x for x in diagnose_library(f.library, server, f.symbol, label=f.signature)
+                               if x.topic in ("entry point", "verdict")]
+            return out + entry + [_for_extension(name, verdict)]
     if functions:
         out.append(Finding("entry points", OK, name, f"all {len(functions)} C functions have their symbols"))
     update = check_update(ext, installed_version, server, predict_load) if installed_version else None
@@ -92,3 +92,8 @@ def diagnose_extension(name: str, server: Server, installed_functions: list[CFun
                        f"CREATE EXTENSION {name} will load its libraries"
                        + (" unless a _PG_init() that could not be judged refuses" if unsure else "")))
     return out
+
+
+def _for_extension(name: str, verdict: Finding) -> Finding:
+    """A library's verdict, said of the CREATE EXTENSION that loads it."""
+    return verdict.replace(subject=name, message=f"CREATE EXTENSION {name}: {verdict.message}")
