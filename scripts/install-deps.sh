@@ -22,6 +22,8 @@ packages=(
   gcc-multilib clang lld musl patchelf
   # The monitoring test runs the real exporter against the test server (tests/test_reports.py).
   prometheus-postgres-exporter
+  # Translated messages (tests/test_translations.py): localedef and glibc's catalogs.
+  locales libc-l10n
 )
 # What a release may lack: the tests that use them skip there.
 optional=("postgresql-$PGVER-cron" "postgresql-$PGVER-pgaudit" "postgresql-$PGVER-pglogical"
@@ -48,6 +50,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
   fi
 fi
+
+# Two languages PostgreSQL has catalogs for, and one it has none for (glibc has).
+for l in de_DE fr_FR nl_NL; do
+  locale -a 2>/dev/null | grep -qix "$l.utf8" || localedef -i "$l" -f UTF-8 "$l.UTF-8" 2>/dev/null ||
+    echo "pgdl: could not make the $l.UTF-8 locale; the tests that need it will skip"
+done
 
 # A second PostgreSQL major, for the tests of pgdl.upgrade_check() and the
 # shell tool against another installation: relocatable server binaries of

@@ -6,7 +6,35 @@
 --    (docs/postgres_exporter.yml).
 -- diagnose() keeps its columns; its rows now start with the verdict and hold
 -- no newlines (the Python package decides both).
+-- _server_config also gives PostgreSQL's LOCALEDIR and the RESET value of
+-- lc_messages: the server's errors are predicted in its own language.
 \echo Use "ALTER EXTENSION pgdl UPDATE TO '0.8.0'" to load this file. \quit
+
+CREATE OR REPLACE FUNCTION pgdl._server_config(OUT name pg_catalog.text, OUT setting pg_catalog.text)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT c.name, c.setting FROM pg_catalog.pg_config() c
+   WHERE c.name OPERATOR(pg_catalog.=) ANY (ARRAY['PKGLIBDIR', 'SHAREDIR', 'VERSION', 'LOCALEDIR']::pg_catalog.text[])
+  UNION ALL
+  SELECT 'FLOAT8PASSBYVAL'::pg_catalog.text, i.float8_pass_by_value::pg_catalog.text
+    FROM pg_catalog.pg_control_init() i
+  UNION ALL
+  -- Superuser-only settings; a SET in the calling session still shows here.
+  SELECT s, pg_catalog.current_setting(s)
+    FROM pg_catalog.unnest(ARRAY['dynamic_library_path', 'shared_preload_libraries',
+                                 'session_preload_libraries', 'local_preload_libraries']::pg_catalog.text[]) AS s
+  UNION ALL
+  -- ... and the values a RESET (a new session) would give them.
+  SELECT 'reset ' OPERATOR(pg_catalog.||) p.name, p.reset_val FROM pg_catalog.pg_settings p
+   WHERE p.name OPERATOR(pg_catalog.=) ANY (ARRAY['session_preload_libraries', 'local_preload_libraries',
+                                                   'extension_control_path', 'lc_messages']::pg_catalog.text[])
+  UNION ALL
+  -- PostgreSQL 18+ (a superuser-only setting; NULL before 18).
+  SELECT 'extension_control_path', pg_catalog.current_setting('extension_control_path', true)
+   WHERE pg_catalog.current_setting('extension_control_path', true) IS NOT NULL
+$$;
 
 CREATE TYPE pgdl.report_line AS (line pg_catalog.text);
 

@@ -107,10 +107,11 @@ class Cluster:
         if "terminating any other active server processes" in self.log_since(since):
             self.wait_for_recovery(since)
 
-    def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None):
+    def error_of(self, sql: str, params=(), *, setup: tuple[str, ...] = (), user: str | None = None,
+                 database: str | None = None):
         """The error the server raises for `sql` in a fresh session, or None if it succeeds."""
         try:
-            self.query(sql, params, setup=setup, user=user)
+            self.query(sql, params, setup=setup, user=user, database=database)
         except psycopg2.Error as exc:
             diag = exc.diag
             return ServerError(diag.sqlstate, diag.message_primary, diag.message_detail, diag.message_hint)

@@ -98,12 +98,34 @@ class Service(Value):
         return "the environment of the command that starts the server (pg_ctl's, or postgres's own)"
 
 
+class Messages(Value):
+    """What decides the language and codeset of a backend's messages (pgdl.postgres.translate)."""
+    __slots__ = ("lc_messages", "localedir", "encoding", "ctype")
+
+    def __init__(self, lc_messages: str = "C", localedir: str = "", encoding: str = "UTF8", ctype: str = "C"):
+        self.lc_messages = lc_messages  # the setting ("" = the environment's, resolved by the describer)
+        self.localedir = localedir      # PostgreSQL's LOCALEDIR (pg_config --localedir); "" unknown
+        self.encoding = encoding        # the database's server_encoding
+        self.ctype = ctype              # the database's LC_CTYPE (glibc's codeset for its messages)
+
+    @property
+    def english(self) -> bool:
+        """The C locale: gettext translates nothing (LANGUAGE is ignored too)."""
+        return self.lc_messages.split(".")[0] in ("", "C", "POSIX")
+
+    @staticmethod
+    def of(setting: str, environ: dict[str, str]) -> str:
+        """lc_messages as the backend runs with it: "" takes the environment's
+        (pg_perm_setlocale() leaves LC_MESSAGES there; LANG otherwise)."""
+        return setting or environ.get("LC_ALL") or environ.get("LC_MESSAGES") or environ.get("LANG") or "C"
+
+
 class Server(Record):
     """A PostgreSQL server as one session sees it."""
     __slots__ = ("version_num", "pkglibdir", "dynamic_library_path", "dlsuffix", "data_directory",
                  "sharedir", "magic", "executable", "environ", "loaded", "is_superuser", "uid", "gids",
                  "machine", "elf_class", "context", "role", "preloads", "postmaster_loaded", "custom_settings",
-                 "libc", "service", "extension_control_path", "_fingerprint")
+                 "libc", "service", "extension_control_path", "messages", "_fingerprint")
 
     def __init__(self, version_num: int, pkglibdir: str, dynamic_library_path: str = "$libdir",
                  dlsuffix: str = ".so", data_directory: str = ".", sharedir: str = "",
@@ -113,7 +135,8 @@ class Server(Record):
                  elf_class: int = 64, context: Context = Context.THIS_SESSION, role: Role | None = None,
                  preloads: Preloads | None = None, postmaster_loaded: tuple[LoadedObject, ...] | None = None,
                  custom_settings: frozenset = frozenset(), libc: Libc | None = None,
-                 service: Service | None = None, extension_control_path: str = ""):
+                 service: Service | None = None, extension_control_path: str = "",
+                 messages: Messages | None = None):
         self.version_num = version_num  # server_version_num, e.g. 150018
         self.pkglibdir = pkglibdir
         self.dynamic_library_path = dynamic_library_path
@@ -137,6 +160,7 @@ class Server(Record):
         self.libc = libc                # its C library and loader (None: glibc 2.36 as Debian 12 builds it)
         self.service = service or Service()     # how it was started (where its environment is set)
         self.extension_control_path = extension_control_path    # PostgreSQL 18+ ("": $system)
+        self.messages = messages or Messages()  # lc_messages and what its text is converted to
         self._fingerprint: Fingerprint | None = None
 
     @property
@@ -153,7 +177,7 @@ class Server(Record):
                 tuple(sorted(self.environ.items())), tuple((o.path, o.dev, o.inode) for o in self.loaded),
                 self.is_superuser, self.uid, self.gids, self.machine, self.elf_class, self.context,
                 self.role and self.role._values(), self.preloads._values(), postmaster, self.custom_settings,
-                self.libc, self.service, self.extension_control_path))
+                self.libc, self.service, self.extension_control_path, self.messages))
         return self._fingerprint
 
     @property

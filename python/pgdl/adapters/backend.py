@@ -31,6 +31,26 @@ def _without_collection():
             gc.enable()
 
 
+@contextmanager
+def _english_messages():
+    """LC_MESSAGES=C inside the block.
+
+    pgdl builds the server's text in English, the message catalogs' msgids,
+    and words it in the session's language at the end
+    (pgdl.postgres.translate); but os.strerror() follows the backend's
+    LC_MESSAGES, which PostgreSQL sets from lc_messages."""
+    import locale
+    before = locale.setlocale(locale.LC_MESSAGES)
+    if before in ("C", "POSIX"):
+        yield
+        return
+    locale.setlocale(locale.LC_MESSAGES, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_MESSAGES, before)
+
+
 with _without_collection():
     from .. import filestate, interrupts
     from ..errors import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgErrorRaised, UserError
@@ -64,7 +84,7 @@ def run(plpy, function: str | None, args_json: str | None, dynamic_library_path:
     try:
         handler = _function(function)
         args = _arguments(function, args_json, handler)
-        with filestate.one_call(), _without_collection(), interrupts.polling(calls.poll), \
+        with filestate.one_call(), _without_collection(), _english_messages(), interrupts.polling(calls.poll), \
                 callers_setting("dynamic_library_path", dynamic_library_path):
             rows = handler(plpy, *args)
         # A view's records are the SQL rows: their fields are the columns.

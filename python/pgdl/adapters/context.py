@@ -11,7 +11,7 @@ import os
 
 from ..errors import UserError
 from ..postgres.preloads import PRELOAD_SETTINGS, split_library_list
-from ..server import Context, Preloads, Role, Server
+from ..server import Context, Messages, Preloads, Role, Server
 from .catalog import Plan
 from .maps import read_maps
 from .session import session
@@ -84,8 +84,13 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
     preloads = Preloads(running, at_start, at_start_from, session_list, local_list)
     # A new session's extension_control_path: what RESET gives (the server's, and this role's).
     control_path = config.get("reset extension_control_path", server.extension_control_path)
+    # lc_messages: the role's and database's, else the files' (the postmaster's at a start), else RESET's.
+    configured = (files or {}).get("lc_messages", config.get("reset lc_messages", server.messages.lc_messages))
+    lc_messages = configured if context is Context.SERVER_START else per_role.get("lc_messages", configured)
+    messages = server.messages.replace(lc_messages=Messages.of(lc_messages, server.environ))
     return server.replace(preloads=preloads, postmaster_loaded=_postmaster_maps(server),
-                          custom_settings=frozenset(fs(n) for n in custom), extension_control_path=control_path)
+                          custom_settings=frozenset(fs(n) for n in custom), extension_control_path=control_path,
+                          messages=messages)
 
 
 def _file_settings(plpy) -> dict[str, str] | None:
@@ -107,7 +112,7 @@ def _next_start_list(plpy, running: tuple[str, ...], files: dict[str, str] | Non
 
 
 def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
-    """ALTER ROLE / ALTER DATABASE settings of the preload lists, the most specific first."""
+    """ALTER ROLE / ALTER DATABASE settings of the preload lists and lc_messages, the most specific first."""
     rows = plpy.execute(_ROLE_SETTINGS.get(plpy), [db, role])
     rank = {(db, role): 0, (0, role): 1, (db, 0): 2, (0, 0): 3}
     fs = session(plpy).fs
@@ -116,7 +121,7 @@ def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
         k = rank.get((row["db"], row["role"]), 4)
         for entry in row["setconfig"] or []:
             name, _, value = entry.partition("=")
-            if name in PRELOAD_SETTINGS and (name not in out or k < out[name][0]):
+            if (name in PRELOAD_SETTINGS or name == "lc_messages") and (name not in out or k < out[name][0]):
                 out[name] = (k, fs(value))
     return {name: value for name, (_k, value) in out.items()}
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from ..libc import libc_of
 from ..postgres.magic import server_abi_extra
-from ..server import Server, ServerMagic
+from ..server import Messages, Server, ServerMagic
 from .maps import read_maps
 from .service import service_of
 from .session import session
@@ -22,6 +22,9 @@ _SETTINGS_QUERY = """
            pg_catalog.current_setting('max_identifier_length')::pg_catalog.int4 AS identifier_length,
            pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on' AS is_superuser,
            CURRENT_USER::pg_catalog.text AS current_user_name,
+           pg_catalog.current_setting('lc_messages') AS lc_messages,
+           pg_catalog.current_setting('server_encoding') AS server_encoding,
+           pg_catalog.current_setting('lc_ctype') AS lc_ctype,
            (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
 
 
@@ -60,9 +63,13 @@ def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -
                         namedatalen=row["identifier_length"] + 1, float8byval=config.get("FLOAT8PASSBYVAL") == "true",
                         abi_extra=server_abi_extra(loaded, config["PKGLIBDIR"], version))
     executable = os.readlink("/proc/self/exe")
+    environ = dict(os.environ)
+    messages = Messages(Messages.of(row["lc_messages"], environ), config.get("LOCALEDIR", ""),
+                        row["server_encoding"], row["lc_ctype"])
     return Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
                   sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
                   dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
-                  environ=dict(os.environ), loaded=loaded, is_superuser=row["is_superuser"],
+                  environ=environ, loaded=loaded, is_superuser=row["is_superuser"],
                   uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable),
-                  service=service_of(os.getcwd()), extension_control_path=config.get("extension_control_path", ""))
+                  service=service_of(os.getcwd()), extension_control_path=config.get("extension_control_path", ""),
+                  messages=messages)

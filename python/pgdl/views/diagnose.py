@@ -12,6 +12,7 @@ from typing import Protocol
 
 from ..errors import INVALID_NAME, UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
+from ..postgres.translate import as_server_says, server_language
 from ..postgres.extensions import (RELATIVE_CONTROL_PATH, CFunction, argument_types, available_extensions,
                                    declaring_extensions, files_in, find_control, function_name)
 from ..engine.contexts import Boot, boot, in_context
@@ -19,7 +20,7 @@ from ..libc import LibcKind
 from ..server import Context, Server
 from .diagnose_extension import diagnose_extension
 from .diagnose_library import Finding, diagnose_library, server_log_lines
-from .status import ERROR, OK
+from .status import ERROR, OK, WARNING
 
 SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
 
@@ -132,7 +133,14 @@ def context_findings(server: Server, start: Boot) -> list[Finding]:
         out = [Finding("context", OK, str(server.context),
                        f"this session{who}, with all it has loaded (PL/Python included)")]
     libc = server.libc
-    return out + [Finding("loader", OK, libc.loader if libc is not None else None, _loader(server))]
+    out.append(Finding("loader", OK, libc.loader if libc is not None else None, _loader(server)))
+    if not server.messages.english:
+        # The verdict gives the server's words in its language; pgdl's own stay English.
+        lang = server_language(server)
+        status = OK if lang.postgres and lang.libc and None not in (lang.postgres_codeset, lang.libc_codeset) \
+            else WARNING
+        out.append(Finding("language", status, server.messages.lc_messages, lang.describe(server.major)))
+    return out
 
 
 def _loader(server: Server) -> str:
@@ -146,7 +154,7 @@ def _loader(server: Server) -> str:
 
 def _boot_failure(server: Server, start: Boot) -> list[Finding]:
     step = start.failed
-    e = step.prediction.error
+    e = as_server_says(step.prediction.error, server)
     if step.setting == "shared_preload_libraries":
         what = "the server will not start"
     else:

@@ -27,6 +27,7 @@ from ..postgres.lookup import library_path_directories
 from ..record import Value
 from ..postgres.magic import MAGIC_FUNCTION
 from ..postgres.pg_init import Verdict
+from ..postgres.translate import as_server_says
 from ..server import SHARED_OBJECT, Context, Server
 from . import remedy
 from .copies import Copies, providers_of
@@ -334,12 +335,13 @@ def _entry_point(p: Prediction, symbol: str) -> list[Finding]:
 
 
 def _verdict(p: Prediction, subject: str, server: Server) -> Finding:
+    """The server's words in its language (lc_messages); pgdl's own in English."""
     where = _process(server)
     if p.will_load:
         detail = f"will load in {where}" + ("; " + "; ".join(p.notes) if p.notes else "")
         unjudged = p.pg_init is not None and p.pg_init.verdict is Verdict.NOT_JUDGED
         return Finding("verdict", WARNING if unjudged else OK, subject, detail)
-    e = p.error
+    e = as_server_says(p.error, server)
     if p.will_load is None and e is None:
         return Finding("verdict", WARNING, subject, f"not judged for {where}: {p.loading.uncertain}")
     if p.will_load is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..engine.contexts import boot
 from ..engine.predict import Prediction, predict_load
+from ..postgres.translate import as_server_says
 from ..record import Value
 from ..server import Server
 
@@ -26,12 +27,13 @@ def predict_load_row(name: str, server: Server, symbol: str | None = None) -> Lo
     (a library before it that fails stops the start: its error is the answer)."""
     start = boot(server)
     if start.failed is not None:
-        return prediction_row(start.failed.prediction)
-    return prediction_row(predict_load(name, start.server, symbol))
+        return prediction_row(start.failed.prediction, server)
+    return prediction_row(predict_load(name, start.server, symbol), server)
 
 
-def prediction_row(p: Prediction) -> LoadPrediction:
-    e = p.error
+def prediction_row(p: Prediction, server: Server) -> LoadPrediction:
+    """In the server's language (its lc_messages)."""
+    e = as_server_says(p.error, server)
     if e is None:
         return LoadPrediction(p.will_load)
     return LoadPrediction(p.will_load, e.sqlstate, e.message, e.detail, e.hint)
