@@ -24,7 +24,8 @@ _SETTINGS_QUERY = """
            CURRENT_USER::pg_catalog.text AS current_user_name,
            pg_catalog.current_setting('lc_messages') AS lc_messages,
            pg_catalog.current_setting('server_encoding') AS server_encoding,
-           pg_catalog.current_setting('lc_ctype') AS lc_ctype,
+           (SELECT d.datctype::pg_catalog.text FROM pg_catalog.pg_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS lc_ctype,
            (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
 
 
