@@ -184,3 +184,33 @@ def test_update_path_is_the_servers():
 def test_argument_types_as_regprocedure_writes_them(text, types):
     from pgdl.postgres.extensions import argument_types
     assert argument_types(text) == types
+
+
+def test_secondary_control_file_names_the_library(cluster, place):
+    """name--version.control beside the scripts overrides the primary file's
+    module_pathname for that version (extension.c read_extension_aux_control_file)."""
+    where, module = place
+    missing = where / "pgdl_no_such_module.so"
+    for name, primary, secondary in (("pgdl_ecp_aux_ok", missing, module), ("pgdl_ecp_aux_bad", module, missing)):
+        control(where, name, primary)
+        (where / "extension" / f"{name}--1.0.sql").write_text(ONE)
+        (where / "extension" / f"{name}--1.0.control").write_text(f"module_pathname = '{secondary}'\n")
+        real = created(cluster, name, setting(where))
+        rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose(%s, {HERE})", (name,),
+                             setup=setting(where))
+        if secondary == module:
+            assert real is None and rows[0][:2] == ("verdict", "ok"), rows
+        else:
+            assert real.message == f'could not access file "{missing}": No such file or directory'
+            assert rows[0][:2] == ("verdict", "error") and real.message in rows[0][2], rows
+
+
+def test_secondary_control_file_may_not_set_the_directory(cluster, place):
+    where, module = place
+    control(where, "pgdl_ecp_aux_dir", module)
+    (where / "extension" / "pgdl_ecp_aux_dir--1.0.sql").write_text(ONE)
+    (where / "extension" / "pgdl_ecp_aux_dir--1.0.control").write_text("directory = 'elsewhere'\n")
+    real = created(cluster, "pgdl_ecp_aux_dir", setting(where))
+    rows = cluster.query(f"SELECT topic, status, message FROM pgdl.diagnose('pgdl_ecp_aux_dir', {HERE})",
+                         setup=setting(where))
+    assert ("extension", "error", real.message) in rows, (real, rows)

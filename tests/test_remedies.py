@@ -182,6 +182,90 @@ def test_missing_dependency_nowhere(server, build, tmp_path):
     assert f"No copy of {SONAME}" in hint and f"`apt-file search {SONAME}`" in hint
 
 
+def test_needed_by_its_path(server, build, tmp_path):
+    """DT_NEEDED holds a path (a library without a SONAME, linked by its path) whose
+    file was later replaced by an old build: no search is made, so only rewriting
+    the entry helps."""
+    linked, good = tmp_path / "linked", tmp_path / "good"
+    for directory in (linked, good):
+        directory.mkdir()
+        os.chmod(directory, 0o755)
+        (directory / "lib.c").write_text(NEW_LIB)
+        gcc("-shared", "-fPIC", "-o", str(directory / "libremedypath.so"), str(directory / "lib.c"))
+    mod = module(build, linked / "libremedypath.so")
+    (linked / "lib.c").write_text(OLD_LIB)                 # the file at that path is downgraded
+    gcc("-shared", "-fPIC", "-o", str(linked / "libremedypath.so"), str(linked / "lib.c"))
+    restart(server, LD_LIBRARY_PATH=str(good))             # where pgdl finds the copy that has the symbol
+    try:
+        assert not loads(server, mod)
+        hint = symbols_hint(server, mod)
+        assert "no search is made" in hint, hint
+        subprocess.run(shlex.split(commands(hint)[0]), check=True)
+        assert loads(server, mod)
+    finally:
+        restart(server)
+
+
+def test_already_loaded_by_a_preloaded_module(server, build, tmp_path):
+    """shared_preload_libraries loads a module that brings the old copy: a later LOAD
+    reuses it, whatever its own RUNPATH says; relinking the preloaded module fixes it."""
+    old = library(tmp_path / "old", OLD_LIB)
+    new = library(tmp_path / "new", NEW_LIB)
+    first = build("remedy_first", "#include \"postgres.h\"\n#include \"fmgr.h\"\nPG_MODULE_MAGIC;\n"
+                  "extern int remedy_base(void);\nint remedy_first_uses(void) { return remedy_base(); }\n",
+                  str(old), f"-Wl,-rpath,{old.parent}", "-Wl,--enable-new-dtags")
+    mod = module(build, new, f"-Wl,-rpath,{new.parent}", "-Wl,--enable-new-dtags")
+    server.stop()
+    server.set_preload(str(first))
+    try:
+        assert server.start(), server.log.read_text()
+        assert not loads(server, mod)
+        hint = symbols_hint(server, mod)
+        assert "already loaded" in hint and str(first) in hint, hint
+        subprocess.run(shlex.split(commands(hint)[0]), check=True)
+        restart(server)
+        assert loads(server, mod)
+    finally:
+        server.stop()
+        server.set_preload("")
+        assert server.start()
+
+
+def test_library_in_the_wrong_directory_for_its_name(server, build, tmp_path):
+    """LOAD 'name' searches dynamic_library_path: a build in a subdirectory of it
+    is not found; the hint moves it where the server looks."""
+    searched = tmp_path / "libdir"
+    for d in (searched, searched / "remedy_pkg"):
+        d.mkdir()
+        os.chmod(d, 0o755)
+    plain = "#include \"postgres.h\"\n#include \"fmgr.h\"\nPG_MODULE_MAGIC;\n"
+    build("remedy_misplaced", plain, output="libdir/remedy_pkg/remedy_misplaced.so")
+    setup = (f"SET dynamic_library_path = '{searched}:$libdir'",)
+    load = "LOAD 'remedy_misplaced'"
+    assert server.cluster.error_of(load, setup=setup).message.startswith('could not access file "remedy_misplaced"')
+    rows = server.cluster.query("SELECT topic, status, hint FROM pgdl.diagnose('remedy_misplaced', "
+                                "context => 'this session')", setup=setup)
+    hint = [r for r in rows if r[0] == "resolution"][0][2]
+    assert commands(hint) == [f"mv {searched}/remedy_pkg/remedy_misplaced.so {searched}/"], hint
+    subprocess.run(shlex.split(commands(hint)[0]), check=True)
+    assert server.cluster.error_of(load, setup=setup) is None
+
+
+def test_library_for_another_major_in_the_wrong_directory(server, build, tmp_path):
+    """A build for another major is not moved: the hint says to install this major's."""
+    from modules import HAND_MAGIC
+    searched = tmp_path / "libdir"
+    for d in (searched, searched / "old"):
+        d.mkdir()
+        os.chmod(d, 0o755)
+    build("remedy_other_major", HAND_MAGIC, "-DM_VERSION=1400", output="libdir/old/remedy_other_major.so")
+    setup = (f"SET dynamic_library_path = '{searched}:$libdir'",)
+    rows = server.cluster.query("SELECT topic, hint FROM pgdl.diagnose('remedy_other_major', "
+                                "context => 'this session')", setup=setup)
+    hint = [r for r in rows if r[0] == "resolution"][0][1]
+    assert "built for PostgreSQL 14" in hint and not commands(hint), hint
+
+
 @pytest.mark.parametrize("what", ["directory", "file"])
 def test_permissions(server, build, tmp_path, what):
     sub = tmp_path / "sub"

@@ -235,9 +235,23 @@ def check_extension(name: str, server: Server, listings: dict | None = None) -> 
     script_dir = params.get("directory") or directory
     base = directory.removesuffix("/extension")
     script_dir = script_dir if os.path.isabs(script_dir) else os.path.join(base, script_dir)
+    version = params.get("default_version")
+    if version:
+        # read_extension_aux_control_file(): name--version.control, beside the
+        # scripts, overrides the primary file's parameters for that version.
+        aux = os.path.join(script_dir, f"{name}--{version}.control")
+        if filestate.state(aux).is_regular:
+            try:
+                extra = _parameters(aux)
+            except OSError as exc:
+                return ExtensionCheck(name, control, f"cannot read {aux}: {exc.strerror or os.strerror(exc.errno)}")
+            fixed = [k for k in extra if k in ("directory", "default_version")]     # the first in the file
+            if fixed:
+                return ExtensionCheck(name, control, f'parameter "{fixed[0]}" cannot be set in a secondary '
+                                      "extension control file")
+            params = {**params, **extra}
     requires = tuple(_requirement(r, server) for r in (x.strip() for x in params.get("requires", "").split(","))
                      if r)
-    version = params.get("default_version")
     module = params.get("module_pathname")
     script, installable, alias_of, scripts = None, False, None, ()
     listings = listings if listings is not None else {}

@@ -15,6 +15,7 @@ import os
 from .. import interrupts, rootfs
 from ..elf import ElfError, cached_elf
 from ..elf import dynsym
+from ..record import Value
 
 # Places where other copies of a library typically live.
 SEARCH_GLOBS = ("/lib*/", "/usr/lib*/", "/usr/lib*/*-linux-gnu/", "/usr/local/lib*/", "/opt/*/lib*/",
@@ -89,3 +90,52 @@ def _defines(obj, symbol: str) -> bool:
         return dynsym.definition(obj, symbol) is not None
     except (ElfError, OSError):
         return False
+
+
+# Where a library named for PostgreSQL is found when it was installed for
+# another directory: a subdirectory of a directory the server searches (a
+# packager's $libdir/<name>/), another installation's pkglibdir (make install
+# with another pg_config), the extension directory (copied with the scripts).
+OTHER_PKGLIBDIRS = ("/usr/lib/postgresql/*/lib/", "/usr/pgsql-*/lib/", "/usr/local/pgsql/lib/",
+                    "/usr/local/lib/postgresql/", "/opt/*/lib/postgresql/", "/opt/*/*/lib/postgresql/")
+
+
+class Misplaced(Value):
+    """A file with the library's name where the server does not look, and the
+    major its magic block says it was built for (None: no readable block)."""
+    __slots__ = ("path", "built_for")
+
+    def __init__(self, path: str, built_for: int | None):
+        self.path = path
+        self.built_for = built_for
+
+
+def misplaced_copies(basename: str, searched: list[str], sharedir: str, dlsuffix: str) -> list[Misplaced]:
+    """Files named `basename` (or with dlsuffix) outside the searched directories."""
+    from ..postgres.magic import MagicNotFound, read_magic
+    names = [basename] if basename.endswith(dlsuffix) else [basename + dlsuffix, basename]
+    places = [d.rstrip("/") + "/*/" for d in searched]
+    places += list(OTHER_PKGLIBDIRS) + [os.path.join(sharedir, "extension") + "/"]
+    skip = {rootfs.realpath(d.rstrip("/")) for d in searched}
+    found: list[Misplaced] = []
+    seen: set[str] = set()
+    for place in places:
+        for directory in sorted(rootfs.glob(place)):
+            interrupts.check()
+            directory = directory.rstrip("/")
+            if rootfs.realpath(directory) in skip:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                real = rootfs.realpath(path)
+                if real in seen or not os.path.isfile(rootfs.host(path)):
+                    continue
+                seen.add(real)
+                try:
+                    built_for = read_magic(cached_elf(path)).version // 100
+                except (MagicNotFound, ElfError, OSError):
+                    built_for = None
+                found.append(Misplaced(path, built_for))
+                if len(found) >= 5:
+                    return found
+    return found

@@ -19,7 +19,7 @@ from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
 from ..server import Context, Server
 from .diagnose_extension import diagnose_extension
-from .diagnose_library import Finding, diagnose_library, server_log_lines
+from .diagnose_library import Finding, diagnose_library, misplaced_hint, server_log_lines
 from .status import ERROR, OK, WARNING
 
 SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
@@ -67,9 +67,11 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
     named = catalog.functions_named(text)
     if named:
         return out + _diagnose_named(text, named, booted, here)
+    story = diagnose_library(name, booted, elsewhere=here)
+    if misplaced_hint(name, booted) is not None:       # a file of that name, in the wrong directory
+        return out + story
     # No file, extension or function of that name: most likely a typo.
-    return out + [_unknown_target(text, server) if f.topic == "resolution" else f
-                  for f in diagnose_library(name, booted, elsewhere=here)]
+    return out + [_unknown_target(text, server) if f.topic == "resolution" else f for f in story]
 
 
 def diagnose_rows(name: str, text: str | None, server: Server, catalog: Catalog) -> list[Finding]:

@@ -30,7 +30,7 @@ from ..postgres.pg_init import Verdict
 from ..postgres.translate import as_server_says
 from ..server import SHARED_OBJECT, Context, Server
 from . import remedy
-from .copies import Copies, providers_of
+from .copies import Copies, misplaced_copies, providers_of
 from .status import ERROR, OK, WARNING, Status
 
 
@@ -60,7 +60,7 @@ def diagnose_library(name: str, server: Server, symbol: str | None = None, label
         out.append(Finding("privilege", ERROR, name, f"{p.error.message} (for {who})",
                            "Only superusers may LOAD libraries outside $libdir/plugins/ or create C functions."))
         shown = p.beyond
-    out += _resolution(name, shown)
+    out += _resolution(name, shown, server)
     if shown.stage is not Stage.LOOKUP:
         out += _file_access(shown, server)
     if shown.module is not None or shown.stage is Stage.ELF:
@@ -149,7 +149,7 @@ def _error_text(e) -> str:
     return e.message if e.message is not None else "an error formatted at run time"
 
 
-def _resolution(name: str, p: Prediction) -> list[Finding]:
+def _resolution(name: str, p: Prediction, server: Server) -> list[Finding]:
     res = p.resolution
     tried = ", ".join(c.candidate for c in res.candidates) or "nothing"
     if res.error is not None:
@@ -158,8 +158,28 @@ def _resolution(name: str, p: Prediction) -> list[Finding]:
         return [Finding("resolution", OK, p.libname, f"{name} resolves to {p.libname} (tried: {tried})")]
     return [Finding("resolution", ERROR, name, f"no file found for {name!r} (tried: {tried}); "
                     "the name is passed on unchanged",
-                    "Install the library into $libdir (pg_config --pkglibdir) or add its directory to "
-                    "dynamic_library_path.")]
+                    misplaced_hint(name, server) or "Install the library into $libdir (pg_config --pkglibdir) "
+                    "or add its directory to dynamic_library_path.")]
+
+
+def misplaced_hint(name: str, server: Server) -> str | None:
+    """What to do with a file of that name that is only in the wrong directory (None: there is none)."""
+    if "/" in name.removeprefix("$libdir/"):
+        return None
+    searched = library_path_directories(server) or [server.pkglibdir]
+    copies = misplaced_copies(name.removeprefix("$libdir/"), searched, server.sharedir, server.dlsuffix)
+    if not copies:
+        return None
+    target = server.pkglibdir if name.startswith("$libdir/") else searched[0]
+    fits = [c for c in copies if c.built_for == server.major]
+    if fits:
+        c = fits[0]
+        return (f"{c.path} has that name but is not where the server looks ({', '.join(searched)}): "
+                f"move it there: `mv {c.path} {target}/`.")
+    c = copies[0]
+    built = f"built for PostgreSQL {c.built_for}" if c.built_for else "without a readable magic block"
+    return (f"{c.path} has that name but is {built}, in a directory the server does not search: install the "
+            f"build for PostgreSQL {server.major} into {target} (make install with this server's pg_config).")
 
 
 def _file_access(p: Prediction, server: Server) -> list[Finding]:

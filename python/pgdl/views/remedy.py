@@ -36,11 +36,17 @@ def wrong_copy(p: Prediction, dep: Dependency, good: str, server: Server) -> str
         return (f"The DT_RPATH of {_name(owner)} is searched before LD_LIBRARY_PATH and ld.so.cache, so neither "
                 f"can override it: " + _either(relink, away or f"remove the stale copy {bad}") + ".")
     if rule is Rule.LOADED:
+        relinks = [_relink(o, gooddir, _search_tag(o)) for o in _loaded_requirers(dep.needed, bad, server)]
+        what = _either(*relinks) if any(relinks) else (
+            f"make what loads it (shared_preload_libraries, an earlier LOAD, the server's own dependencies) "
+            f"use {good}")
         return (f"{bad} is already loaded in this process, and the loader reuses it whatever its search would "
-                f"find: make what loads it (shared_preload_libraries, an earlier LOAD, the server's own "
-                f"dependencies) use {good}, then restart the server.")
+                f"find: {what}; then restart the server.")
     if rule is Rule.PATH:
-        return f"DT_NEEDED names {bad} by its path, so no search is made: relink against {good} by its SONAME."
+        requester = dep.required_by or (p.libname or "the module")
+        return (f"DT_NEEDED of {requester} names {dep.needed} by its path, so no search is made: relink it "
+                f"against {good}, or run `patchelf --replace-needed {shlex.quote(dep.needed)} {shlex.quote(good)} "
+                f"{shlex.quote(requester)}`.")
     environment = _environment(p, server, gooddir, drop=os.path.dirname(bad))
     if rule is Rule.LD_LIBRARY_PATH:
         return f"The server's LD_LIBRARY_PATH finds {bad} first: " + _either(environment, away) + "."
@@ -100,6 +106,29 @@ def _relink(owner: str | None, gooddir: str, tag: str) -> str | None:
     return (f"put {gooddir} first in the DT_{tag.upper()} of {owner}: relink it with -Wl,-rpath,{gooddir}"
             + ("" if tag == "rpath" else " -Wl,--enable-new-dtags")
             + f", or run `patchelf {force}--set-rpath {shlex.quote(':'.join(entries))} {shlex.quote(owner)}`")
+
+
+def _loaded_requirers(needed: str, bad: str, server: Server) -> list[str]:
+    """The objects already in the process whose DT_NEEDED names `needed`: what loaded
+    the copy there (the server executable aside: it is rebuilt by nobody here)."""
+    out = []
+    for o in server.loaded:
+        if o.path in (bad, server.executable) or not o.path.startswith("/"):
+            continue
+        try:
+            if needed in cached_elf(o.path).needed:
+                out.append(o.path)
+        except (ElfError, OSError):
+            continue
+    return out
+
+
+def _search_tag(path: str) -> str:
+    """The tag to put a directory in: the DT_RPATH it has, else a DT_RUNPATH."""
+    try:
+        return "rpath" if cached_elf(path).rpath and not cached_elf(path).runpath else "runpath"
+    except (ElfError, OSError):
+        return "runpath"
 
 
 def _environment(p: Prediction, server: Server, gooddir: str, drop: str | None = None) -> str:
