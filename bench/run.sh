@@ -8,10 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-deps.sh
-  dpkg-query -W -f='${Status}' pax-utils 2>/dev/null | grep -q "install ok installed" || {
+  # The other tools measured, and a host like the ones DBAs run: Debian's common
+  # extension packages, some with dependency closures of a hundred libraries
+  # (GDAL, PROJ, GEOS); a package a release lacks is skipped.
+  pgver=$(pg_config --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
+  wanted=()
+  for p in pax-utils libtree "postgresql-$pgver-postgis-3" "postgresql-$pgver-pgrouting" "postgresql-$pgver-ogr-fdw" \
+           "postgresql-$pgver-repack" "postgresql-$pgver-pgaudit" "postgresql-$pgver-rum" "postgresql-$pgver-pllua" \
+           "postgresql-$pgver-orafce"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+    apt-cache show "$p" >/dev/null 2>&1 && wanted+=("$p") || echo "bench: $p is not in this release; skipped"
+  done
+  if [ ${#wanted[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends pax-utils >/dev/null
-  }
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+  fi
   pgxn install ./ >/dev/null
 fi
 bash scripts/as-test-user.sh /usr/bin/python3 bench/run.py "$@"
