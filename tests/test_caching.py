@@ -104,16 +104,16 @@ def test_remembered_answer_is_reused_then_renewed(build, tmp_path):
         renewed = predict_load(str(mod), srv)
     assert renewed is not first and not renewed.will_load
     assert renewed.error.message.endswith("undefined symbol: dep_new")
-    assert as_error_row(renewed) == as_error_row(predict_load(str(mod), srv))   # = uncached
+    assert as_error_row(renewed, srv) == as_error_row(predict_load(str(mod), srv), srv)   # = uncached
 
 
 def test_every_stock_module_same_cached_and_uncached():
     srv = server()
     modules = sorted(glob.glob(os.path.join(PKGLIBDIR, "*.so")))
-    uncached = [as_error_row(predict_load(m, srv)) for m in modules]
+    uncached = [as_error_row(predict_load(m, srv), srv) for m in modules]
     for _ in range(2):                                     # the first fills the caches, the second uses them
         with filestate.one_call():
-            assert [as_error_row(predict_load(m, srv)) for m in modules] == uncached
+            assert [as_error_row(predict_load(m, srv), srv) for m in modules] == uncached
 
 
 # -- in a backend: one session, files changing between calls ----------------------------

@@ -79,6 +79,7 @@ SETTLED_NS = 1_000_000_000      # how old a change must be before an answer buil
 _call: dict[str, State] | None = None        # this call's states, by path
 _call_number = 0                             # which call _call belongs to
 _witnesses: list["Witness"] = []             # computations under way, innermost last
+_call_memo: dict | None = None               # this call's own remembered answers (this_call())
 
 
 def _examine(path: str) -> State:
@@ -115,15 +116,23 @@ def settled(s: State, now: int | None = None) -> bool:
 @contextmanager
 def one_call():
     """One SQL function call: answers may be remembered and reused."""
-    global _call, _call_number
+    global _call, _call_number, _call_memo
     if _call is not None:
         yield                                # already inside one
         return
-    _call, _call_number = {}, _call_number + 1
+    _call, _call_number, _call_memo = {}, _call_number + 1, {}
     try:
         yield
     finally:
-        _call = None
+        _call = _call_memo = None
+
+
+def this_call() -> dict:
+    """A dict for answers that hold for the rest of this call: every file keeps
+    the state it was first seen in until the call ends.  Outside a call, an
+    empty dict each time (nothing is remembered).  A key made of objects' ids
+    must keep those objects in its value, so no id is reused meanwhile."""
+    return _call_memo if _call_memo is not None else {}
 
 
 class Witness:

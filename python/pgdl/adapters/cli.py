@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from .. import __version__, rootfs
+from .. import __version__, filestate, rootfs
 from ..errors import PgErrorRaised, UserError
 from ..server import Context
 from .installation import Installation, installation
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--root {args.root}: not a directory")
             rootfs.set_root(args.root)
         where = _installation(args)
-        if args.command in ("explain", "tree"):
-            return _report(args, where)
-        results = _run(args, where)
+        with filestate.one_call():           # one answer: each file is looked at once, in one state
+            if args.command in ("explain", "tree"):
+                return _report(args, where)
+            results = _run(args, where)
     except (UserError, PgErrorRaised, OSError) as exc:
         message = exc.message if isinstance(exc, UserError) else (
             exc.error.message if isinstance(exc, PgErrorRaised) else f"{exc.filename or ''}: {exc.strerror}")

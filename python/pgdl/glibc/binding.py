@@ -23,7 +23,7 @@ import os
 import struct
 from collections import namedtuple
 
-from .. import interrupts
+from .. import filestate, interrupts
 from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, ElfError, ElfObject)
@@ -62,10 +62,11 @@ def bind(tree: LoadTree, server: Server) -> BindResult:
             result.problems.append(BindingProblem(Problem.ISA_LEVEL, None, None, m.name, None,
                                                   f"{l_name(m)}: CPU ISA level is lower than required"))
     local_objects = Objects(new)
+    new_ids = {id(m) for m in new}
     tls = tree.static_tls.replace() if tree.static_tls is not None else None    # this dlopen's own copy
     for m in _relocation_order(tree, new):
         result.problems.extend(_relative_prefix_problems(m, rules))
-        result.problems.extend(_undefined_problems(m, scope, local_objects, server.machine, rules))
+        result.problems.extend(_undefined_in_dlopen(m, tree, new_ids, scope, local_objects, server.machine, rules))
         result.problems.extend(_relocation_problems(m, tls))
         result.problems.extend(_relro_problems(m))
     if result.problems:
@@ -241,6 +242,41 @@ def global_scope(maps: list[LinkMap]) -> GlobalScope:
         _SCOPES.clear()                          # one process has one global scope at a time
         scope = _SCOPES[key] = GlobalScope(maps)
     return scope
+
+
+def _undefined_in_dlopen(m: LinkMap, tree: LoadTree, new_ids: set[int], scope: GlobalScope, local: Objects,
+                         machine: int, rules) -> list[BindingProblem]:
+    """_undefined_problems() of m in this dlopen, by way of m's own closure.
+
+    Whether some object defines a reference only grows with the objects
+    searched, and m's closure (m and what it needs, as this dlopen maps them)
+    is part of the dlopen's local scope.  So if nothing is missing with the
+    global scope and the closure alone, nothing is missing in the dlopen; that
+    answer is kept for the call, for the other modules whose dlopen maps the
+    same closure (a GDAL shared by a dozen modules is checked once).  Else the
+    dlopen's whole scope decides."""
+    own = _closure(tree, m, new_ids)
+    key = ("undefined", m.name, id(m.obj), tuple(id(x.obj) for x in own), id(scope), machine, rules)
+    memo = filestate.this_call()
+    hit = memo.get(key)
+    if hit is None:
+        missing = bool(_undefined_problems(m, scope, Objects(own), machine, rules))
+        hit = memo[key] = (missing, m.obj, [x.obj for x in own], scope)   # the ids stay taken
+    else:
+        for x in own:                    # what the answer rests on, for the remembered answers of this call
+            filestate.state(x.obj.path)
+    return _undefined_problems(m, scope, local, machine, rules) if hit[0] else []
+
+
+def _closure(tree: LoadTree, m: LinkMap, new_ids: set[int]) -> list[LinkMap]:
+    """m and the new objects it needs, directly or not, breadth first."""
+    out, seen = [m], {id(m)}
+    for current in out:
+        for child in tree.links.get(id(current), ()):
+            if id(child) in new_ids and id(child) not in seen:
+                seen.add(id(child))
+                out.append(child)
+    return out
 
 
 def _undefined_problems(m: LinkMap, scope: GlobalScope, local: Objects, machine: int,
