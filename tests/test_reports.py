@@ -232,3 +232,15 @@ def test_postgres_exporter_serves_the_audit_metrics(cluster):
             assert view[4] <= samples["pgdl_audit_age_seconds"] < view[4] + 60
     finally:
         cluster.query("DROP ROLE pgdl_exporter")
+
+
+def test_explain_shows_a_long_run_of_one_finding_in_short(cluster, build):
+    """A module missing many symbols: explain() shows the first few and how many more."""
+    source = "".join(f"extern int pgdl_gone_{i}(void);\n" for i in range(20))
+    source += "int pgdl_uses(void) { return " + " + ".join(f"pgdl_gone_{i}()" for i in range(20)) + "; }\n"
+    mod = build("explain_many", source)
+    rows = cluster.query("SELECT count(*) FROM pgdl.diagnose(%s) WHERE topic = 'symbols'", (str(mod),))[0][0]
+    report = lines(cluster, "SELECT * FROM pgdl.explain(%s)", (str(mod),))
+    shown = [line for line in report if line.startswith("error   symbols")]
+    assert rows == 20 and len(shown) == 3, report
+    assert any(line.strip() == "... and 17 more like these (pgdl.diagnose() lists them all)" for line in report)

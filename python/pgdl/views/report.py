@@ -75,7 +75,11 @@ def explain_lines(findings: list[Finding], width: int = WIDTH) -> list[ReportLin
     else:
         fix = None
     column = max((len(f.topic) for f in story), default=0)
-    for f in story:
+    for f, more in _runs(story):
+        if more:
+            out += wrap(f"... and {more} more like these (pgdl.diagnose() lists them all)",
+                        " " * (column + 10), width=width)
+            continue
         message = f.message or ""
         if f.subject and f.subject not in message:
             message = f"{f.subject}: {message}" if message else f.subject
@@ -84,6 +88,27 @@ def explain_lines(findings: list[Finding], width: int = WIDTH) -> list[ReportLin
         if f.hint and f.status is not OK and f.hint != fix:      # the fix is said once, at the top
             out += wrap(f.hint, " " * len(first) + "hint: ", width=width)
     return [ReportLine(line) for line in out]
+
+
+# A run of findings of one topic and status (a module missing seventy symbols)
+# shows its first few, then how many more there are.
+SHOWN_OF_A_RUN = 3
+
+
+def _runs(story: list[Finding]):
+    """(finding, 0) for each one shown, (last of a run, n) where n more of it are left out."""
+    i = 0
+    while i < len(story):
+        j = i
+        while j < len(story) and (story[j].topic, story[j].status) == (story[i].topic, story[i].status):
+            j += 1
+        run = story[i:j]
+        if len(run) > SHOWN_OF_A_RUN + 1:
+            yield from ((f, 0) for f in run[:SHOWN_OF_A_RUN])
+            yield run[-1], len(run) - SHOWN_OF_A_RUN
+        else:
+            yield from ((f, 0) for f in run)
+        i = j
 
 
 # -- tree ------------------------------------------------------------------------
