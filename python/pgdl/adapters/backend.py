@@ -48,7 +48,10 @@ def _english_messages():
     try:
         yield
     finally:
-        locale.setlocale(locale.LC_MESSAGES, before)
+        try:
+            locale.setlocale(locale.LC_MESSAGES, before)
+        except locale.Error:             # the locale went away meanwhile: PostgreSQL sets it again on SET
+            pass
 
 
 with _without_collection():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import gettext
 import os
 import re
+import struct
 
 from .. import filestate, rootfs
 from ..errors import PgError
@@ -88,8 +89,8 @@ def language(messages: Messages, major: int, environ: dict[str, str]) -> Languag
     libc = _find("libc", LIBC_LOCALEDIR, names)
     # Without a catalog for this language, PostgreSQL's text is its msgids, whose
     # patterns any other language's catalog of this major holds (glibc's part is translated still).
-    msgids = postgres or (next(iter(sorted(rootfs.glob(f"{messages.localedir}/*/LC_MESSAGES/{domain}.mo"))), None)
-                          if messages.localedir and libc else None)
+    msgids = postgres or (next((p for p in sorted(rootfs.glob(f"{messages.localedir}/*/LC_MESSAGES/{domain}.mo"))
+                                if _readable(p)), None) if messages.localedir and libc else None)
     ctype = _codeset(messages.ctype)
     pg_codeset = "UTF-8" if messages.encoding.upper() in ("UTF8", "UTF-8") else \
         (ctype if messages.encoding.upper() == "SQL_ASCII" else None)
@@ -100,8 +101,11 @@ def translated(error: PgError | None, lang: Language) -> PgError | None:
     """The error as the backend would word it for lang (English where it cannot be told)."""
     if error is None or lang.msgids is None:
         return error
-    pg = _catalog(lang.postgres) if lang.postgres else _catalog(lang.msgids).identity()
-    libc = _catalog(lang.libc) if lang.libc else {}
+    try:
+        pg = _catalog(lang.postgres) if lang.postgres else _catalog(lang.msgids).identity()
+        libc = _catalog(lang.libc) if lang.libc else {}
+    except (OSError, ValueError, LookupError, struct.error):
+        return error                     # a catalog gettext cannot read: the text stays English
     fields = [_translate(text, pg, libc, lang) if text else text for text in (error.message, error.detail, error.hint)]
     return error.replace(message=fields[0], detail=fields[1], hint=fields[2])
 
@@ -112,9 +116,18 @@ def _find(domain: str, localedir: str, names: list[str]) -> str | None:
     for name in names:
         for candidate in _expanded(name):
             path = os.path.join(localedir, candidate, "LC_MESSAGES", f"{domain}.mo")
-            if not filestate.state(path).error:
+            if _readable(path):
                 return path
     return None
+
+
+MAX_CATALOG = 64 << 20          # real catalogs are about a megabyte; gettext reads one whole
+
+
+def _readable(path: str) -> bool:
+    """A regular file of sane size (a FIFO would block the read, a huge file fill memory)."""
+    st = filestate.state(path)
+    return not st.error and st.is_regular and st.size <= MAX_CATALOG
 
 
 def _expanded(name: str) -> list[str]:
