@@ -3,6 +3,7 @@
 # As root: installs the dependencies (scripts/install-deps.sh, which includes
 # pax-utils) and the extension (pgxn install ./), then runs bench/run.py as
 # the unprivileged test user.  As another user: pgdl must already be installed.
+# Then bench/scaling.py: pgdl, `ldd -r` and libtree over 10 to 200 modules.
 # Usage: bash bench/run.sh [--runs N] [--profile]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,5 @@ if [ "$(id -u)" = 0 ]; then
   pgxn install ./ >/dev/null
 fi
 bash scripts/as-test-user.sh /usr/bin/python3 bench/run.py "$@"
+# How the cost grows with the number of modules and their closures (issue #19).
+bash scripts/as-test-user.sh /usr/bin/python3 bench/scaling.py
