@@ -25,7 +25,6 @@ and no Dutch postgres-NN.mo)."""
 
 from __future__ import annotations
 
-import gettext
 import os
 import re
 import struct
@@ -188,6 +187,7 @@ def _catalog(path: str) -> _Catalog:
     key = (path, filestate.state(path))
     found = _CATALOGS.get(key)
     if found is None:
+        import gettext                   # on first use: a backend that never translates never pays for it
         with open(rootfs.host(path), "rb") as f:
             t = gettext.GNUTranslations(f)
         entries = {k: v for k, v in t._catalog.items() if isinstance(k, str) and v}
