@@ -135,6 +135,7 @@ def _run(args, where: Installation) -> list:
 def _report(args, where: Installation) -> int:
     """explain and tree: pgdl.explain()'s and pgdl.tree()'s lines, one block per TARGET."""
     from ..views.report import explain_lines, tree_lines
+    from ..views.status import ERROR
     if not args.targets:
         raise UserError(f"{args.command} needs at least one TARGET")
     server, blocks, failed = where.server, [], False
@@ -143,7 +144,7 @@ def _report(args, where: Installation) -> int:
             from ..views.diagnose import diagnose
             findings = diagnose(target, target, server, _NoDatabase())
             lines = explain_lines(findings, WIDTH)
-            failed |= any(f.topic == "verdict" and f.status == "error" for f in findings)
+            failed |= any(f.topic == "verdict" and f.status is ERROR for f in findings)
         else:
             from ..views.dependencies import dependency_rows
             from ..views.predict_load import predict_load_row

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from functools import lru_cache
 
 from .. import filestate, rootfs
 from ..errors import PgError
@@ -52,6 +53,11 @@ class Language(Value):
         self.libc = libc                # glibc's libc.mo found
         self.postgres_codeset = postgres_codeset    # what PostgreSQL's text is converted to ("UTF-8", "ASCII", None: other)
         self.libc_codeset = libc_codeset
+
+    @property
+    def complete(self) -> bool:
+        """Both catalogs found, in codesets pgdl models: every word is predicted as the server prints it."""
+        return bool(self.postgres and self.libc) and None not in (self.postgres_codeset, self.libc_codeset)
 
     def describe(self, major: int) -> str:
         m = self.messages
@@ -157,11 +163,10 @@ class _Catalog(dict):
     def __init__(self, entries: dict[str, str]):
         super().__init__(entries)
         self._identity: "_Catalog | None" = None
-        self.patterns: dict[str, list[tuple[str, "re.Pattern", int]]] = {}
+        self.patterns: dict[str, list[tuple[str, int]]] = {}     # first word -> (msgid, its fixed text's length)
         for msgid in entries:
             if "%" in msgid:
-                literal = _CONVERSION.sub("", msgid)
-                self.patterns.setdefault(_first_word(msgid), []).append((msgid, None, len(literal)))
+                self.patterns.setdefault(_first_word(msgid), []).append((msgid, len(_CONVERSION.sub("", msgid))))
 
     def identity(self) -> "_Catalog":
         """The same msgids, each its own translation: a language PostgreSQL has no catalog for."""
@@ -172,11 +177,8 @@ class _Catalog(dict):
     def match(self, text: str) -> tuple[str, list[str]] | None:
         """The msgid whose pattern text matches, with the text of each conversion."""
         best = None
-        for i, (msgid, pattern, weight) in enumerate(self.patterns.get(_first_word(text), ())):
-            if pattern is None:
-                pattern = _pattern(msgid)
-                self.patterns[_first_word(text)][i] = (msgid, pattern, weight)
-            m = pattern.fullmatch(text)
+        for msgid, weight in self.patterns.get(_first_word(text), ()):
+            m = _pattern(msgid).fullmatch(text)
             if m and (best is None or weight > best[2]):
                 best = (msgid, list(m.groups()), weight)
         return (best[0], best[1]) if best else None
@@ -199,7 +201,9 @@ def _first_word(text: str) -> str:
     return re.split(r"[ %]", text, maxsplit=1)[0]
 
 
+@lru_cache(maxsize=4096)
 def _pattern(msgid: str) -> "re.Pattern":
+    """msgid's printf format as a regular expression, each conversion a group (compiled on first use)."""
     out, last = [], 0
     for m in _CONVERSION.finditer(msgid):
         out.append(re.escape(msgid[last:m.start()]))
@@ -221,9 +225,11 @@ def _translate(text: str, pg: _Catalog, libc: dict, lang: Language) -> str:
     msgid, args = match
     kinds = [m.group(2) for m in _CONVERSION.finditer(msgid) if m.group(2) != "%"]
     values = []
-    for kind, arg in zip(kinds, args):
-        if kind == "m" or (msgid == LOAD_FAILED and len(values) == 1):
-            arg = _libc_text(arg, libc, lang) if kind != "m" else _held(libc.get(arg, arg), lang.libc_codeset, arg)
+    for k, (kind, arg) in enumerate(zip(kinds, args)):
+        if kind == "m":                                  # strerror()'s text
+            arg = _held(libc.get(arg, arg), lang.libc_codeset, arg)
+        elif msgid == LOAD_FAILED and k == 1:            # dlerror()'s text
+            arg = _libc_text(arg, libc, lang)
         values.append((kind, arg))
     translation = _held(pg[msgid], lang.postgres_codeset, msgid)
     return _fill(translation, values)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 
-from .. import interrupts, rootfs
+from .. import filestate, interrupts, rootfs
 from ..elf import ElfError, cached_elf
 from ..elf import dynsym
 from ..record import Value
@@ -111,7 +111,16 @@ class Misplaced(Value):
 
 
 def misplaced_copies(basename: str, searched: list[str], sharedir: str, dlsuffix: str) -> list[Misplaced]:
-    """Files named `basename` (or with dlsuffix) outside the searched directories."""
+    """Files named `basename` (or with dlsuffix) outside the searched directories:
+    looked for once a call (diagnose() asks before it tells the story that does)."""
+    memo = filestate.this_call()
+    key = ("misplaced", basename, tuple(searched), sharedir, dlsuffix)
+    if key not in memo:
+        memo[key] = _misplaced(basename, searched, sharedir, dlsuffix)
+    return memo[key]
+
+
+def _misplaced(basename: str, searched: list[str], sharedir: str, dlsuffix: str) -> list[Misplaced]:
     from ..postgres.magic import MagicNotFound, read_magic
     names = [basename] if basename.endswith(dlsuffix) else [basename + dlsuffix, basename]
     places = [d.rstrip("/") + "/*/" for d in searched]

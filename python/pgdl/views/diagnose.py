@@ -19,7 +19,7 @@ from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
 from ..server import Context, Server
 from .diagnose_extension import diagnose_extension
-from .diagnose_library import Finding, diagnose_library, misplaced_hint, server_log_lines
+from .diagnose_library import Finding, diagnose_library, misplaced_hint, one_line, server_log_lines
 from .status import ERROR, OK, WARNING
 
 SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
@@ -80,11 +80,7 @@ def diagnose_rows(name: str, text: str | None, server: Server, catalog: Catalog)
     predict_load() keeps them as the server prints them)."""
     findings = diagnose(name, text, server, catalog)
     ordered = [f for f in findings if f.topic == "verdict"] + [f for f in findings if f.topic != "verdict"]
-    return [f.replace(message=_one_line(f.message), hint=_one_line(f.hint)) for f in ordered]
-
-
-def _one_line(text: str | None) -> str | None:
-    return None if text is None else " ".join(text.split("\n"))
+    return [f.replace(message=one_line(f.message), hint=one_line(f.hint)) for f in ordered]
 
 
 def _unknown_target(text: str, server: Server) -> Finding:
@@ -139,9 +135,8 @@ def context_findings(server: Server, start: Boot) -> list[Finding]:
     if not server.messages.english:
         # The verdict gives the server's words in its language; pgdl's own stay English.
         lang = server_language(server)
-        status = OK if lang.postgres and lang.libc and None not in (lang.postgres_codeset, lang.libc_codeset) \
-            else WARNING
-        out.append(Finding("language", status, server.messages.lc_messages, lang.describe(server.major)))
+        out.append(Finding("language", OK if lang.complete else WARNING, server.messages.lc_messages,
+                           lang.describe(server.major)))
     return out
 
 

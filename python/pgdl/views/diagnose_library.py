@@ -47,6 +47,11 @@ class Finding(Value):
         self.hint = hint
 
 
+def one_line(text: str | None) -> str | None:
+    """A finding's text on one line: the server's ERROR / DETAIL / HINT lines joined by a space."""
+    return None if text is None else " ".join(text.split("\n"))
+
+
 def diagnose_library(name: str, server: Server, symbol: str | None = None, label: str | None = None,
                      elsewhere: Server | None = None) -> list[Finding]:
     """server: the process asked about (pgdl.engine.contexts); elsewhere: this

@@ -126,9 +126,10 @@ def _loaded_requirers(needed: str, bad: str, server: Server) -> list[str]:
 def _search_tag(path: str) -> str:
     """The tag to put a directory in: the DT_RPATH it has, else a DT_RUNPATH."""
     try:
-        return "rpath" if cached_elf(path).rpath and not cached_elf(path).runpath else "runpath"
+        obj = cached_elf(path)
     except (ElfError, OSError):
         return "runpath"
+    return "rpath" if obj.rpath and not obj.runpath else "runpath"
 
 
 def _environment(p: Prediction, server: Server, gooddir: str, drop: str | None = None) -> str:

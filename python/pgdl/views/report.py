@@ -6,11 +6,12 @@ broken after a "/" rather than anywhere."""
 from __future__ import annotations
 
 import os
+from itertools import groupby
 
 from ..glibc.linkmap import Dependency, Rule
 from ..record import Value
 from ..server import Server
-from .diagnose_library import Finding
+from .diagnose_library import Finding, one_line
 from .predict_load import predict_load_row
 from .status import ERROR, OK
 
@@ -84,7 +85,7 @@ def explain_lines(findings: list[Finding], width: int = WIDTH) -> list[ReportLin
         if f.subject and f.subject not in message:
             message = f"{f.subject}: {message}" if message else f.subject
         first = f"{str(f.status):<7} {f.topic:<{column}}  "
-        out += wrap(" ".join(message.split("\n")), first, width=width)
+        out += wrap(one_line(message), first, width=width)
         if f.hint and f.status is not OK and f.hint != fix:      # the fix is said once, at the top
             out += wrap(f.hint, " " * len(first) + "hint: ", width=width)
     return [ReportLine(line) for line in out]
@@ -97,18 +98,13 @@ SHOWN_OF_A_RUN = 3
 
 def _runs(story: list[Finding]):
     """(finding, 0) for each one shown, (last of a run, n) where n more of it are left out."""
-    i = 0
-    while i < len(story):
-        j = i
-        while j < len(story) and (story[j].topic, story[j].status) == (story[i].topic, story[i].status):
-            j += 1
-        run = story[i:j]
+    for _key, group in groupby(story, key=lambda f: (f.topic, f.status)):
+        run = list(group)
         if len(run) > SHOWN_OF_A_RUN + 1:
             yield from ((f, 0) for f in run[:SHOWN_OF_A_RUN])
             yield run[-1], len(run) - SHOWN_OF_A_RUN
         else:
             yield from ((f, 0) for f in run)
-        i = j
 
 
 # -- tree ------------------------------------------------------------------------
@@ -146,7 +142,7 @@ def _branch(children, parent: str | None, prefix: str, out: list[str], drawn: se
         else:
             head = f"{d.needed} => {d.found_via or d.status}"
         out += wrap(head, prefix + elbow, prefix + below + "    ", width=width)
-        for note in (d.detail or "").split("; ") if d.detail else ():
+        for note in d.detail.split("; ") if d.detail else ():
             label = "rejected: " if d.status is OK else ""
             out += wrap(label + note, prefix + below + "    ", width=width)
         if d.path and d.path not in drawn and d.status is not ERROR:
