@@ -117,6 +117,14 @@ class Cluster:
             return ServerError(diag.sqlstate, diag.message_primary, diag.message_detail, diag.message_hint)
         return None
 
+    def context_of(self, sql: str, params=(), *, user: str | None = None) -> str | None:
+        """The CONTEXT of the error the server raises for `sql` (None if it succeeds)."""
+        try:
+            self.query(sql, params, user=user)
+        except psycopg2.Error as exc:
+            return exc.diag.context
+        return None
+
 
 class OwnServer:
     """A server of the test's own, of the installation in `bindir`, started and

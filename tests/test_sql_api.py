@@ -92,10 +92,24 @@ def test_odd_names_answered_cleanly(cluster, name):
         assert load_error is not None and resolve_error.message == load_error.message
 
 
-def test_null_is_a_clear_error(cluster):
-    for function in ("resolve", "check_magic"):
-        error = cluster.error_of(f"SELECT * FROM pgdl.{function}(NULL)")
-        assert (error.sqlstate, error.message) == ("22004", "name must not be NULL")
+# Every public function's NULL (and diagnose's blank target) is refused by the
+# domain cast in its own body: the CONTEXT names only the function called.
+NULL_CALLS = {"resolve": "pgdl.resolve(NULL)", "check_magic": "pgdl.check_magic(NULL)",
+              "predict_load": "pgdl.predict_load(NULL)", "predict_load_0_4": "pgdl.predict_load_0_4(NULL)",
+              "dependencies": "pgdl.dependencies(NULL)", "dependencies_0_4": "pgdl.dependencies_0_4(NULL)",
+              "tree": "pgdl.tree(NULL)", "diagnose": "pgdl.diagnose(NULL)", "diagnose_0_4": "pgdl.diagnose_0_4(NULL)",
+              "explain": "pgdl.explain(NULL)", "upgrade_check": "pgdl.upgrade_check(NULL)"}
+DOMAIN_OF = {"diagnose": "target", "diagnose_0_4": "target", "explain": "target", "upgrade_check": "bindir"}
+
+
+@pytest.mark.parametrize("user", [None, "pgdl_reader"])
+@pytest.mark.parametrize("function", sorted(NULL_CALLS))
+def test_null_is_a_clear_error_in_the_functions_own_frame(cluster, roles, function, user):
+    call = NULL_CALLS[function]
+    error = cluster.error_of(f"SELECT * FROM {call}", user=user)
+    domain = DOMAIN_OF.get(function, "library")
+    assert (error.sqlstate, error.message) == ("23502", f"domain pgdl.{domain} does not allow null values")
+    assert cluster.context_of(f"SELECT * FROM {call}", user=user) == f'SQL function "{function}" statement 1'
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +163,19 @@ def test_each_result_shape_is_declared_once(cluster):
 
 
 
-@pytest.mark.parametrize("target, message", [(None, "target must not be NULL"), ("", "target must not be empty"),
-                                             ("  ", "target must not be empty")])
-def test_diagnose_wants_a_target(cluster, target, message):
-    error = cluster.error_of("SELECT * FROM pgdl.diagnose(%s)", (target,))
-    assert error.message == message and error.sqlstate in ("22004", "22023")
+@pytest.mark.parametrize("function", ["diagnose", "explain", "diagnose_0_4"])
+@pytest.mark.parametrize("target", ["", "  ", "\t\n\r\f\v "])
+def test_diagnose_wants_a_target(cluster, function, target):
+    sql = f"SELECT * FROM pgdl.{function}(%s)"
+    error = cluster.error_of(sql, (target,))
+    assert (error.sqlstate, error.message) == (
+        "23514", 'value for domain pgdl.target violates check constraint '
+                 '"target must name an extension, a library or a C function"')
+    assert cluster.context_of(sql, (target,)) == f'SQL function "{function}" statement 1'
+
+
+def test_only_ascii_white_space_is_blank(cluster):
+    """A no-break space (or a v) is a name to look for, for the domain and the package alike."""
+    for target in ("\u00a0", "v"):
+        rows = cluster.query("SELECT topic, status FROM pgdl.diagnose(%s) LIMIT 1", (target,))
+        assert rows == [("verdict", "error")], target

@@ -252,3 +252,25 @@ def test_update_to_0_8_0_keeps_views_and_history(cluster):
         assert q(cluster, db, "SELECT pgdl.explain('dblink') LIMIT 1") == \
             [("OK: CREATE EXTENSION dblink will load its libraries",)]
         assert q(cluster, db, "SELECT count(*) > 1 FROM pgdl.tree('dblink')") == [(True,)]
+
+
+def test_update_to_0_9_0_keeps_views_and_history(cluster):
+    """0.9.0 refuses a NULL argument in each public function's own body: views on
+    every public function (explain and tree included) and the history survive,
+    and a NULL now fails in the function's own frame."""
+    with scratch_database(cluster, "pgdl_v080_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.8.0", {
+            **VIEWS_0_5,
+            "v_upgrade": "SELECT count(*) >= 0 AS some FROM pgdl.upgrade_check(pg_catalog.current_setting('data_directory'))"
+                         " WHERE false",
+            "v_explain": "SELECT line FROM pgdl.explain('dblink') AS line LIMIT 1",
+            "v_tree": "SELECT count(*) > 1 AS some FROM pgdl.tree('dblink')",
+            "v_metrics": "SELECT runs > 0 AS some FROM pgdl.audit_metrics",
+        })
+        conn = cluster.connect(database=db)
+        try:
+            with conn.cursor() as cur, pytest.raises(Exception) as exc:
+                cur.execute("SELECT * FROM pgdl.diagnose(NULL)")
+            assert exc.value.pgcode == "23502" and exc.value.diag.context == 'SQL function "diagnose" statement 1'
+        finally:
+            conn.close()

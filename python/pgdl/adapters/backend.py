@@ -58,16 +58,12 @@ with _without_collection():
     from .. import filestate, interrupts
     from ..errors import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgErrorRaised, UserError
     from ..server import Context
-    from ..views.audit import audit
-    from ..views.dependencies import dependency_rows
-    from ..views.predict_load import predict_load_row
-    from ..views.resolve import resolve_rows
     from .catalog import Catalog
     from .context import context_argument, in_context
     from .describe import callers_setting, describe_server, read_settings
     from .servertext import sql_text
     from .session import session
-    from .validate import name_argument
+    from .validate import name_argument, target_argument
 
 
 def run(plpy, function: str | None, args_json: str | None, dynamic_library_path: str | None = None) -> str:
@@ -150,11 +146,12 @@ def _log_bug(plpy, function) -> None:
 # -- the SQL functions: arguments as pgdl._bytes() sends names ------------------
 
 def _resolve(plpy, name):
+    from ..views.resolve import resolve_rows      # each view imported on first use: keeps every first call light
     return resolve_rows(name_argument(name), describe_server(plpy))
 
 
 def _check_magic(plpy, name):
-    from ..views.check_magic import check_magic_rows      # imported on first use: keeps every first call light
+    from ..views.check_magic import check_magic_rows
     return check_magic_rows(name_argument(name), describe_server(plpy))
 
 
@@ -177,27 +174,26 @@ def _described(plpy, context, role, preloads: bool = False, compared: bool = Fal
 
 
 def _predict_load(plpy, name, symbol=None, context=None, role=None):
+    from ..views.predict_load import predict_load_row
     name = name_argument(name)
     symbol = None if symbol is None else name_argument(symbol, "symbol")
     return [predict_load_row(name, _described(plpy, context, role), symbol)]
 
 
 def _dependencies(plpy, name, context=None, role=None):
+    from ..views.dependencies import dependency_rows
     return dependency_rows(name_argument(name), _described(plpy, context, role))
 
 
 def _diagnosis(plpy, target, search_path, context, role, view):
     """search_path: the caller's, to find a function signature as the caller would."""
-    name = name_argument(target, "target")
-    if not name.strip():
-        raise UserError("target must not be empty", sqlstate="22023",
-                        hint="Name an extension, a library (name or path) or a C function, e.g. dblink.")
+    name = target_argument(name_argument(target, "target"))
     return view(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
                 Catalog(plpy, search_path))
 
 
 def _diagnose(plpy, target, search_path=None, context=None, role=None):
-    from ..views.diagnose import diagnose_rows   # imported on first use
+    from ..views.diagnose import diagnose_rows
     return _diagnosis(plpy, target, search_path, context, role, diagnose_rows)
 
 
@@ -208,6 +204,7 @@ def _explain(plpy, target, search_path=None, context=None, role=None):
 
 
 def _tree(plpy, name, context=None, role=None):
+    from ..views.dependencies import dependency_rows
     from ..views.report import tree_lines
     name = name_argument(name)
     server = _described(plpy, context, role)
@@ -215,6 +212,7 @@ def _tree(plpy, name, context=None, role=None):
 
 
 def _audit(plpy, context=None, role=None):
+    from ..views.audit import audit
     catalog = Catalog(plpy)
     return audit(_described(plpy, context, role, preloads=True), catalog.c_functions(), catalog.extension_versions())
 

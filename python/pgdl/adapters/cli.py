@@ -19,6 +19,7 @@ from .. import __version__, filestate, rootfs
 from ..errors import PgErrorRaised, UserError
 from ..server import Context
 from .installation import Installation, installation
+from .validate import target_argument
 
 COMMANDS = ("explain", "diagnose", "predict-load", "dependencies", "tree", "check-magic", "audit", "upgrade-check")
 WIDTH = 80
@@ -125,7 +126,7 @@ def _run(args, where: Installation) -> list:
         return [r for t in targets for r in dependency_rows(t, server)]
     if args.command == "diagnose":
         from ..views.diagnose import diagnose_rows
-        return [r for t in targets for r in diagnose_rows(t, t, server, _NoDatabase())]
+        return [r for t in map(target_argument, targets) for r in diagnose_rows(t, t, server, _NoDatabase())]
     if args.command == "audit":
         from ..views.audit import audit
         return audit(server, [])
@@ -142,7 +143,7 @@ def _report(args, where: Installation) -> int:
     for target in args.targets:
         if args.command == "explain":
             from ..views.diagnose import diagnose
-            findings = diagnose(target, target, server, _NoDatabase())
+            findings = diagnose(target_argument(target), target, server, _NoDatabase())
             lines = explain_lines(findings, WIDTH)
             failed |= any(f.topic == "verdict" and f.status is ERROR for f in findings)
         else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ..errors import UserError
 
 MAX_ARGUMENT = 1 << 20     # 1 MiB: far beyond any path, small enough to stay cheap
+# What a blank target is made of: ASCII white space, as the SQL domain
+# pgdl.target (sql/pgdl--0.8.0--0.9.0.sql) trims it.
+BLANK = " \t\n\r\f\v"
 
 
 def name_argument(value: str | None, what: str = "name") -> str:
@@ -23,3 +26,12 @@ def name_argument(value: str | None, what: str = "name") -> str:
         raise UserError(f"{what} must be given as its bytes in hexadecimal (pgdl._bytes)",
                         sqlstate="22023") from None
     return raw.decode("utf-8", "surrogateescape")
+
+
+def target_argument(name: str) -> str:
+    """What diagnose and explain are asked about: anything but blank (for SQL
+    callers the domain pgdl.target has refused it already, in their frame)."""
+    if not name.strip(BLANK):
+        raise UserError("target must name an extension, a library or a C function", sqlstate="22023",
+                        hint="Name an extension, a library (name or path) or a C function, e.g. dblink.")
+    return name
