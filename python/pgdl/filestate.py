@@ -237,8 +237,9 @@ class FileCache:
     outside calls too.  At most `size` values; a value worked out from a state
     that is not settled is not kept."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, kept=None):
+        """kept: a pgdl.persist.Kind, to keep the values across backends too."""
+        self.size, self.kept = size, kept
         self._items: OrderedDict[tuple, object] = OrderedDict()
 
     def get(self, path: str, compute, *extra):
@@ -248,7 +249,7 @@ class FileCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        value = compute(s)
+        value = compute(s) if self.kept is None else self.kept.answer(key, (s,), lambda: compute(s))
         if settled(s):
             self._items[key] = value
             while len(self._items) > self.size:

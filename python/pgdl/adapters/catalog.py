@@ -9,7 +9,7 @@ from .session import session
 
 
 class Plan:
-    """A query prepared once per session."""
+    """A query prepared once per session (parsed and planned once, not every call)."""
 
     def __init__(self, query: str, types: list[str]):
         self.query, self.types, self.plan = query, types, None
@@ -45,18 +45,18 @@ _EXTENSION_FUNCTIONS = Plan("""
      ORDER BY 1""", ["text"])
 _VERSION = Plan("SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1",
                ["pg_catalog.text"])
-_C_FUNCTIONS = """
+_C_FUNCTIONS = Plan("""
     SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
      WHERE l.lanname = 'c'
-     ORDER BY 1"""
+     ORDER BY 1""", [])
 
 
 # As pg_upgrade's get_loadable_libraries() collects them (ClanguageId 13, FirstNormalObjectId 16384).
-_PROBINS = """
+_PROBINS = Plan("""
     SELECT DISTINCT probin FROM pg_catalog.pg_proc
-     WHERE prolang OPERATOR(pg_catalog.=) 13 AND probin IS NOT NULL AND oid OPERATOR(pg_catalog.>=) 16384"""
-_EXTENSIONS = "SELECT extname::pg_catalog.text AS extname, extversion FROM pg_catalog.pg_extension"
+     WHERE prolang OPERATOR(pg_catalog.=) 13 AND probin IS NOT NULL AND oid OPERATOR(pg_catalog.>=) 16384""", [])
+_EXTENSIONS = Plan("SELECT extname::pg_catalog.text AS extname, extversion FROM pg_catalog.pg_extension", [])
 
 
 class Catalog:
@@ -86,7 +86,7 @@ class Catalog:
     def extension_versions(self) -> dict[str, str]:
         """Every extension created in this database, with its version."""
         fs = session(self.plpy).fs
-        return {fs(r["extname"]): fs(r["extversion"]) for r in self.plpy.execute(_EXTENSIONS)}
+        return {fs(r["extname"]): fs(r["extversion"]) for r in self.plpy.execute(_EXTENSIONS.get(self.plpy))}
 
     def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
         plpy = self.plpy
@@ -96,12 +96,12 @@ class Catalog:
 
     def c_functions(self) -> list[CFunction]:
         """Every C function of the database."""
-        return [_c_function(self.plpy, r) for r in self.plpy.execute(_C_FUNCTIONS)]
+        return [_c_function(self.plpy, r) for r in self.plpy.execute(_C_FUNCTIONS.get(self.plpy))]
 
     def loadable_libraries(self) -> list[str]:
         """The probin strings pg_upgrade --check LOADs, as they are."""
         fs = session(self.plpy).fs
-        return [fs(r["probin"]) for r in self.plpy.execute(_PROBINS)]
+        return [fs(r["probin"]) for r in self.plpy.execute(_PROBINS.get(self.plpy))]
 
     def extensions(self) -> list[str]:
         return list(self.extension_versions())

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from .. import __version__, filestate, rootfs
+from .. import __version__, filestate, persist, rootfs
 from ..errors import PgErrorRaised, UserError
 from ..server import Context
 from .installation import Installation, installation
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--root {args.root}: not a directory")
             rootfs.set_root(args.root)
         where = _installation(args)
-        with filestate.one_call():           # one answer: each file is looked at once, in one state
+        with filestate.one_call(), persist.kept():    # one answer: each file looked at once, in one state
             if args.command in ("explain", "tree"):
                 return _report(args, where)
             results = _run(args, where)
@@ -188,10 +188,10 @@ def _old_cluster(conninfo: str, old_server):
             shared = cur.fetchone()[0]
         for database in databases:
             with psycopg2.connect(conninfo, dbname=database) as conn, conn.cursor() as cur:
-                cur.execute(_PROBINS)
+                cur.execute(_PROBINS.query)
                 for (probin,) in cur.fetchall():
                     probins.setdefault(probin, []).append(database)
-                cur.execute(_EXTENSIONS)
+                cur.execute(_EXTENSIONS.query)
                 for name, _version in cur.fetchall():
                     extensions.setdefault(name, []).append(database)
     except psycopg2.Error as exc:

@@ -30,17 +30,17 @@ _ROLE_SETTINGS = Plan("""
      WHERE s.setdatabase::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $1]::pg_catalog.int8[])
        AND s.setrole::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.int8[])""",
                       ["pg_catalog.int8", "pg_catalog.int8"])
-_FILE_READABLE = """
-    SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS ok"""
-_FILE_SETTINGS = """
+_FILE_READABLE = Plan("""
+    SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS ok""", [])
+_FILE_SETTINGS = Plan("""
     SELECT f.name, f.setting FROM pg_catalog.pg_file_settings f
      WHERE f.error IS NULL OR f.error OPERATOR(pg_catalog.=) 'setting could not be applied'
-     ORDER BY f.seqno"""
-_CUSTOM = """
+     ORDER BY f.seqno""", [])
+_CUSTOM = Plan("""
     SELECT s.name FROM pg_catalog.pg_settings s
-     WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0"""
-_SOURCE = """
-    SELECT s.source FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'shared_preload_libraries'"""
+     WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0""", [])
+_SOURCE = Plan("""
+    SELECT s.source FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'shared_preload_libraries'""", [])
 
 
 def context_argument(value: str | None, default: Context) -> Context:
@@ -80,7 +80,7 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
 
     session_list, local_list = (for_new_session(name) for name in PRELOAD_SETTINGS[1:])
     custom = {n for n in (files or {}) if "." in n} if files is not None else \
-        {row["name"] for row in plpy.execute(_CUSTOM)}
+        {row["name"] for row in plpy.execute(_CUSTOM.get(plpy))}
     preloads = Preloads(running, at_start, at_start_from, session_list, local_list)
     # A new session's extension_control_path: what RESET gives (the server's, and this role's).
     control_path = config.get("reset extension_control_path", server.extension_control_path)
@@ -96,15 +96,15 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
 def _file_settings(plpy) -> dict[str, str] | None:
     """The configuration files' settings as the next start reads them (the last
     line for a name wins), or None if the caller may not read pg_file_settings."""
-    if not plpy.execute(_FILE_READABLE)[0]["ok"]:
+    if not plpy.execute(_FILE_READABLE.get(plpy))[0]["ok"]:
         return None
     fs = session(plpy).fs
-    return {row["name"]: fs(row["setting"]) for row in plpy.execute(_FILE_SETTINGS)}
+    return {row["name"]: fs(row["setting"]) for row in plpy.execute(_FILE_SETTINGS.get(plpy))}
 
 
 def _next_start_list(plpy, running: tuple[str, ...], files: dict[str, str] | None) -> tuple[tuple[str, ...], str]:
     """shared_preload_libraries as the next start reads it, and where that came from."""
-    rows = plpy.execute(_SOURCE)        # no row: a superuser-only setting, hidden from this role
+    rows = plpy.execute(_SOURCE.get(plpy))        # no row: a superuser-only setting, hidden from this role
     source = rows[0]["source"] if rows else None
     if files is None or source in ("command line", "environment variable"):
         return running, "the running value"

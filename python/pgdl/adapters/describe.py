@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from ..libc import libc_of
 from ..postgres.magic import server_abi_extra
 from ..server import Messages, Server, ServerMagic
+from .catalog import Plan
 from .maps import read_maps
 from .service import service_of
 from .session import session
 
-_SETTINGS_QUERY = """
+_SETTINGS_QUERY = Plan("""
     SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS version_num,
            pg_catalog.current_setting('max_function_args')::pg_catalog.int4 AS funcmaxargs,
            pg_catalog.current_setting('max_index_keys')::pg_catalog.int4 AS indexmaxkeys,
@@ -26,7 +27,7 @@ _SETTINGS_QUERY = """
            pg_catalog.current_setting('server_encoding') AS server_encoding,
            (SELECT d.datctype::pg_catalog.text FROM pg_catalog.pg_database d
              WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS lc_ctype,
-           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config"""
+           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config""", [])
 
 
 _CALLERS: dict[str, str] = {}
@@ -48,7 +49,7 @@ def callers_setting(name: str, value: str | None):
 
 def read_settings(plpy) -> tuple[dict, dict[str, str]]:
     """This session's settings and pgdl._server_config(), in one query."""
-    row = plpy.execute(_SETTINGS_QUERY)[0]
+    row = plpy.execute(_SETTINGS_QUERY.get(plpy))[0]
     fs = session(plpy).fs
     config = {name: fs(value) for name, value in json.loads(row["config"]).items()}
     config.update((name, fs(value)) for name, value in _CALLERS.items())

@@ -73,7 +73,7 @@ class ElfObject:
         self.flags_1 = 0
         self.symbol_table = None                    # pgdl.elf.dynsym.table() keeps it here
         # Read lazily.
-        self._dyn: dict[int, list[int]] = {}
+        self._dyn: dict[int, int] = {}           # the last value of each tag
         self._bloom: object = False                 # None: no GNU hash
         self._versions: Versions | None = None
         self._fd: int | None = None                 # open while reading()
@@ -133,8 +133,7 @@ class ElfObject:
     def dynamic_value(self, tag: int) -> int | None:
         """The entry ld.so uses: the last with this tag (glibc's elf_get_dynamic_info
         keeps one per tag; only DT_NEEDED is walked whole)."""
-        values = self._dyn.get(tag)
-        return values[-1] if values else None
+        return self._dyn.get(tag)
 
     # -- symbols (the table itself: pgdl.elf.dynsym) ----------------------------
 
@@ -346,10 +345,7 @@ def _read_program_headers(obj: ElfObject) -> None:
     for tag, value in zip(flat[0::2], flat[1::2]):
         if tag == DT_NULL:
             break
-        if tag in dyn:
-            dyn[tag].append(value)
-        else:
-            dyn[tag] = [value]
+        dyn[tag] = value
         if tag in (DT_NEEDED, DT_FILTER, DT_AUXILIARY):
             order.append((tag, value))
     _read_dynamic_strings(obj, order)
@@ -381,7 +377,7 @@ def _read_dynamic_strings(obj: ElfObject, order: list[tuple[int, int]]) -> None:
     if not any(tag in obj._dyn for tag in wanted):
         return
     table = PagedStrings(obj)       # not read whole: libLLVM's is 3 MB, for a few names
-    obj.needed = [table.string(v) for v in obj._dyn.get(DT_NEEDED, [])]
+    obj.needed = [table.string(v) for tag, v in order if tag == DT_NEEDED]
     if DT_FILTER in obj._dyn or DT_AUXILIARY in obj._dyn:
         obj.filtees = [(tag, table.string(v)) for tag, v in order]
     if DT_SONAME in obj._dyn:

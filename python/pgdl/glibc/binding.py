@@ -23,7 +23,7 @@ import os
 import struct
 from collections import namedtuple
 
-from .. import filestate, interrupts
+from .. import filestate, interrupts, persist
 from ..elf import (EM_AARCH64, EM_X86_64, SHN_ABS, SHN_UNDEF, STB_GLOBAL, STB_GNU_UNIQUE, STB_WEAK,
                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, STT_TLS, STV_HIDDEN,
                   STV_INTERNAL, ElfError, ElfObject)
@@ -173,6 +173,7 @@ class Objects:
     VERNEED file), then with the objects that have defined the most."""
 
     def __init__(self, maps: list[LinkMap]):
+        self.maps = maps
         self._filters: list[tuple[LinkMap, tuple | None]] = []
         self._by_name: dict[str, tuple[LinkMap, tuple | None]] = {}
         for m in maps:
@@ -223,6 +224,16 @@ class GlobalScope(Objects):
         super().__init__(maps)
         self.answers: dict[Ref, bool] = {}
 
+    def identity(self) -> tuple[bytes, list]:
+        """The digest of _identities() of the scope's objects, and their states; once a call."""
+        memo = filestate.this_call()
+        found = memo.get(("scope identity", id(self)))
+        if found is None:
+            objects = _identities(self.maps)
+            found = memo[("scope identity", id(self))] = (persist.digest_of(objects), [o[1] for o in objects],
+                                                          self)   # the id stays taken
+        return found[0], found[1]
+
     def define(self, ref: Ref, h: int, soname: str | None = None) -> bool:
         answer = self.answers.get(ref)
         if answer is None:
@@ -260,12 +271,37 @@ def _undefined_in_dlopen(m: LinkMap, tree: LoadTree, new_ids: set[int], scope: G
     memo = filestate.this_call()
     hit = memo.get(key)
     if hit is None:
-        missing = bool(_undefined_problems(m, scope, Objects(own), machine, rules))
+        missing = _missing_with_closure(m, own, scope, machine, rules)
         hit = memo[key] = (missing, m.obj, [x.obj for x in own], scope)   # the ids stay taken
     else:
         for x in own:                    # what the answer rests on, for the remembered answers of this call
             filestate.state(x.obj.path)
     return _undefined_problems(m, scope, local, machine, rules) if hit[0] else []
+
+
+def _missing_with_closure(m: LinkMap, own: list[LinkMap], scope: GlobalScope, machine: int, rules) -> bool:
+    """Whether anything is missing for m with the global scope and its own closure.
+
+    Kept across backends (pgdl.persist) under what the answer is a function
+    of: each object's file and its state, whether it is the executable and
+    the names it was loaded by (a Verneed file is found by them), in search
+    order, and the loader's rules."""
+    def work() -> bool:
+        return bool(_undefined_problems(m, scope, Objects(own), machine, rules))
+    if any(x.obj is None for x in own):
+        return work()
+    objects = _identities(own)
+    scope_digest, scope_states = scope.identity()
+    key = (m.name, objects, scope_digest, machine, rules.version, tuple(sorted(rules.backports)))
+    return _UNDEFINED.answer(key, [o[1] for o in objects] + scope_states, work)
+
+
+_UNDEFINED = persist.Kind("undefined")
+
+
+def _identities(maps: list[LinkMap]) -> tuple:
+    """What binding against these objects is a function of, object by object."""
+    return tuple((x.obj.path, filestate.state(x.obj.path), x.is_main, tuple(sorted(x.names))) for x in maps)
 
 
 def _closure(tree: LoadTree, m: LinkMap, new_ids: set[int]) -> list[LinkMap]:

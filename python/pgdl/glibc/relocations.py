@@ -3,7 +3,7 @@ what dl-machine.h (x86-64, glibc 2.36) makes of their types."""
 
 from __future__ import annotations
 
-from .. import filestate, interrupts
+from .. import filestate, interrupts, persist
 from ..elf import DT_REL, DT_RELA, DT_RELASZ, DT_RELSZ, EM_X86_64, ElfError, ElfObject
 from ..elf.format import column
 from ..record import Value
@@ -31,7 +31,7 @@ class RelocationFacts(Value):
         self.bad_relative = bad_relative        # the first non-relative type in the DT_RELACOUNT prefix
 
 
-_FACTS = filestate.FileCache(256)
+_FACTS = filestate.FileCache(256, persist.Kind("relocations", lambda f: f._values(), lambda v: RelocationFacts(*v)))
 
 
 def relocation_targets(obj: ElfObject):

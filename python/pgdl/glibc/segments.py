@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..elf import (EM_X86_64, DT_GNU_HASH, DT_HASH, DT_RELA, DT_RELAENT, DT_RELR, DT_RELRENT, DT_STRTAB,
                    DT_SYMTAB, DT_VERNEED, DT_VERSYM, ElfError)
-from .. import filestate
+from .. import filestate, persist
 from ..errors import CONNECTION_LOST, PgError, backend_dies
 from .problems import DAMAGED_FILE_HINT
 from .relocations import DT_JMPREL, DT_PLTREL, relocation_targets
@@ -23,7 +23,7 @@ def _mapped(obj, start: int, size: int = 1) -> bool:
     return any(v <= start and start + max(size, 1) <= v + memsz for v, _o, _f, memsz in obj.loads)
 
 
-_TOUCHES = filestate.FileCache(512)
+_TOUCHES = filestate.FileCache(512, persist.Kind("touches"))
 
 
 def segmentation_crash(libname: str, obj) -> PgError | None:

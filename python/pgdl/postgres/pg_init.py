@@ -23,7 +23,7 @@ the domain; the level is the first argument in every version.
 
 from __future__ import annotations
 
-from .. import filestate
+from .. import filestate, persist
 from ..elf import ElfError, ElfObject, dynsym
 from ..elf.paths import Ending, Kind, Known, walk
 from ..elf.slots import symbol_slots
@@ -103,8 +103,46 @@ _DEFINES = {"DefineCustomBoolVariable", "DefineCustomIntVariable", "DefineCustom
 
 def check_pg_init(obj: ElfObject, state: ProcessState, built_for: int) -> PgInitCheck | None:
     """None when the module has no _PG_init(); `built_for`: the major of the
-    headers it was built with (its magic block), which fixes the error levels."""
-    return _CHECKS.get((obj.path, obj.size, state, built_for), lambda: _check(obj, state, built_for))
+    headers it was built with (its magic block), which fixes the error levels.
+    A function of the module's file alone (and Capstone's decoding of it):
+    kept across backends too."""
+    def kept() -> PgInitCheck | None:
+        file, decoder = filestate.state(obj.path), _decoder()
+        key = (obj.path, file, state.preload_in_progress, state.under_postmaster,
+               tuple(sorted(state.custom_settings)), built_for, decoder)
+        rests_on = [file] if decoder[1] is None else [file, decoder[1]]
+        return _KEPT.answer(key, rests_on, lambda: _check(obj, state, built_for))
+    return _CHECKS.get((obj.path, obj.size, state, built_for), kept)
+
+
+def _decoder() -> tuple:
+    """Capstone's module file and its state, found without importing it."""
+    import importlib.util
+    spec = importlib.util.find_spec("capstone")
+    origin = spec.origin if spec is not None and spec.origin else ""
+    return origin, filestate.state(origin) if origin else None
+
+
+def _plain(check: PgInitCheck | None):
+    if check is None:
+        return None
+    refusal = check.refusal
+    return (check.verdict.value,
+            None if refusal is None else (refusal.severity.value, refusal.error._values(), refusal.format),
+            check.reason, tuple(sorted(check.defines)))
+
+
+def _unplain(plain) -> PgInitCheck | None:
+    if plain is None:
+        return None
+    verdict, refusal, reason, defines = plain
+    if refusal is not None:
+        severity, error, format = refusal
+        refusal = Refusal(Severity(severity), PgError(*error), format)
+    return PgInitCheck(Verdict(verdict), refusal, reason, frozenset(defines))
+
+
+_KEPT = persist.Kind("pg_init", _plain, _unplain)
 
 
 def _check(obj: ElfObject, state: ProcessState, built_for: int) -> PgInitCheck | None:

@@ -42,7 +42,7 @@ class AuditRow(Value):
 _AUDITS = filestate.Memo(4)
 
 
-def audit(server: Server, functions: list[CFunction], installed: dict[str, str] | None = None) -> list[AuditRow]:
+def audit(server: Server, functions: list[CFunction], installed: dict[str, str] | None = None) -> tuple[AuditRow, ...]:
     """`functions`: the database's C functions; `installed`: its extensions and their
     versions (each is checked for ALTER EXTENSION UPDATE); the preload settings are server.preloads.
 
@@ -50,7 +50,7 @@ def audit(server: Server, functions: list[CFunction], installed: dict[str, str] 
     the whole answer is remembered and reused while none of them changed."""
     installed = installed or {}
     key = (server.fingerprint, tuple(functions), tuple(sorted(installed.items())))
-    return _AUDITS.get(key, lambda: _audit(server, functions, installed))
+    return _AUDITS.get(key, lambda: tuple(_audit(server, functions, installed)))
 
 
 PRELOAD_ONLY_HINT = ("Its _PG_init() refuses outside shared_preload_libraries: list it there and restart the "

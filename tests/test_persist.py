@@ -1,0 +1,225 @@
+"""Answers kept across backends (pgdl.persist): a new backend reuses what
+another worked out only while the same files are bound by the same rules.
+
+A server of the tests' own keeps its answers in a directory of the test
+(PGDL_CACHE_DIR).  Each test makes an answer be kept, changes what it rests
+on -- a file replaced, a chmod, a SET, an ldconfig -- and checks that a new
+backend's prediction is what the real LOAD then does in a new session.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import OwnServer, ServerError, pg_config
+from modules import GOOD_MODULE
+from pgdl import filestate
+
+BINDIR = pg_config("--bindir")
+SONAME = "libpgdlkeep.so.1"
+OLD_LIB = "int keep_old(void) { return 1; }\n"
+NEW_LIB = OLD_LIB + "int keep_new(void) { return 2; }\n"
+MODULE = GOOD_MODULE + "extern int keep_new(void);\nint keep_use(void) { return keep_new(); }\n"
+PREDICT = "SELECT will_load, sqlstate, message, detail, hint FROM pgdl.predict_load(%s, context => 'new session')"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("persist")
+    os.chmod(root, 0o755)
+    own = OwnServer(root, BINDIR, port_base=40000)
+    own.cache = root / "cache"
+    assert own.start(PGDL_CACHE_DIR=str(own.cache)), own.log.read_text()
+    own.query("CREATE EXTENSION pgdl CASCADE")
+    yield own
+    own.stop()
+
+
+def settle() -> None:
+    time.sleep(filestate.SETTLED_NS / 1e9 + 0.1)
+
+
+def kept(server) -> dict:
+    path = server.cache / "answers"
+    return marshal.loads(path.read_bytes()) if path.exists() else {}
+
+
+def gcc(*args):
+    subprocess.run(["gcc", *args], check=True, capture_output=True, text=True)
+
+
+def library(directory: Path, source: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    os.chmod(directory, 0o755)
+    (directory / "lib.c").write_text(source)
+    gcc("-shared", "-fPIC", f"-Wl,-soname,{SONAME}", "-o", str(directory / SONAME), str(directory / "lib.c"))
+    return directory / SONAME
+
+
+def module(build, name: str, against: Path, *flags: str) -> Path:
+    return build(name, MODULE, str(against), *flags)
+
+
+def predicted(server, name: str, setup=()) -> tuple[bool, ServerError]:
+    will_load, *error = server.cluster.query(PREDICT, (name,), setup=setup)[0]
+    return will_load, ServerError(*error)
+
+
+def acted_out(server, name: str, setup=()) -> ServerError:
+    """The real LOAD in a new session (after `setup`)."""
+    return server.cluster.error_of("LOAD %s", (name,), setup=setup) or ServerError(None, None, None, None)
+
+
+def assert_prediction_is_the_load(server, name: str, setup=(), will_load: bool | None = None):
+    ok, error = predicted(server, name, setup)
+    assert error == acted_out(server, name, setup)
+    assert ok is (error.message is None)
+    if will_load is not None:
+        assert ok is will_load, error
+
+
+def test_a_new_backend_answers_from_what_another_kept(server, build, tmp_path):
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_mod", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    before = kept(server)
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+    after = kept(server)
+    assert set(after) > set(before)                  # the binding of mod's closure, among others
+    state = os.stat(server.cache / "answers")
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+    again = os.stat(server.cache / "answers")
+    assert (again.st_ino, again.st_mtime_ns) == (state.st_ino, state.st_mtime_ns)   # nothing new to keep
+
+
+def test_a_replaced_library_is_bound_afresh(server, build, tmp_path):
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_replaced", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+    old = library(tmp_path / "old", OLD_LIB)
+    os.replace(old, lib)
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=False)
+    assert predicted(server, str(mod))[1].message.endswith("undefined symbol: keep_new")
+
+
+def test_a_library_rewritten_in_place_is_bound_afresh(server, build, tmp_path):
+    """Same path, same inode: the size, mtime and ctime tell."""
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_rewritten", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+    inode = os.stat(lib).st_ino
+    old = library(tmp_path / "old", OLD_LIB)
+    with open(lib, "r+b") as f:
+        data = old.read_bytes()
+        f.write(data)
+        f.truncate(len(data))
+    assert os.stat(lib).st_ino == inode
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=False)
+
+
+def test_a_chmod_is_seen(server, build, tmp_path):
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_chmod", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+    os.chmod(lib, 0)
+    try:
+        settle()
+        assert_prediction_is_the_load(server, str(mod), will_load=False)
+    finally:
+        os.chmod(lib, 0o644)
+    settle()
+    assert_prediction_is_the_load(server, str(mod), will_load=True)
+
+
+def test_a_set_that_chooses_another_file_is_seen(server, build, tmp_path):
+    """The same name, two directories: dynamic_library_path decides which module, and so what is bound."""
+    good = library(tmp_path / "good", NEW_LIB)
+    bad = library(tmp_path / "bad", OLD_LIB)
+    for directory, lib in ((tmp_path / "mods_good", good), (tmp_path / "mods_bad", bad)):
+        directory.mkdir()
+        os.chmod(directory, 0o755)
+        built = module(build, "keep_set", good, f"-Wl,-rpath,{lib.parent}")
+        os.replace(built, directory / "keep_set.so")
+    settle()
+    for directory, will_load in (("mods_good", True), ("mods_bad", False), ("mods_good", True)):
+        setup = (f"SET dynamic_library_path = '{tmp_path / directory}'",)
+        assert_prediction_is_the_load(server, "keep_set", setup, will_load=will_load)
+
+
+LDCONF, LDCONFIG = os.environ.get("PGDL_LDCONF"), os.environ.get("PGDL_LDCONFIG")
+
+
+@pytest.mark.skipif(not LDCONF, reason="needs a disposable root where the tests may run ldconfig (scripts/matrix.sh)")
+def test_an_ldconfig_that_chooses_another_copy_is_seen(server, build, tmp_path):
+    new = library(tmp_path / "new", NEW_LIB)
+    old = library(tmp_path / "old", OLD_LIB)
+    mod = module(build, "keep_ldconfig", new)           # no rpath: ld.so.cache finds the library
+    conf = Path(LDCONF)
+    try:
+        for first, will_load in ((new, True), (old, False), (new, True)):
+            conf.write_text(f"{first.parent}\n")
+            subprocess.run(shlex.split(LDCONFIG), check=True)
+            settle()
+            assert_prediction_is_the_load(server, str(mod), will_load=will_load)
+    finally:
+        conf.write_text("")
+        subprocess.run(shlex.split(LDCONFIG), check=True)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "fifo", "group-writable", "symlink", "directory"])
+def test_a_damaged_or_foreign_answers_file_is_not_trusted(server, build, tmp_path, damage):
+    lib = library(tmp_path / "lib", OLD_LIB)             # keep_new is missing
+    mod = module(build, "keep_damaged", library(tmp_path / "new", NEW_LIB), f"-Wl,-rpath,{lib.parent}")
+    settle()
+    path = server.cache / "answers"
+    assert_prediction_is_the_load(server, str(mod), will_load=False)
+    # An answers file that says everything is fine: what a foreign writer could leave.
+    lies = {key: (False,) if isinstance(value, tuple) else False for key, value in kept(server).items()}
+    path.unlink()
+    if damage == "garbage":
+        path.write_bytes(b"\x00not marshal" * 100)
+    elif damage == "fifo":
+        os.mkfifo(path, 0o600)
+    elif damage == "group-writable":
+        path.write_bytes(marshal.dumps(lies))
+        os.chmod(path, 0o660)
+    elif damage == "symlink":
+        (tmp_path / "lies").write_bytes(marshal.dumps(lies))
+        os.chmod(tmp_path / "lies", 0o600)
+        path.symlink_to(tmp_path / "lies")
+    else:
+        path.mkdir()
+    try:
+        settle()
+        assert_prediction_is_the_load(server, str(mod), will_load=False)
+    finally:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def test_kept_answers_equal_worked_out_ones(server):
+    """The whole audit: without kept answers, with the answers a first run keeps, and reading them."""
+    audit = "SELECT kind, subject, status, message, hint FROM pgdl.audit('new session') ORDER BY 1, 2, 3, 4"
+    server.stop()
+    assert server.start(PGDL_CACHE_DIR="")
+    nothing_kept = server.query(audit)
+    server.stop()
+    assert server.start(PGDL_CACHE_DIR=str(server.cache))
+    (server.cache / "answers").unlink(missing_ok=True)
+    first = server.query(audit)
+    assert kept(server)
+    assert server.query(audit) == first == nothing_kept
