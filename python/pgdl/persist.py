@@ -28,14 +28,17 @@ are answers looked up or kept.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import pwd
 import stat
-import tempfile
 import time
 from contextlib import contextmanager
+
+try:
+    from _blake2 import blake2b      # what hashlib serves it from, without hashlib's 4 ms import
+except ImportError:                  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
 
 from . import filestate
 
@@ -94,7 +97,7 @@ def _put(digest: bytes, value, rests_on) -> None:
 
 def digest_of(value) -> bytes:
     """A short stand-in for a long part of a key (the same value, the same digest)."""
-    return hashlib.blake2b(repr(value).encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    return blake2b(repr(value).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 class Kind:
@@ -136,7 +139,7 @@ def _code_identity() -> str:
             for name in sorted(f for f in files if f.endswith(".py")):
                 st = os.stat(os.path.join(directory, name))
                 parts.append(f"{os.path.relpath(os.path.join(directory, name), root)}:{st.st_size}:{st.st_mtime_ns}")
-        _code = hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+        _code = blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
     return _code
 
 
@@ -214,8 +217,13 @@ def _write() -> None:
         _answers = theirs
     while len(_answers) > MAX_ENTRIES:
         del _answers[next(iter(_answers))]
+    temporary = os.path.join(where, f".{FILE_NAME}.{os.getpid()}")    # one backend writes it at a time
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".answers.", dir=where)
+        try:
+            os.unlink(temporary)             # left by a backend that died writing it
+        except FileNotFoundError:
+            pass
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 marshal.dump(_answers, f)

@@ -5,10 +5,8 @@ through a Catalog."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from typing import Protocol
 
 from ..errors import INVALID_NAME, UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
@@ -25,7 +23,10 @@ from .status import ERROR, OK, WARNING
 SIGNATURE = re.compile(r"^\s*[\w.\"$]+\s*\(.*\)\s*$", re.DOTALL)
 
 
-class Catalog(Protocol):
+class Catalog:
+    """What diagnose() asks of the database: pgdl.adapters.catalog.Catalog, or
+    the shell tool's stand-in without one (any object with these methods)."""
+
     def function(self, signature: str) -> tuple[CFunction, str] | None:
         """The function a signature names (as the caller's search_path finds it) and the
         name of its language; UserError if the signature is not valid."""
@@ -86,6 +87,7 @@ def diagnose_rows(name: str, text: str | None, server: Server, catalog: Catalog)
 def _unknown_target(text: str, server: Server) -> Finding:
     names = available_extensions(server) + [os.path.basename(p).removesuffix(server.dlsuffix)
                                             for p in files_in(server.pkglibdir, server.dlsuffix)]
+    import difflib                          # only for a name that matches nothing
     close = difflib.get_close_matches(text, list(dict.fromkeys(names)), n=3, cutoff=0.7)
     guess = f"; did you mean {' or '.join(close)}?" if close else ""
     return Finding("resolution", ERROR, text, f"no extension, library or function named '{text}'{guess}",
