@@ -179,11 +179,9 @@ def _described(plpy, context, role, preloads: bool = False, compared: bool = Fal
     remembered answer's key."""
     context = context_argument(context, Context.THIS_SESSION)
     settings = read_settings(plpy)
-    server = describe_server(plpy, settings)
+    server = describe_server(plpy, settings, mapped=context is Context.THIS_SESSION or compared)
     if context is Context.THIS_SESSION and role is None and not preloads:
         return server
-    if context is not Context.THIS_SESSION and not compared:
-        server = server.replace(loaded=[])
     return in_context(plpy, server, settings[1], context, role, settings[0]["current_user_name"])
 
 

@@ -7,6 +7,7 @@ the custom settings that exist, and the files mapped in the postmaster."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from ..errors import UserError
@@ -18,20 +19,25 @@ from .session import session
 
 UNDEFINED_OBJECT = "42704"
 
+# The role, and in the same row what a new session or the next start of it
+# depends on: the ALTER ROLE / ALTER DATABASE settings that apply to it, where
+# shared_preload_libraries comes from, whether pg_file_settings may be read.
 _ROLE = Plan("""
     SELECT r.oid::pg_catalog.int8 AS oid, r.rolsuper,
            pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE') AS can_create,
-           (SELECT d.oid::pg_catalog.int8 FROM pg_catalog.pg_database d
-             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS db
-      FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1""", ["pg_catalog.name"])
-_ROLE_SETTINGS = Plan("""
-    SELECT s.setdatabase::pg_catalog.int8 AS db, s.setrole::pg_catalog.int8 AS role, s.setconfig
-      FROM pg_catalog.pg_db_role_setting s
-     WHERE s.setdatabase::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $1]::pg_catalog.int8[])
-       AND s.setrole::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.int8[])""",
-                      ["pg_catalog.int8", "pg_catalog.int8"])
-_FILE_READABLE = Plan("""
-    SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS ok""", [])
+           d.oid::pg_catalog.int8 AS db,
+           (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(s.setdatabase::pg_catalog.int8,
+                                                                   s.setrole::pg_catalog.int8, s.setconfig))
+              FROM pg_catalog.pg_db_role_setting s
+             WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, d.oid])
+               AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, r.oid]))::pg_catalog.text
+             AS role_settings,
+           (SELECT s.source FROM pg_catalog.pg_settings s
+             WHERE s.name OPERATOR(pg_catalog.=) 'shared_preload_libraries') AS preload_source,
+           pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS files_readable
+      FROM pg_catalog.pg_roles r, pg_catalog.pg_database d
+     WHERE r.rolname OPERATOR(pg_catalog.=) $1
+       AND d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()""", ["pg_catalog.name"])
 _FILE_SETTINGS = Plan("""
     SELECT f.name, f.setting FROM pg_catalog.pg_file_settings f
      WHERE f.error IS NULL OR f.error OPERATOR(pg_catalog.=) 'setting could not be applied'
@@ -39,8 +45,6 @@ _FILE_SETTINGS = Plan("""
 _CUSTOM = Plan("""
     SELECT s.name FROM pg_catalog.pg_settings s
      WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0""", [])
-_SOURCE = Plan("""
-    SELECT s.source FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'shared_preload_libraries'""", [])
 
 
 def context_argument(value: str | None, default: Context) -> Context:
@@ -69,9 +73,9 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
     if context is Context.THIS_SESSION:
         session_list, local_list = (tuple(split_library_list(config.get(name, ""))) for name in PRELOAD_SETTINGS[1:])
         return server.replace(preloads=Preloads(running, None, "the running value", session_list, local_list))
-    files = _file_settings(plpy)
-    at_start, at_start_from = _next_start_list(plpy, running, files)
-    per_role = _role_settings(plpy, r["db"], r["oid"])
+    files = _file_settings(plpy) if r["files_readable"] else None
+    at_start, at_start_from = _next_start_list(r["preload_source"], running, files)
+    per_role = _role_settings(plpy, r["role_settings"], r["db"], r["oid"])
 
     def for_new_session(name: str) -> tuple[str, ...]:
         # The role's and database's setting, else the files' (or, unreadable, the RESET value).
@@ -93,33 +97,31 @@ def in_context(plpy, server: Server, config: dict[str, str], context: Context, r
                           messages=messages)
 
 
-def _file_settings(plpy) -> dict[str, str] | None:
+def _file_settings(plpy) -> dict[str, str]:
     """The configuration files' settings as the next start reads them (the last
-    line for a name wins), or None if the caller may not read pg_file_settings."""
-    if not plpy.execute(_FILE_READABLE.get(plpy))[0]["ok"]:
-        return None
+    line for a name wins); for a caller who may read pg_file_settings."""
     fs = session(plpy).fs
     return {row["name"]: fs(row["setting"]) for row in plpy.execute(_FILE_SETTINGS.get(plpy))}
 
 
-def _next_start_list(plpy, running: tuple[str, ...], files: dict[str, str] | None) -> tuple[tuple[str, ...], str]:
-    """shared_preload_libraries as the next start reads it, and where that came from."""
-    rows = plpy.execute(_SOURCE.get(plpy))        # no row: a superuser-only setting, hidden from this role
-    source = rows[0]["source"] if rows else None
+def _next_start_list(source: str | None, running: tuple[str, ...],
+                     files: dict[str, str] | None) -> tuple[tuple[str, ...], str]:
+    """shared_preload_libraries as the next start reads it, and where that came from.
+    source: pg_settings' (None: a superuser-only setting, hidden from this role)."""
     if files is None or source in ("command line", "environment variable"):
         return running, "the running value"
     return tuple(split_library_list(files.get("shared_preload_libraries", ""))), "the configuration files"
 
 
-def _role_settings(plpy, db: int, role: int) -> dict[str, str]:
-    """ALTER ROLE / ALTER DATABASE settings of the preload lists and lc_messages, the most specific first."""
-    rows = plpy.execute(_ROLE_SETTINGS.get(plpy), [db, role])
+def _role_settings(plpy, rows_json: str | None, db: int, role: int) -> dict[str, str]:
+    """ALTER ROLE / ALTER DATABASE settings of the preload lists and lc_messages, the most specific first.
+    rows_json: the pg_db_role_setting rows that apply, [setdatabase, setrole, setconfig] each."""
     rank = {(db, role): 0, (0, role): 1, (db, 0): 2, (0, 0): 3}
     fs = session(plpy).fs
     out: dict[str, tuple[int, str]] = {}
-    for row in rows:
-        k = rank.get((row["db"], row["role"]), 4)
-        for entry in row["setconfig"] or []:
+    for setdatabase, setrole, setconfig in json.loads(rows_json) if rows_json else ():
+        k = rank.get((setdatabase, setrole), 4)
+        for entry in setconfig or []:
             name, _, value = entry.partition("=")
             if (name in PRELOAD_SETTINGS or name == "lc_messages") and (name not in out or k < out[name][0]):
                 out[name] = (k, fs(value))

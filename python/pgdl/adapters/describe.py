@@ -56,14 +56,15 @@ def read_settings(plpy) -> tuple[dict, dict[str, str]]:
     return row, config
 
 
-def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -> Server:
-    """settings: read_settings(), if the caller needs them too."""
+def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None, mapped: bool = True) -> Server:
+    """settings: read_settings(), if the caller needs them too; mapped: whether
+    the answer is about this session, whose mapped files then count."""
     row, config = settings or read_settings(plpy)
-    loaded = read_maps()
+    loaded = read_maps() if mapped else []
     version = row["version_num"] // 100
     magic = ServerMagic(version=version, funcmaxargs=row["funcmaxargs"], indexmaxkeys=row["indexmaxkeys"],
                         namedatalen=row["identifier_length"] + 1, float8byval=config.get("FLOAT8PASSBYVAL") == "true",
-                        abi_extra=server_abi_extra(loaded, config["PKGLIBDIR"], version))
+                        abi_extra=_abi_extra(loaded, config["PKGLIBDIR"], version))
     executable = os.readlink("/proc/self/exe")
     environ = dict(os.environ)
     messages = Messages(Messages.of(row["lc_messages"], environ), config.get("LOCALEDIR", ""),
@@ -75,3 +76,17 @@ def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None) -
                   uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable),
                   service=service_of(os.getcwd()), extension_control_path=config.get("extension_control_path", ""),
                   messages=messages)
+
+
+_ABI_EXTRA: list[str] = []     # found once: the running postgres is the backend's for its whole life
+
+
+def _abi_extra(loaded, pkglibdir: str, version: int) -> str:
+    """The server's FMGR_ABI_EXTRA (pgdl.postgres.magic.server_abi_extra), from this
+    backend's mapped modules; kept once one of them shows it."""
+    if _ABI_EXTRA:
+        return _ABI_EXTRA[0]
+    extra = server_abi_extra(loaded or read_maps(), pkglibdir, version)
+    if extra is not None:
+        _ABI_EXTRA.append(extra)
+    return extra or "PostgreSQL"

@@ -267,18 +267,19 @@ def server_block_bytes(server: ServerMagic, major: int, elf_class: int = 64) -> 
 _ABI_EXTRA = filestate.FileCache(64)
 
 
-def server_abi_extra(loaded, pkglibdir: str, version: int) -> str:
-    """FMGR_ABI_EXTRA of a running server, which no setting shows.
+def server_abi_extra(loaded, pkglibdir: str, version: int) -> str | None:
+    """FMGR_ABI_EXTRA of a running server, which no setting shows; None if no
+    loaded module tells (stock builds say "PostgreSQL").
 
     A module that the backend has already loaded from pkglibdir (PL/Python
     itself, at least) passed the server's magic check, so its abi_extra is the
-    server's.  Stock builds say "PostgreSQL".  loaded: server.loaded."""
+    server's.  loaded: server.loaded."""
     for obj in loaded:
         if obj.path.startswith(pkglibdir.rstrip("/") + "/"):
             extra = _ABI_EXTRA.get(obj.path, lambda _state: _abi_extra_of(obj.path, version), version)
             if extra is not None:
                 return extra
-    return "PostgreSQL"
+    return None
 
 
 def _abi_extra_of(path: str, version: int) -> str | None:
