@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 releases=("$@")
 [ ${#releases[@]} -gt 0 ] || releases=(bullseye bookworm trixie sid)
 cache=${PGDL_MATRIX_CACHE:-/var/cache/pgdl-matrix}
-tests=${PGDL_MATRIX_TESTS:-tests/test_loader_stages.py tests/test_predict_load.py tests/test_seed_case.py tests/test_check_magic.py tests/test_contexts.py tests/test_diagnose.py tests/test_audit.py tests/test_platform.py tests/test_upgrade.py tests/test_remedies.py tests/test_extensions.py tests/test_reports.py tests/test_translations.py}
+tests=${PGDL_MATRIX_TESTS:-tests/test_loader_stages.py tests/test_predict_load.py tests/test_seed_case.py tests/test_check_magic.py tests/test_contexts.py tests/test_diagnose.py tests/test_audit.py tests/test_platform.py tests/test_upgrade.py tests/test_remedies.py tests/test_extensions.py tests/test_reports.py tests/test_translations.py tests/test_persist.py}
 
 # The Debian archive this machine's apt already uses.
 mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)

@@ -40,6 +40,24 @@ def test_system_directories_are_the_loaders_own():
     assert libc.dst_lib == listed[0].strip("/")
 
 
+def test_the_loaders_strings_are_found_as_the_patterns_find_them():
+    """libc's anchored searches (each from the bytes every match must hold) give the
+    leftmost match of the whole-file regex, for the loader and libc here and for odd bytes."""
+    import random
+    from pgdl import libc
+    loader = interpreter_of(os.path.join(pg_config("--bindir"), "postgres"))
+    samples = [open(loader, "rb").read(), open(os.path.join(os.path.dirname(os.path.realpath(loader)),
+                                                            "libc.so.6"), "rb").read()]
+    rnd = random.Random(19)
+    alphabet = b"/\0ab.+ release version stable development 2.36"
+    samples += [bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 80))) for _ in range(5000)]
+    for data in samples:
+        for whole, anchored in ((libc._SYSTEM_DIRS.search, libc._system_dirs), (libc._GLIBC_RELEASE.search,
+                                                                                 libc._release)):
+            expected, found = whole(data), anchored(data)
+            assert (expected and expected.span()) == (found and found.span()), data[:200]
+
+
 def test_the_servers_description_names_its_loader(cluster):
     rows = cluster.query("SELECT message FROM pgdl.diagnose('plpgsql') WHERE topic = 'loader'")
     assert f"glibc {GLIBC[0]}.{GLIBC[1]}" in rows[0][0], rows

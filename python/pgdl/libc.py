@@ -22,6 +22,41 @@ _LOADER_FILE = re.compile(r"^ld-(\d+)\.(\d+)\.so$")
 _SYSTEM_DIRS = re.compile(rb"(?:/[A-Za-z0-9_.+-][A-Za-z0-9_./+-]*/\0){2,}")
 
 
+_DIR_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./+-")
+
+
+def _system_dirs(data: bytes) -> re.Match | None:
+    """_SYSTEM_DIRS.search(data), without scanning the whole loader with it (4 ms).
+
+    Every match has a "/\0/" where its first directory ends, and starts at a
+    '/' in the run of directory bytes before it (the run cannot cross a NUL),
+    so trying those starts, run by run, finds the same leftmost match."""
+    end = data.find(b"/\0/")
+    while end >= 0:
+        start = end
+        while start > 0 and data[start - 1] in _DIR_BYTES:
+            start -= 1
+        for at in range(start, end):
+            if data[at] == 0x2F:
+                found = _SYSTEM_DIRS.match(data, at)
+                if found:
+                    return found
+        end = data.find(b"/\0/", end + 1)
+    return None
+
+
+def _release(data: bytes) -> re.Match | None:
+    """_GLIBC_RELEASE.search(data), from each " release version " in turn."""
+    at = data.find(b" release version ")
+    while at >= 0:
+        for start in (at - len(b"development"), at - len(b"stable")):
+            found = _GLIBC_RELEASE.match(data, start) if start >= 0 else None
+            if found:
+                return found
+        at = data.find(b" release version ", at + 1)
+    return None
+
+
 # Backports a release branch may carry, told by a string only they add to ld.so.
 BACKPORTS = {
     # glibc.rtld.execstack=2 (2.42; on the 2.41 branch too: Debian 13's 2.41 has it).
@@ -88,7 +123,7 @@ def _libc_of(executable: str) -> Libc:
         return Libc(LibcKind.UNKNOWN, loader=loader)
     if b"ld-musl-" in loader.encode() or b"musl libc" in data:
         return Libc(LibcKind.MUSL, loader=loader)
-    dirs = _SYSTEM_DIRS.search(data)
+    dirs = _system_dirs(data)
     system_dirs = tuple(d.decode() for d in dirs.group(0).split(b"\0") if d) if dirs else ()
     version = _glibc_release(data, rootfs.realpath(loader), system_dirs)
     if version is None:
@@ -98,7 +133,7 @@ def _libc_of(executable: str) -> Libc:
 
 
 def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...]) -> tuple[int, int] | None:
-    found = _GLIBC_RELEASE.search(data)
+    found = _release(data)
     if found:
         return int(found.group(1)), int(found.group(2))
     named = _LOADER_FILE.match(os.path.basename(real_loader))
@@ -107,7 +142,7 @@ def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...]) 
     for directory in system_dirs:
         try:
             with open(rootfs.host(directory + "libc.so.6"), "rb") as f:
-                found = _GLIBC_RELEASE.search(f.read(MAX_LOADER_SIZE))
+                found = _release(f.read(MAX_LOADER_SIZE))
         except OSError:
             continue
         if found:

@@ -133,13 +133,16 @@ def _code_identity() -> str:
     global _code
     if _code is None:
         from . import __version__
-        root = os.path.dirname(os.path.abspath(__file__))
-        parts = [__version__]
-        for directory, _dirs, files in sorted(os.walk(root)):
-            for name in sorted(f for f in files if f.endswith(".py")):
-                st = os.stat(os.path.join(directory, name))
-                parts.append(f"{os.path.relpath(os.path.join(directory, name), root)}:{st.st_size}:{st.st_mtime_ns}")
-        _code = blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+        parts, directories = [__version__], [os.path.dirname(os.path.abspath(__file__))]
+        for directory in directories:
+            with os.scandir(directory) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                        directories.append(entry.path)
+                    elif entry.name.endswith(".py"):
+                        st = entry.stat()
+                        parts.append((entry.path, st.st_size, st.st_mtime_ns))
+        _code = digest_of(parts).hex()
     return _code
 
 
@@ -193,7 +196,7 @@ def _read(path: str) -> tuple[dict, tuple | None]:
         return {}, None
     finally:
         os.close(fd)
-    if not isinstance(answers, dict) or not all(isinstance(k, bytes) for k in answers):
+    if not isinstance(answers, dict):      # a key that is no digest is never looked up; values are checked on use
         return {}, None
     return answers, (st.st_ino, st.st_size, st.st_mtime_ns)
 
