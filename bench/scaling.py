@@ -7,7 +7,8 @@ whose closure is about a hundred libraries ("big", skipped without
 libgdal).  The modules are copies of one build under N names: they share
 their dependencies, as a host's modules do.  Measured, each a whole process:
 `pgdl predict-load` of the N files (one call of the shell tool: the engine
-the SQL audit uses, PL/Python aside), `ldd -r` once per file, and one libtree
+the SQL audit uses, PL/Python aside, keeping no answers across processes, so
+that each run works everything out), `ldd -r` once per file, and one libtree
 process over all N (its dependency search, without symbol binding).
 
 Usage: /usr/bin/python3 bench/scaling.py [--runs N]   (bench/run.sh runs it)"""
@@ -68,7 +69,10 @@ def timed(command: list[str], **kw) -> float:
 
 
 def pgdl(files: list[str]) -> float:
-    return timed([sys.executable, "-m", "pgdl", "predict-load", *files], cwd=REPO / "python")
+    """Without the answers pgdl keeps across processes (PGDL_CACHE_DIR empty): every
+    run works everything out, as a host's first audit does."""
+    return timed([sys.executable, "-m", "pgdl", "predict-load", *files], cwd=REPO / "python",
+                 env={**os.environ, "PGDL_CACHE_DIR": ""})
 
 
 def ldd(files: list[str]) -> float:
