@@ -223,3 +223,37 @@ def test_kept_answers_equal_worked_out_ones(server):
     first = server.query(audit)
     assert kept(server)
     assert server.query(audit) == first == nothing_kept
+
+
+# -- the package alone ---------------------------------------------------------------
+
+def test_an_answer_worked_out_from_a_failed_read_is_not_kept(tmp_path, monkeypatch):
+    from pgdl import persist
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(persist, "_answers", None)
+    kind = persist.Kind("test")
+    old = filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))      # settled long ago
+
+    def failing():
+        persist.distrust()
+        return "from a failed read"
+    with persist.kept():
+        assert kind.answer(("a",), [old], failing) == "from a failed read"
+        assert kind.answer(("b",), [old], lambda: "sound") == "sound"
+    monkeypatch.setattr(persist, "_answers", None)                  # as a new process reads it
+    with persist.kept():
+        assert kind.answer(("a",), [old], lambda: "worked out again") == "worked out again"
+        assert kind.answer(("b",), [old], lambda: "not asked") == "sound"
+
+
+def test_a_file_that_cannot_be_opened_again_is_an_elf_error(build, tmp_path):
+    """An object read in part, whose file then becomes unreadable: its next read fails cleanly."""
+    from pgdl.elf import ElfError, open_elf
+    mod = build("keep_reopen", GOOD_MODULE)
+    obj = open_elf(str(mod))
+    os.chmod(mod, 0)
+    try:
+        with pytest.raises(ElfError):
+            obj.read_at(obj.size - 1, 1)
+    finally:
+        os.chmod(mod, 0o644)

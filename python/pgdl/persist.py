@@ -51,6 +51,7 @@ _loaded_state: tuple | None = None              # the file's (ino, size, mtime_n
 _new: dict[bytes, object] = {}                  # kept in this block, written at its end
 _active = False
 _code: str | None = None
+_distrusted = 0                                 # reads that failed (pgdl.elf.objects), ever
 
 
 @contextmanager
@@ -100,6 +101,15 @@ def digest_of(value) -> bytes:
     return blake2b(repr(value).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
+def distrust() -> None:
+    """A read failed (an I/O error, a file that changed under the reader): the
+    answers being worked out now may rest on it and are not kept, whatever
+    they are (a damaged file's answer, which fails the same way each time,
+    is still kept)."""
+    global _distrusted
+    _distrusted += 1
+
+
 class Kind:
     """One kind of answer kept, and how its values are written as plain data."""
 
@@ -119,8 +129,10 @@ class Kind:
                 return kept[0] if self.from_plain is None else self.from_plain(kept[0])
             except (TypeError, ValueError):  # not what this code writes: work it out
                 pass
+        failed_reads = _distrusted
         value = compute()
-        _put(digest, (value if self.to_plain is None else self.to_plain(value),), rests_on)
+        if _distrusted == failed_reads:
+            _put(digest, (value if self.to_plain is None else self.to_plain(value),), rests_on)
         return value
 
 

@@ -15,7 +15,7 @@ import os
 import stat
 import struct
 
-from .. import filestate, interrupts, rootfs
+from .. import filestate, interrupts, persist, rootfs
 from .format import (BLOCK, GNU_PROPERTY_X86_ISA_1_NEEDED, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
                      MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_RELRO, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
@@ -101,18 +101,25 @@ class ElfObject:
             return b""
         if self._fd is None:
             with self.reading():
+                if self._fd is None:
+                    raise ElfError("the file cannot be opened again")
                 return self.read_at(offset, size)
         start, block = self._block
         if start <= offset and offset + size <= start + len(block):
             return block[offset - start:offset - start + size]
-        if size < BLOCK:
-            # Small reads come in runs (version chains, hash chains): read ahead.
-            block = os.pread(self._fd, min(BLOCK, self.size - offset), offset)
-            self._block = (offset, block)
-            data = block[:size]
-        else:
-            data = os.pread(self._fd, size, offset)
+        try:
+            if size < BLOCK:
+                # Small reads come in runs (version chains, hash chains): read ahead.
+                block = os.pread(self._fd, min(BLOCK, self.size - offset), offset)
+                self._block = (offset, block)
+                data = block[:size]
+            else:
+                data = os.pread(self._fd, size, offset)
+        except OSError:
+            persist.distrust()
+            raise
         if len(data) != size:
+            persist.distrust()
             raise ElfError("file changed while being read")
         return data
 
@@ -226,6 +233,7 @@ class _Reading:
                 try:
                     self.fd, _size = _open_regular(self.obj.path)
                 except (OSError, ElfError):
+                    persist.distrust()
                     return                # each read will try, and fail, on its own
             self.obj._fd, self.opened = self.fd, True
 
