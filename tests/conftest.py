@@ -163,6 +163,20 @@ class OwnServer:
         (self.data / "postgresql.auto.conf").write_text(f"shared_preload_libraries = '{value}'\n")
 
 
+def started_server(tmp_path_factory, name: str, port_base: int, bindir: str | None = None, pgdl: bool = True,
+                   **environ: str):
+    """A generator for a module-scoped fixture: an OwnServer in a directory of its
+    own, started with `environ` (and pgdl created), stopped afterwards."""
+    root = tmp_path_factory.mktemp(name)
+    os.chmod(root, 0o755)
+    server = OwnServer(root, bindir or pg_config("--bindir"), port_base=port_base)
+    assert server.start(**environ), server.log.read_text()
+    if pgdl:
+        server.query("CREATE EXTENSION pgdl CASCADE")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def cluster():
     with testing.postgresql.Postgresql() as pg:

@@ -13,7 +13,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import OwnServer, ServerError, pg_config
+from conftest import ServerError, pg_config, started_server
 
 PKGLIBDIR = pg_config("--pkglibdir")
 BINDIR = pg_config("--bindir")
@@ -244,13 +244,7 @@ void _PG_init(void) {{
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("own")
-    os.chmod(root, 0o755)
-    server = OwnServer(root, BINDIR)
-    assert server.start()
-    server.query("CREATE EXTENSION pgdl CASCADE")
-    yield server
-    server.stop()
+    yield from started_server(tmp_path_factory, "own", 25000)
 
 
 def fatal_line(server) -> str:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OwnServer, ServerError, pg_config
+from conftest import ServerError, started_server
 from modules import GOOD_MODULE
 from pgdl import filestate
 
-BINDIR = pg_config("--bindir")
 SONAME = "libpgdlkeep.so.1"
 OLD_LIB = "int keep_old(void) { return 1; }\n"
 NEW_LIB = OLD_LIB + "int keep_new(void) { return 2; }\n"
@@ -32,14 +31,10 @@ PREDICT = "SELECT will_load, sqlstate, message, detail, hint FROM pgdl.predict_l
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("persist")
-    os.chmod(root, 0o755)
-    own = OwnServer(root, BINDIR, port_base=40000)
-    own.cache = root / "cache"
-    assert own.start(PGDL_CACHE_DIR=str(own.cache)), own.log.read_text()
-    own.query("CREATE EXTENSION pgdl CASCADE")
-    yield own
-    own.stop()
+    cache = tmp_path_factory.mktemp("persist-cache")
+    for own in started_server(tmp_path_factory, "persist", 40000, PGDL_CACHE_DIR=str(cache)):   # once
+        own.cache = cache
+        yield own
 
 
 def settle() -> None:

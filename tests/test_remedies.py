@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OwnServer, pg_config
+from conftest import started_server
 
-BINDIR = pg_config("--bindir")
 
 OLD_LIB = "int remedy_base(void) { return 1; }\n"
 NEW_LIB = OLD_LIB + "int remedy_new(void) { return 2; }\n"
@@ -34,13 +33,7 @@ SONAME = "libpgdlremedy.so.1"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("remedies")
-    os.chmod(root, 0o755)
-    own = OwnServer(root, BINDIR, port_base=35000)
-    assert own.start()
-    own.query("CREATE EXTENSION pgdl CASCADE")
-    yield own
-    own.stop()
+    yield from started_server(tmp_path_factory, "remedies", 35000)
 
 
 def restart(server, **environ):
