@@ -252,3 +252,26 @@ def test_a_file_that_cannot_be_opened_again_is_an_elf_error(build, tmp_path):
             obj.read_at(obj.size - 1, 1)
     finally:
         os.chmod(mod, 0o644)
+
+
+def test_the_answers_in_use_are_the_last_to_go(tmp_path, monkeypatch):
+    from pgdl import persist
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(persist, "MAX_ENTRIES", 3)
+    kind, old = persist.Kind("test"), filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))
+
+    def new_process():
+        monkeypatch.setattr(persist, "_answers", None)
+        monkeypatch.setattr(persist, "_used", set())
+    new_process()
+    with persist.kept():
+        for name in "abc":
+            kind.answer((name,), [old], lambda: name)
+    new_process()
+    with persist.kept():
+        assert kind.answer(("a",), [old], lambda: "again") == "a"       # in use
+        kind.answer(("d",), [old], lambda: "d")
+    new_process()
+    with persist.kept():
+        kept = {n: kind.answer((n,), [old], lambda: None) for n in "abcd"}
+    assert kept == {"a": "a", "b": None, "c": "c", "d": "d"}

@@ -43,12 +43,13 @@ except ImportError:                  # pragma: no cover - a Python built without
 from . import filestate
 
 FILE_NAME = "answers"
-MAX_ENTRIES = 20_000          # an audit of a big host keeps about 200; the oldest go first
+MAX_ENTRIES = 5_000           # an audit of a big host keeps about 200 a context; the least recently used go
 MAX_BYTES = 8 << 20           # a file larger than this is not read (it is not pgdl's)
 
 _answers: dict[bytes, object] | None = None     # loaded on first use in a kept() block
 _loaded_state: tuple | None = None              # the file's (ino, size, mtime_ns) when read
 _new: dict[bytes, object] = {}                  # kept in this block, written at its end
+_used: set[bytes] = set()                       # found by this process: the last to be dropped
 _active = False
 _code: str | None = None
 _distrusted = 0                                 # reads that failed (pgdl.elf.objects), ever
@@ -85,7 +86,10 @@ def put(kind: str, key: tuple, value, rests_on) -> None:
 
 def _get(digest: bytes):
     answers = _load()
-    return None if answers is None else answers.get(digest)
+    found = None if answers is None else answers.get(digest)
+    if found is not None:
+        _used.add(digest)
+    return found
 
 
 def _put(digest: bytes, value, rests_on) -> None:
@@ -230,6 +234,9 @@ def _write() -> None:
         theirs, _ = _read(path)
         theirs.update(new)
         _answers = theirs
+    for digest in (*_used, *new):            # the answers in use move to the end, last to go
+        if digest in _answers:
+            _answers[digest] = _answers.pop(digest)
     while len(_answers) > MAX_ENTRIES:
         del _answers[next(iter(_answers))]
     temporary = os.path.join(where, f".{FILE_NAME}.{os.getpid()}")    # one backend writes it at a time
