@@ -222,10 +222,18 @@ def test_kept_answers_equal_worked_out_ones(server):
 
 # -- the package alone ---------------------------------------------------------------
 
-def test_an_answer_worked_out_from_a_failed_read_is_not_kept(tmp_path, monkeypatch):
+def new_process(monkeypatch):
+    """pgdl.persist as a process that has read nothing yet."""
     from pgdl import persist
+    for name, value in (("_answers", None), ("_loaded_state", None), ("_used", set()), ("_distrusted", False)):
+        monkeypatch.setattr(persist, name, value)
+    return persist
+
+
+def test_a_process_whose_read_failed_keeps_nothing_more(tmp_path, monkeypatch):
+    """What rests on a failed read may be in the process's own caches: nothing more is kept."""
     monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(persist, "_answers", None)
+    persist = new_process(monkeypatch)
     kind = persist.Kind("test")
     old = filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))      # settled long ago
 
@@ -233,12 +241,47 @@ def test_an_answer_worked_out_from_a_failed_read_is_not_kept(tmp_path, monkeypat
         persist.distrust()
         return "from a failed read"
     with persist.kept():
-        assert kind.answer(("a",), [old], failing) == "from a failed read"
-        assert kind.answer(("b",), [old], lambda: "sound") == "sound"
-    monkeypatch.setattr(persist, "_answers", None)                  # as a new process reads it
+        assert kind.answer(("a",), [old], lambda: "sound") == "sound"
+        assert kind.answer(("b",), [old], failing) == "from a failed read"
     with persist.kept():
-        assert kind.answer(("a",), [old], lambda: "worked out again") == "worked out again"
-        assert kind.answer(("b",), [old], lambda: "not asked") == "sound"
+        assert kind.answer(("c",), [old], lambda: "after it") == "after it"
+    persist = new_process(monkeypatch)
+    with persist.kept():
+        assert kind.answer(("a",), [old], lambda: "not asked") == "sound"
+        assert kind.answer(("b",), [old], lambda: "worked out again") == "worked out again"
+        assert kind.answer(("c",), [old], lambda: "worked out again") == "worked out again"
+
+
+def test_a_removed_answers_file_is_seen_by_a_running_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    persist = new_process(monkeypatch)
+    kind, old = persist.Kind("test"), filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))
+    with persist.kept():
+        kind.answer(("a",), [old], lambda: "kept")
+    (tmp_path / "cache" / "answers").unlink()
+    with persist.kept():                              # the same process, after the removal
+        assert kind.answer(("a",), [old], lambda: "again") == "again"
+        kind.answer(("b",), [old], lambda: "new")
+    persist = new_process(monkeypatch)
+    with persist.kept():
+        assert kind.answer(("a",), [old], lambda: "worked out") == "again"
+
+
+@pytest.mark.parametrize("where", ["relative", "symlink"])
+def test_an_odd_cache_directory_keeps_nothing(tmp_path, monkeypatch, where):
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    if where == "symlink":
+        (tmp_path / "link").symlink_to(target)
+        monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "link"))
+    else:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("PGDL_CACHE_DIR", "elsewhere")
+    persist = new_process(monkeypatch)
+    kind, old = persist.Kind("test"), filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))
+    with persist.kept():
+        kind.answer(("a",), [old], lambda: "kept?")
+    assert list(target.iterdir()) == []
 
 
 def test_a_file_that_cannot_be_opened_again_is_an_elf_error(build, tmp_path):
@@ -255,23 +298,45 @@ def test_a_file_that_cannot_be_opened_again_is_an_elf_error(build, tmp_path):
 
 
 def test_the_answers_in_use_are_the_last_to_go(tmp_path, monkeypatch):
-    from pgdl import persist
     monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    persist = new_process(monkeypatch)
     monkeypatch.setattr(persist, "MAX_ENTRIES", 3)
     kind, old = persist.Kind("test"), filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))
-
-    def new_process():
-        monkeypatch.setattr(persist, "_answers", None)
-        monkeypatch.setattr(persist, "_used", set())
-    new_process()
     with persist.kept():
         for name in "abc":
             kind.answer((name,), [old], lambda: name)
-    new_process()
+    new_process(monkeypatch)
     with persist.kept():
         assert kind.answer(("a",), [old], lambda: "again") == "a"       # in use
         kind.answer(("d",), [old], lambda: "d")
-    new_process()
+    new_process(monkeypatch)
     with persist.kept():
         kept = {n: kind.answer((n,), [old], lambda: None) for n in "abcd"}
     assert kept == {"a": "a", "b": None, "c": "c", "d": "d"}
+
+
+def test_a_file_switched_between_its_stat_and_its_reads_is_not_kept_on(build, tmp_path, monkeypatch):
+    """A path (a symlink flipped, say) that is another file when read than when examined."""
+    from pgdl.elf import ElfError, objects
+    persist = new_process(monkeypatch)
+    first, second = build("keep_first", GOOD_MODULE), build("keep_second", MODULE)
+    link = tmp_path / "current.so"
+    link.symlink_to(first)
+    real_open = objects.open_elf
+
+    def switched(path):
+        link.unlink()
+        link.symlink_to(second)
+        return real_open(path)
+    monkeypatch.setattr(objects, "open_elf", switched)
+    with filestate.one_call():
+        objects.cached_elf(str(link))
+    assert persist._distrusted
+    # Read again later, by path, after another switch: the reads fail, and distrust.
+    persist = new_process(monkeypatch)
+    obj = real_open(str(link))
+    link.unlink()
+    link.symlink_to(first)
+    with pytest.raises(ElfError):
+        obj.read_at(obj.size - 1, 1)
+    assert persist._distrusted

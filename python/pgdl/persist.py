@@ -19,11 +19,13 @@ again within its timestamp).  Which files an answer rests on is worked out
 anew by each call; only the answer kept is reused.
 
 The file is ~/.cache/pgdl/answers of the OS user (its home from the password
-database), read only if that user owns it and its directory and nobody else
-can write to either.  PGDL_CACHE_DIR in the server's environment names
-another directory; set to the empty string, nothing is kept.  Deleting the
-file is always safe.  Only inside `kept()` (one SQL call, one shell-tool run)
-are answers looked up or kept.
+database), read only if that user owns it and its directory (neither a
+symlink) and nobody else can write to either.  PGDL_CACHE_DIR in the
+server's environment names another directory (absolute); set to the empty
+string, nothing is kept.  Deleting the file is always safe: each call looks
+whether it changed.  Only inside `kept()` (one SQL call, one shell-tool run)
+are answers looked up or kept; a process in which a read failed keeps no more
+(distrust()).
 """
 
 from __future__ import annotations
@@ -44,74 +46,47 @@ from . import filestate
 
 FILE_NAME = "answers"
 MAX_ENTRIES = 5_000           # an audit of a big host keeps about 200 a context; the least recently used go
-MAX_BYTES = 8 << 20           # a file larger than this is not read (it is not pgdl's)
+MAX_BYTES = 8 << 20           # a larger file is not read, nor written
 
-_answers: dict[bytes, object] | None = None     # loaded on first use in a kept() block
-_loaded_state: tuple | None = None              # the file's (ino, size, mtime_ns) when read
+_answers: dict[bytes, object] | None = None     # as read (and added to) by this process
+_loaded_state: tuple | None = None              # the file's identity when read (_identity_of)
 _new: dict[bytes, object] = {}                  # kept in this block, written at its end
 _used: set[bytes] = set()                       # found by this process: the last to be dropped
 _active = False
-_code: str | None = None
-_distrusted = 0                                 # reads that failed (pgdl.elf.objects), ever
+_started_ns = 0                                 # when this block began (pgdl.filestate.settled)
+_distrusted = False                             # a read failed in this process (pgdl.elf.objects)
 
 
 @contextmanager
 def kept():
     """One call: answers may be looked up and kept; the new ones are written at the end."""
-    global _active
+    global _active, _answers, _started_ns
     if _active:
         yield
         return
-    _active = True
+    _active, _started_ns = True, time.time_ns()
+    if _answers is not None and _file_identity() != _loaded_state:
+        _answers = None                  # changed or removed since this process read it: read it again
     try:
         yield
     finally:
         _active = False
         if _new:
-            _write()
-
-
-def get(kind: str, key: tuple):
-    """The answer kept under (kind, key), or None.  key: plain values, the
-    states of the files the answer rests on among them."""
-    return _get(_digest(kind, key)) if _active else None
-
-
-def put(kind: str, key: tuple, value, rests_on) -> None:
-    """Keep `value` (plain data marshal can write) under (kind, key), if every
-    state it rests on (the states in the key) is settled."""
-    if _active:
-        _put(_digest(kind, key), value, rests_on)
-
-
-def _get(digest: bytes):
-    answers = _load()
-    found = None if answers is None else answers.get(digest)
-    if found is not None:
-        _used.add(digest)
-    return found
-
-
-def _put(digest: bytes, value, rests_on) -> None:
-    if _load() is None:
-        return
-    now = time.time_ns()
-    if all(filestate.settled(s, now) for s in rests_on):
-        _answers[digest] = _new[digest] = value
-
-
-def digest_of(value) -> bytes:
-    """A short stand-in for a long part of a key (the same value, the same digest)."""
-    return blake2b(repr(value).encode("utf-8", "surrogateescape"), digest_size=16).digest()
+            try:
+                _write()
+            except Exception:            # a cache: never the reason a call fails
+                pass
+            _new.clear()
 
 
 def distrust() -> None:
-    """A read failed (an I/O error, a file that changed under the reader): the
-    answers being worked out now may rest on it and are not kept, whatever
-    they are (a damaged file's answer, which fails the same way each time,
-    is still kept)."""
+    """A read failed (an I/O error, a file that changed under the reader, or
+    one that is not the file examined).  What rests on it may be remembered in
+    this process's own caches and reused by later answers, so from now on this
+    process keeps nothing (a damaged file, which fails the same way each time,
+    is no reason: its errors are not failed reads)."""
     global _distrusted
-    _distrusted += 1
+    _distrusted = True
 
 
 class Kind:
@@ -123,33 +98,39 @@ class Kind:
         self.name, self.to_plain, self.from_plain = name, to_plain, from_plain
 
     def answer(self, key: tuple, rests_on, compute):
-        """The answer kept under key, else compute()'s (then kept, if what it rests on is settled)."""
-        if not _active:
+        """The answer kept under key, else compute()'s (then kept, if every state
+        it rests on -- those in the key -- is settled).  key: plain values with
+        a repr that tells them apart (tuples, str, int, bool, None, States)."""
+        if not _active or _CODE is None or _load() is None:
             return compute()
-        digest = _digest(self.name, key)
-        kept = _get(digest)
+        digest = digest_of((_CODE, self.name, key))
+        kept = _answers.get(digest)
         if isinstance(kept, tuple) and len(kept) == 1:
             try:
-                return kept[0] if self.from_plain is None else self.from_plain(kept[0])
+                value = kept[0] if self.from_plain is None else self.from_plain(kept[0])
             except (TypeError, ValueError):  # not what this code writes: work it out
                 pass
-        failed_reads = _distrusted
+            else:
+                _used.add(digest)
+                return value
         value = compute()
-        if _distrusted == failed_reads:
-            _put(digest, (value if self.to_plain is None else self.to_plain(value),), rests_on)
+        # A state examined during this block was examined after it began.
+        if not _distrusted and all(filestate.settled(s, _started_ns) for s in rests_on):
+            _answers[digest] = _new[digest] = (value if self.to_plain is None else self.to_plain(value),)
         return value
 
 
-def _digest(kind: str, key: tuple) -> bytes:
-    return digest_of((_code_identity(), kind, key))
+def digest_of(value) -> bytes:
+    """A short stand-in for a long part of a key (the same value, the same digest)."""
+    return blake2b(repr(value).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
-def _code_identity() -> str:
-    """pgdl's version and the state of each of its modules: new code, new answers."""
-    global _code
-    if _code is None:
-        from . import __version__
-        parts, directories = [__version__], [os.path.dirname(os.path.abspath(__file__))]
+def _code_identity() -> str | None:
+    """pgdl's version and the state of each of its modules, as this process
+    imported them: new code, new answers.  None (nothing kept) if they cannot be read."""
+    from . import __version__
+    parts, directories = [__version__], [os.path.dirname(os.path.abspath(__file__))]
+    try:
         for directory in directories:
             with os.scandir(directory) as entries:
                 for entry in sorted(entries, key=lambda e: e.name):
@@ -157,16 +138,20 @@ def _code_identity() -> str:
                         directories.append(entry.path)
                     elif entry.name.endswith(".py"):
                         st = entry.stat()
-                        parts.append((entry.path, st.st_size, st.st_mtime_ns))
-        _code = digest_of(parts).hex()
-    return _code
+                        parts.append((entry.path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    except OSError:
+        return None
+    return digest_of(parts).hex()
+
+
+_CODE = _code_identity()
 
 
 def directory() -> str | None:
     """Where the answers are kept, or None if nowhere."""
     chosen = os.environ.get("PGDL_CACHE_DIR")
     if chosen is not None:
-        return chosen or None
+        return chosen if os.path.isabs(chosen) else None
     try:
         home = pwd.getpwuid(os.geteuid()).pw_dir
     except KeyError:
@@ -178,82 +163,117 @@ def _trusted(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _load() -> dict | None:
-    """The kept answers (read once a process), or None if none can be kept."""
-    global _answers, _loaded_state
-    if _answers is not None:
-        return _answers
+def _open_directory() -> int | None:
+    """The answers' directory, opened (never through a symlink) if it is to be trusted."""
     where = directory()
     if where is None:
         return None
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
-        if not _trusted(os.stat(where)):
-            return None
+        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    _answers, _loaded_state = _read(os.path.join(where, FILE_NAME))
+    try:
+        if _trusted(os.fstat(fd)):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _identity_of(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _file_identity() -> tuple | None:
+    """The answers file's identity now, or None if there is none to trust."""
+    fd = _open_directory()
+    if fd is None:
+        return None
+    try:
+        return _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _load() -> dict | None:
+    """The kept answers (read when a block first needs them), or None if none can be kept."""
+    global _answers, _loaded_state
+    if _answers is None:
+        fd = _open_directory()
+        if fd is None:
+            return None
+        try:
+            _answers, _loaded_state = _read(fd)
+        finally:
+            os.close(fd)
     return _answers
 
 
-def _read(path: str) -> tuple[dict, tuple | None]:
+def _read(directory_fd: int) -> tuple[dict, tuple | None]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
     except OSError:
         return {}, None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or not _trusted(st) or st.st_size > MAX_BYTES:
             return {}, None
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-        answers = marshal.loads(data)
+        chunks, size = [], 0
+        while size <= MAX_BYTES:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        answers = marshal.loads(b"".join(chunks))
     except (OSError, EOFError, ValueError, TypeError):
         return {}, None
     finally:
         os.close(fd)
-    if not isinstance(answers, dict):      # a key that is no digest is never looked up; values are checked on use
-        return {}, None
-    return answers, (st.st_ino, st.st_size, st.st_mtime_ns)
+    return (answers, _identity_of(st)) if isinstance(answers, dict) else ({}, None)
 
 
 def _write() -> None:
-    """Write the answers, with what another backend wrote meanwhile; a failure only loses the cache."""
+    """Write the answers, with what another process wrote meanwhile (concurrent
+    writers may lose each other's latest answers: it is a cache)."""
     global _answers, _loaded_state
-    where, new = directory(), dict(_new)
-    _new.clear()
-    if where is None or _answers is None:
+    fd = _open_directory()
+    if fd is None or _answers is None:
         return
-    path = os.path.join(where, FILE_NAME)
-    try:
-        st = os.stat(path)
-        now = (st.st_ino, st.st_size, st.st_mtime_ns)
-    except OSError:
-        now = None
-    if now is not None and now != _loaded_state:
-        theirs, _ = _read(path)
-        theirs.update(new)
-        _answers = theirs
-    for digest in (*_used, *new):            # the answers in use move to the end, last to go
-        if digest in _answers:
-            _answers[digest] = _answers.pop(digest)
-    while len(_answers) > MAX_ENTRIES:
-        del _answers[next(iter(_answers))]
-    temporary = os.path.join(where, f".{FILE_NAME}.{os.getpid()}")    # one backend writes it at a time
     try:
         try:
-            os.unlink(temporary)             # left by a backend that died writing it
-        except FileNotFoundError:
-            pass
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            now = _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
+        except OSError:
+            now = None
+        if now != _loaded_state:
+            # Written by another process since this one read it, or removed: start from that.
+            theirs = _read(fd)[0] if now is not None else {}
+            theirs.update(_new)
+            _answers = theirs
+        for digest in (*_used, *_new):       # the answers in use move to the end, last to go
+            if digest in _answers:
+                _answers[digest] = _answers.pop(digest)
+        while len(_answers) > MAX_ENTRIES:
+            del _answers[next(iter(_answers))]
+        data = marshal.dumps(_answers)
+        if len(data) > MAX_BYTES:
+            return
+        temporary = f".{FILE_NAME}.{os.getpid()}.{os.urandom(6).hex()}"
+        out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=fd)
         try:
-            with os.fdopen(fd, "wb") as f:
-                marshal.dump(_answers, f)
-            os.replace(temporary, path)
+            with os.fdopen(out, "wb") as f:
+                f.write(data)
+            os.replace(temporary, FILE_NAME, src_dir_fd=fd, dst_dir_fd=fd)
         except BaseException:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=fd)
             raise
-        st = os.stat(path)
-        _loaded_state = (st.st_ino, st.st_size, st.st_mtime_ns)
+        _loaded_state = _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
     except OSError:
         pass
+    finally:
+        os.close(fd)

@@ -34,7 +34,7 @@ class ElfObject:
     __slots__ = ("path", "size", "elf_class", "little_endian", "osabi", "abiversion", "e_type", "machine",
                  "phentsize", "phoff", "phnum", "shoff", "shnum", "shentsize", "shstrndx", "loads",
                  "load_flags", "load_aligns", "relro", "stack_flags", "interp", "tls", "x86_isa_needed", "writable", "dynamic_range", "has_dynamic", "needed", "filtees", "soname", "rpath", "runpath", "flags_1", "symbol_table",
-                 "_dyn", "_bloom", "_versions", "_fd", "_block")
+                 "_dyn", "_bloom", "_versions", "_fd", "_block", "opened_as")
 
     def __init__(self, path: str, size: int, elf_class: int, little_endian: bool, osabi: int,
                  abiversion: int, e_type: int, machine: int, phentsize: int,
@@ -78,6 +78,7 @@ class ElfObject:
         self._versions: Versions | None = None
         self._fd: int | None = None                 # open while reading()
         self._block: tuple[int, bytes] = (0, b"")   # read-ahead, while open
+        self.opened_as: tuple = ()                  # the file read: its fstat (dev, ino, size, mtime, ctime)
 
     @property
     def machine_name(self) -> str:
@@ -196,13 +197,21 @@ class ElfObject:
 def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
     interrupts.check()
-    fd, size = _open_regular(path)
+    fd, opened_as = _open_regular(path)
+    size = opened_as[2]
     try:
         first = os.pread(fd, min(BLOCK, size), 0)     # the ELF header, and the program headers after it
+        if len(first) != min(BLOCK, size):
+            persist.distrust()                        # shorter than fstat said: it changed meanwhile
         obj = _parse_header(path, size, first[:64])
+    except OSError:
+        persist.distrust()
+        os.close(fd)
+        raise
     except BaseException:
         os.close(fd)
         raise
+    obj.opened_as = opened_as
     with _Reading(obj, fd):
         obj._block = (0, first)
         _read_program_headers(obj)
@@ -231,10 +240,15 @@ class _Reading:
         if self.obj._fd is None:
             if self.fd is None:
                 try:
-                    self.fd, _size = _open_regular(self.obj.path)
+                    self.fd, opened_as = _open_regular(self.obj.path)
                 except (OSError, ElfError):
                     persist.distrust()
                     return                # each read will try, and fail, on its own
+                if opened_as != self.obj.opened_as:      # another file now has its path
+                    os.close(self.fd)
+                    self.fd = None
+                    persist.distrust()
+                    return
             self.obj._fd, self.opened = self.fd, True
 
     def __exit__(self, *exc) -> None:
@@ -257,12 +271,15 @@ def cached_elf(path: str) -> ElfObject:
 def _open_examined(path: str, s: filestate.State) -> ElfObject:
     if s.error:                          # stat() failed: so would open()
         raise OSError(s.error, os.strerror(s.error), path)
-    return open_elf(path)
+    obj = open_elf(path)
+    if obj.opened_as != (s[0], s[1], s[3], s[4], s[5]):
+        persist.distrust()               # the file read is not the one examined: keep nothing built on it
+    return obj
 
 
-def _open_regular(path: str) -> tuple[int, int]:
+def _open_regular(path: str) -> tuple[int, tuple]:
     """A descriptor of a regular file, opened without ever blocking on a FIFO
-    or device, and the file's size."""
+    or device, and the file's (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)."""
     fd = os.open(rootfs.host(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -271,7 +288,7 @@ def _open_regular(path: str) -> tuple[int, int]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, st.st_size
+    return fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _parse_header(path: str, size: int, head: bytes) -> ElfObject:

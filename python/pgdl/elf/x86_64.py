@@ -12,7 +12,7 @@ import sys
 import types
 from typing import NamedTuple
 
-from .. import filestate
+from .. import filestate, persist
 from .format import ElfError
 from .objects import ElfObject
 
@@ -37,6 +37,7 @@ def available() -> bool:
         import capstone
         from capstone import x86
     except ImportError:          # python3-capstone is a dependency; callers say so rather than fail
+        persist.distrust()       # perhaps for a moment (a library being upgraded): keep nothing on it
         return False
     finally:
         for name in stand_ins:
@@ -117,7 +118,7 @@ def _record(i) -> Insn:
                           size=op.size, write=bool(op.access & 2)))      # CS_AC_WRITE
     try:
         _read, written = i.regs_access()
-    except Exception:          # capstone.CsError: no details for this one
+    except sys.modules["capstone"].CsError:      # no details for this one
         written = ()
     names = frozenset("flags" if r == x86.X86_REG_EFLAGS else family(i.reg_name(r)) for r in written)
     return Insn(i.address, i.size, i.mnemonic, tuple(ops), names)

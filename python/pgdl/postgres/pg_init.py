@@ -23,6 +23,8 @@ the domain; the level is the first argument in every version.
 
 from __future__ import annotations
 
+import os
+
 from .. import filestate, persist
 from ..elf import ElfError, ElfObject, dynsym
 from ..elf.slots import symbol_slots
@@ -97,17 +99,30 @@ def check_pg_init(obj: ElfObject, state: ProcessState, built_for: int) -> PgInit
         file, decoder = filestate.state(obj.path), _decoder()
         key = (obj.path, file, state.preload_in_progress, state.under_postmaster,
                tuple(sorted(state.custom_settings)), built_for, decoder)
-        rests_on = [file] if decoder[1] is None else [file, decoder[1]]
-        return _KEPT.answer(key, rests_on, lambda: _check(obj, state, built_for))
+        return _KEPT.answer(key, [file, *(s for _f, s in decoder)], lambda: _check(obj, state, built_for))
     return _CHECKS.get((obj.path, obj.size, state, built_for), kept)
 
 
+# Where the decoder's library may be: Debian's python3-capstone loads libcapstone.so.4
+# through the loader; a wheel carries its own beside the module.
+_DECODER_DIRECTORIES = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/usr/lib",
+                        "/usr/local/lib")
+
+
 def _decoder() -> tuple:
-    """Capstone's module file and its state, found without importing it."""
-    import importlib.util
-    spec = importlib.util.find_spec("capstone")
-    origin = spec.origin if spec is not None and spec.origin else ""
-    return origin, filestate.state(origin) if origin else None
+    """What decodes the walk, found without importing it (once a call): Capstone's
+    module and every libcapstone file where it may be loaded from, with their states."""
+    memo = filestate.this_call()
+    found = memo.get("decoder")
+    if found is None:
+        import glob
+        import importlib.util
+        spec = importlib.util.find_spec("capstone")
+        files = [spec.origin] if spec is not None and spec.origin else []
+        places = [*_DECODER_DIRECTORIES, *(os.path.join(os.path.dirname(f), "lib") for f in files)]
+        files += sorted(f for d in places for f in glob.glob(os.path.join(d, "libcapstone.so*")))
+        found = memo["decoder"] = tuple((f, filestate.state(f)) for f in files)
+    return found
 
 
 def _plain(check: PgInitCheck | None):
