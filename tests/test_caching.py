@@ -74,6 +74,27 @@ def test_recent_change_is_not_trusted(tmp_path):
     assert not w.settled
 
 
+def test_an_answer_worked_out_while_a_read_failed_is_not_remembered(tmp_path):
+    f = tmp_path / "lib.so"
+    f.write_bytes(b"one")
+    settle()
+    memo, files, computed = filestate.Memo(4), filestate.FileCache(4), []
+
+    def work(failing):
+        computed.append(1)
+        filestate.state(str(f))
+        if failing:
+            filestate.read_failed()
+        return len(computed)
+    for failing, remembered in ((True, False), (False, True)):
+        with filestate.one_call():
+            first = memo.get(("m", failing), lambda: work(failing))
+        with filestate.one_call():
+            assert (memo.get(("m", failing), lambda: work(failing)) == first) is remembered
+        first = files.get(str(f), lambda _s: work(failing), failing)
+        assert (files.get(str(f), lambda _s: work(failing), failing) == first) is remembered
+
+
 def test_one_call_sees_one_picture(tmp_path):
     f = tmp_path / "lib.so"
     with filestate.one_call():

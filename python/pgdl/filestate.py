@@ -80,6 +80,15 @@ _call: dict[str, State] | None = None        # this call's states, by path
 _call_number = 0                             # which call _call belongs to
 _witnesses: list["Witness"] = []             # computations under way, innermost last
 _call_memo: dict | None = None               # this call's own remembered answers (this_call())
+failed_reads = 0                             # reads that failed in this process (read_failed())
+
+
+def read_failed() -> None:
+    """A read failed (an I/O error, a file that changed under the reader): an
+    answer worked out meanwhile is not remembered (Memo, FileCache), so the
+    next call works it out again."""
+    global failed_reads
+    failed_reads += 1
 
 
 def _examine(path: str) -> State:
@@ -221,9 +230,10 @@ class Memo:
         if hit is not None and hit[0].holds():
             self._items.move_to_end(key)
             return hit[1]
+        before = failed_reads
         with watching() as witness:
             value = compute()
-        if witness.settled:
+        if witness.settled and failed_reads == before:
             self._items[key] = (witness, value)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -249,8 +259,9 @@ class FileCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
+        before = failed_reads
         value = compute(s) if self.kept is None else self.kept.answer(key, (s,), lambda: compute(s))
-        if settled(s):
+        if settled(s) and failed_reads == before:
             self._items[key] = value
             while len(self._items) > self.size:
                 self._items.popitem(last=False)

@@ -87,6 +87,7 @@ def distrust() -> None:
     is no reason: its errors are not failed reads)."""
     global _distrusted
     _distrusted = True
+    filestate.read_failed()
 
 
 class Kind:

@@ -251,7 +251,10 @@ def global_scope(maps: list[LinkMap]) -> GlobalScope:
     scope = _SCOPES.get(key)
     if scope is None:
         _SCOPES.clear()                          # one process has one global scope at a time
-        scope = _SCOPES[key] = GlobalScope(maps)
+        before = filestate.failed_reads
+        scope = GlobalScope(maps)
+        if filestate.failed_reads == before:     # an object left out for a failed read: not kept
+            _SCOPES[key] = scope
     return scope
 
 
