@@ -225,8 +225,9 @@ def test_kept_answers_equal_worked_out_ones(server):
 def new_process(monkeypatch):
     """pgdl.persist as a process that has read nothing yet."""
     from pgdl import persist
-    for name, value in (("_answers", None), ("_loaded_state", None), ("_used", set()), ("_distrusted", False)):
+    for name, value in (("_answers", None), ("_loaded_state", None), ("_used", set())):
         monkeypatch.setattr(persist, name, value)
+    monkeypatch.setattr(filestate, "failed_reads", 0)
     return persist
 
 
@@ -238,7 +239,7 @@ def test_a_process_whose_read_failed_keeps_nothing_more(tmp_path, monkeypatch):
     old = filestate.State((1, 2, 0o100644, 3, 0, 0, 0, 0))      # settled long ago
 
     def failing():
-        persist.distrust()
+        filestate.read_failed()
         return "from a failed read"
     with persist.kept():
         assert kind.answer(("a",), [old], lambda: "sound") == "sound"
@@ -318,7 +319,7 @@ def test_the_answers_in_use_are_the_last_to_go(tmp_path, monkeypatch):
 def test_a_file_switched_between_its_stat_and_its_reads_is_not_kept_on(build, tmp_path, monkeypatch):
     """A path (a symlink flipped, say) that is another file when read than when examined."""
     from pgdl.elf import ElfError, objects
-    persist = new_process(monkeypatch)
+    new_process(monkeypatch)
     first, second = build("keep_first", GOOD_MODULE), build("keep_second", MODULE)
     link = tmp_path / "current.so"
     link.symlink_to(first)
@@ -331,12 +332,12 @@ def test_a_file_switched_between_its_stat_and_its_reads_is_not_kept_on(build, tm
     monkeypatch.setattr(objects, "open_elf", switched)
     with filestate.one_call():
         objects.cached_elf(str(link))
-    assert persist._distrusted
-    # Read again later, by path, after another switch: the reads fail, and distrust.
-    persist = new_process(monkeypatch)
+    assert filestate.failed_reads
+    # Read again later, by path, after another switch: the reads fail, and count as failed.
+    new_process(monkeypatch)
     obj = real_open(str(link))
     link.unlink()
     link.symlink_to(first)
     with pytest.raises(ElfError):
         obj.read_at(obj.size - 1, 1)
-    assert persist._distrusted
+    assert filestate.failed_reads

@@ -37,6 +37,11 @@ class State(tuple):
 
     __slots__ = ()
 
+    @classmethod
+    def of(cls, st: os.stat_result) -> "State":
+        return cls((st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
+                    st.st_gid))
+
     @property
     def error(self) -> int:
         """The errno of a failed stat(), 0 if it succeeded."""
@@ -46,6 +51,12 @@ class State(tuple):
     def identity(self) -> tuple[int, int] | None:
         """(st_dev, st_ino), as ld.so tells files apart; None if stat() failed."""
         return (self[0], self[1]) if len(self) > 1 else None
+
+    @property
+    def content(self) -> tuple | None:
+        """(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): which file, and
+        which version of its bytes (a chmod leaves it the same); None if stat() failed."""
+        return (self[0], self[1], self[3], self[4], self[5]) if len(self) > 1 else None
 
     @property
     def mode(self) -> int | None:
@@ -84,9 +95,12 @@ failed_reads = 0                             # reads that failed in this process
 
 
 def read_failed() -> None:
-    """A read failed (an I/O error, a file that changed under the reader): an
-    answer worked out meanwhile is not remembered (Memo, FileCache), so the
-    next call works it out again."""
+    """A read failed (an I/O error, a file that changed under the reader, or
+    one that is not the file examined): an answer worked out meanwhile is not
+    remembered (Memo, FileCache), so the next call works it out again; and
+    this process keeps nothing more across backends (pgdl.persist), for what
+    rests on the failure may be in its caches still.  A damaged file, which
+    fails the same way each time, is no reason: its errors are not failed reads."""
     global failed_reads
     failed_reads += 1
 
@@ -98,8 +112,7 @@ def _examine(path: str) -> State:
         return State((exc.errno or errno.EIO,))
     except ValueError:                       # an embedded NUL byte
         return State((errno.EINVAL,))
-    return State((st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
-                  st.st_gid))
+    return State.of(st)
 
 
 def state(path: str) -> State:

@@ -25,7 +25,7 @@ server's environment names another directory (absolute); set to the empty
 string, nothing is kept.  Deleting the file is always safe: each call looks
 whether it changed.  Only inside `kept()` (one SQL call, one shell-tool run)
 are answers looked up or kept; a process in which a read failed keeps no more
-(distrust()).
+(pgdl.filestate.read_failed()).
 """
 
 from __future__ import annotations
@@ -49,12 +49,11 @@ MAX_ENTRIES = 5_000           # an audit of a big host keeps about 200 a context
 MAX_BYTES = 8 << 20           # a larger file is not read, nor written
 
 _answers: dict[bytes, object] | None = None     # as read (and added to) by this process
-_loaded_state: tuple | None = None              # the file's identity when read (_identity_of)
+_loaded_state: filestate.State | None = None    # the file's state when read
 _new: dict[bytes, object] = {}                  # kept in this block, written at its end
 _used: set[bytes] = set()                       # found by this process: the last to be dropped
 _active = False
 _started_ns = 0                                 # when this block began (pgdl.filestate.settled)
-_distrusted = False                             # a read failed in this process (pgdl.elf.objects)
 
 
 @contextmanager
@@ -77,17 +76,6 @@ def kept():
             except Exception:            # a cache: never the reason a call fails
                 pass
             _new.clear()
-
-
-def distrust() -> None:
-    """A read failed (an I/O error, a file that changed under the reader, or
-    one that is not the file examined).  What rests on it may be remembered in
-    this process's own caches and reused by later answers, so from now on this
-    process keeps nothing (a damaged file, which fails the same way each time,
-    is no reason: its errors are not failed reads)."""
-    global _distrusted
-    _distrusted = True
-    filestate.read_failed()
 
 
 class Kind:
@@ -116,7 +104,7 @@ class Kind:
                 return value
         value = compute()
         # A state examined during this block was examined after it began.
-        if not _distrusted and all(filestate.settled(s, _started_ns) for s in rests_on):
+        if not filestate.failed_reads and all(filestate.settled(s, _started_ns) for s in rests_on):
             _answers[digest] = _new[digest] = (value if self.to_plain is None else self.to_plain(value),)
         return value
 
@@ -183,17 +171,13 @@ def _open_directory() -> int | None:
     return None
 
 
-def _identity_of(st: os.stat_result) -> tuple:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _file_identity() -> tuple | None:
-    """The answers file's identity now, or None if there is none to trust."""
+def _file_identity() -> filestate.State | None:
+    """The answers file's state now, or None if there is none to trust."""
     fd = _open_directory()
     if fd is None:
         return None
     try:
-        return _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
+        return filestate.State.of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
     except OSError:
         return None
     finally:
@@ -214,7 +198,7 @@ def _load() -> dict | None:
     return _answers
 
 
-def _read(directory_fd: int) -> tuple[dict, tuple | None]:
+def _read(directory_fd: int) -> tuple[dict, filestate.State | None]:
     try:
         fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
     except OSError:
@@ -235,7 +219,7 @@ def _read(directory_fd: int) -> tuple[dict, tuple | None]:
         return {}, None
     finally:
         os.close(fd)
-    return (answers, _identity_of(st)) if isinstance(answers, dict) else ({}, None)
+    return (answers, filestate.State.of(st)) if isinstance(answers, dict) else ({}, None)
 
 
 def _write() -> None:
@@ -247,7 +231,7 @@ def _write() -> None:
         return
     try:
         try:
-            now = _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
+            now = filestate.State.of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
         except OSError:
             now = None
         if now != _loaded_state:
@@ -273,7 +257,7 @@ def _write() -> None:
         except BaseException:
             os.unlink(temporary, dir_fd=fd)
             raise
-        _loaded_state = _identity_of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
+        _loaded_state = filestate.State.of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
     except OSError:
         pass
     finally:

@@ -15,7 +15,7 @@ import os
 import stat
 import struct
 
-from .. import filestate, interrupts, persist, rootfs
+from .. import filestate, interrupts, rootfs
 from .format import (BLOCK, GNU_PROPERTY_X86_ISA_1_NEEDED, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
                      DT_SONAME, DT_VERDEF, DT_VERNEED, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, ELFMAG,
                      MAX_DYNAMIC, MAX_PHNUM, NO_VERSIONS, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_RELRO, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_TLS, ElfError, Symbol, VersionNeed,
@@ -78,7 +78,7 @@ class ElfObject:
         self._versions: Versions | None = None
         self._fd: int | None = None                 # open while reading()
         self._block: tuple[int, bytes] = (0, b"")   # read-ahead, while open
-        self.opened_as: tuple = ()                  # the file read: its fstat (dev, ino, size, mtime, ctime)
+        self.opened_as: filestate.State | None = None    # the file read: the state of its descriptor
 
     @property
     def machine_name(self) -> str:
@@ -117,10 +117,10 @@ class ElfObject:
             else:
                 data = os.pread(self._fd, size, offset)
         except OSError:
-            persist.distrust()
+            filestate.read_failed()
             raise
         if len(data) != size:
-            persist.distrust()
+            filestate.read_failed()
             raise ElfError("file changed while being read")
         return data
 
@@ -198,14 +198,14 @@ def open_elf(path: str) -> ElfObject:
     """Read an ELF file's identity, program headers and dynamic section."""
     interrupts.check()
     fd, opened_as = _open_regular(path)
-    size = opened_as[2]
+    size = opened_as.size
     try:
         first = os.pread(fd, min(BLOCK, size), 0)     # the ELF header, and the program headers after it
         if len(first) != min(BLOCK, size):
-            persist.distrust()                        # shorter than fstat said: it changed meanwhile
+            filestate.read_failed()                        # shorter than fstat said: it changed meanwhile
         obj = _parse_header(path, size, first[:64])
     except OSError:
-        persist.distrust()
+        filestate.read_failed()
         os.close(fd)
         raise
     except BaseException:
@@ -242,12 +242,12 @@ class _Reading:
                 try:
                     self.fd, opened_as = _open_regular(self.obj.path)
                 except (OSError, ElfError):
-                    persist.distrust()
+                    filestate.read_failed()
                     return                # each read will try, and fail, on its own
-                if opened_as != self.obj.opened_as:      # another file now has its path
+                if opened_as.content != self.obj.opened_as.content:     # another file now has its path
                     os.close(self.fd)
                     self.fd = None
-                    persist.distrust()
+                    filestate.read_failed()
                     return
             self.obj._fd, self.opened = self.fd, True
 
@@ -272,14 +272,14 @@ def _open_examined(path: str, s: filestate.State) -> ElfObject:
     if s.error:                          # stat() failed: so would open()
         raise OSError(s.error, os.strerror(s.error), path)
     obj = open_elf(path)
-    if obj.opened_as != (s[0], s[1], s[3], s[4], s[5]):
-        persist.distrust()               # the file read is not the one examined: keep nothing built on it
+    if obj.opened_as.content != s.content:
+        filestate.read_failed()               # the file read is not the one examined: keep nothing built on it
     return obj
 
 
-def _open_regular(path: str) -> tuple[int, tuple]:
+def _open_regular(path: str) -> tuple[int, filestate.State]:
     """A descriptor of a regular file, opened without ever blocking on a FIFO
-    or device, and the file's (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)."""
+    or device, and its state."""
     fd = os.open(rootfs.host(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -288,7 +288,7 @@ def _open_regular(path: str) -> tuple[int, tuple]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return fd, filestate.State.of(st)
 
 
 def _parse_header(path: str, size: int, head: bytes) -> ElfObject:

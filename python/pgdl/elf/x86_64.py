@@ -12,7 +12,7 @@ import sys
 import types
 from typing import NamedTuple
 
-from .. import filestate, persist
+from .. import filestate
 from .format import ElfError
 from .objects import ElfObject
 
@@ -37,7 +37,7 @@ def available() -> bool:
         import capstone
         from capstone import x86
     except ImportError:          # python3-capstone is a dependency; callers say so rather than fail
-        persist.distrust()       # perhaps for a moment (a library being upgraded): keep nothing on it
+        filestate.read_failed()  # perhaps for a moment (a library being upgraded): keep nothing on it
         return False
     finally:
         for name in stand_ins:

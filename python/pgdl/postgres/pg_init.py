@@ -87,7 +87,7 @@ class PgInitCheck(Value):
 _CHECKS = filestate.Memo(256)
 _STATE_VARIABLES = set(ProcessState(False, False).variables())
 SETTING_DEFINERS = {"DefineCustomBoolVariable", "DefineCustomIntVariable", "DefineCustomRealVariable",
-            "DefineCustomStringVariable", "DefineCustomEnumVariable"}
+                    "DefineCustomStringVariable", "DefineCustomEnumVariable"}
 
 
 def check_pg_init(obj: ElfObject, state: ProcessState, built_for: int) -> PgInitCheck | None:
