@@ -221,7 +221,7 @@ def test_shared_memory_is_not_a_loaded_object(cluster):
 def test_a_sessions_second_call_is_answered_from_what_the_first_worked_out(cluster):
     """pgdl's own SQL machinery (PL/pgSQL for pgdl._rows) is loaded before a
     call describes the backend, so the first call's description still holds
-    for the second: one remembered audit, not one per call."""
+    for the second: one remembered reply, not one per call."""
     conn = cluster.connect()
     try:
         with conn.cursor() as cur:
@@ -229,8 +229,8 @@ def test_a_sessions_second_call_is_answered_from_what_the_first_worked_out(clust
                 cur.execute("SELECT count(*) FROM pgdl.audit()")
             cur.execute("""
                 DO $$
-                from pgdl.views import audit
-                plpy.notice(str(len(audit._AUDITS)))
+                from pgdl import replies
+                plpy.notice(str(len(replies._mine)))
                 $$ LANGUAGE plpython3u""")
         assert conn.notices[-1].split("NOTICE:  ", 1)[1].strip() == "1"
     finally:

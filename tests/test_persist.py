@@ -341,3 +341,138 @@ def test_a_file_switched_between_its_stat_and_its_reads_is_not_kept_on(build, tm
     with pytest.raises(ElfError):
         obj.read_at(obj.size - 1, 1)
     assert filestate.failed_reads
+
+
+# -- whole replies (pgdl.replies) -------------------------------------------------
+
+RULES = ("pgdl.engine.predict", "pgdl.glibc.loader", "pgdl.elf.objects", "pgdl.libc")
+
+
+def test_a_kept_reply_is_handed_out_by_a_new_backend_without_the_rules(server, build, tmp_path):
+    """The second backend finds the first one's reply: the same rows, and none
+    of the rules' modules imported (what makes a new backend's first call light)."""
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_reply", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    sql = "SELECT topic, status, subject, message, hint FROM pgdl.diagnose(%s)"
+    first = server.cluster.query(sql, (str(mod),))
+    assert [status for topic, status, *_rest in first if topic == "verdict"] == ["ok"]
+    conn = server.cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, (str(mod),))
+            assert cur.fetchall() == first
+            cur.execute("DO $$ import sys; plpy.notice(repr(sorted(m for m in %r if m in sys.modules))) $$"
+                        " LANGUAGE plpython3u" % (RULES,))
+        assert conn.notices[-1].strip().endswith("[]")
+    finally:
+        conn.close()
+
+
+def test_a_reply_that_asked_the_catalog_asks_it_again(server, build, tmp_path):
+    """diagnose() of a C function asked the catalog for it: replaced by one whose
+    symbol is missing, a new backend's diagnosis is the call's real error."""
+    lib = library(tmp_path / "lib", NEW_LIB)
+    mod = module(build, "keep_catalog", lib, f"-Wl,-rpath,{lib.parent}")
+    settle()
+    create = "CREATE OR REPLACE FUNCTION keep_catalog_fn() RETURNS int AS %s, %s LANGUAGE C"
+    server.cluster.query(create, (str(mod), "good_answer"))
+    verdict = "SELECT status, message FROM pgdl.diagnose('keep_catalog_fn()') WHERE topic = 'verdict'"
+    try:
+        assert server.cluster.query(verdict)[0][0] == "ok"
+        assert server.cluster.query(verdict)[0][0] == "ok"            # kept, and handed out again
+        assert server.cluster.error_of("SELECT keep_catalog_fn()") is None
+        # CREATE FUNCTION would refuse a missing symbol: change the catalog as a restore could leave it.
+        server.cluster.query("UPDATE pg_catalog.pg_proc SET prosrc = 'keep_gone' WHERE proname = 'keep_catalog_fn'")
+        real = server.cluster.error_of("SELECT keep_catalog_fn()")
+        assert real is not None and "keep_gone" in real.message
+        status, message = server.cluster.query(verdict)[0]
+        assert status == "error" and real.message in message
+    finally:
+        server.cluster.query("DROP FUNCTION IF EXISTS keep_catalog_fn()")
+
+
+def test_a_miss_is_implied_only_by_a_directory_in_the_same_state():
+    s = filestate.State
+    directory, missing = s((1, 2, 0o40755, 4096, 0, 0, 0, 0)), s((2,))
+    denied, regular = s((13,)), s((1, 3, 0o100644, 10, 0, 0, 0, 0))
+    rests_on = {"/d": directory, "/d/a": missing, "/d/b": denied, "/e/a": missing, "/f": regular,
+                "/f/a": missing, "/g/": directory, "/g/a": missing, "/h": missing, "/h/a": missing}
+    assert filestate.without_implied(rests_on) == {"/d": directory, "/d/b": denied, "/e/a": missing,
+                                                   "/f": regular, "/f/a": missing, "/g/": directory,
+                                                   "/h": missing}
+
+
+def _noting(*paths):
+    def compute(_source):
+        return repr([filestate.state(str(p)).error for p in paths])
+    return compute
+
+
+def test_a_file_added_beside_an_implied_miss_is_seen(tmp_path, monkeypatch):
+    """A reply that saw dir/name missing is kept with dir's state alone, and a
+    name added to dir (a new file, a rename, a symlink) makes it not hold."""
+    from pgdl import persist, replies
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    new_process(monkeypatch)
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "present").write_text("x")
+    settle()
+    compute = _noting(directory, directory / "name", directory / "present")
+    for add, seen in ((lambda: (directory / "name").write_text("x"), "[0, 0, 0]"),
+                      (lambda: os.rename(directory / "present", directory / "name"), "[0, 0, 2]"),
+                      (lambda: (directory / "name").symlink_to(directory / "present"), "[0, 0, 0]")):
+        monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+        with filestate.one_call(), persist.kept():
+            assert replies.reply(("implied", str(add)), compute) == "[0, 2, 0]"
+        kept, = replies._mine.values()
+        assert str(directory / "name") not in kept.paths and str(directory) in kept.paths
+        add()
+        with filestate.one_call(), persist.kept():
+            assert not kept.holds(None)
+            assert replies.reply(("implied", str(add)), compute) == seen
+        for p in (directory / "name", directory / "present"):
+            if os.path.lexists(p):
+                os.unlink(p)
+        (directory / "present").write_text("x")
+        settle()
+
+
+def test_a_reply_is_not_kept_from_a_file_changed_a_moment_ago(tmp_path, monkeypatch):
+    from pgdl import persist, replies
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    new_process(monkeypatch)
+    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    fresh = tmp_path / "fresh"
+    fresh.write_text("x")
+    with filestate.one_call(), persist.kept():
+        replies.reply(("unsettled",), _noting(fresh))
+    assert not replies._mine and not (tmp_path / "cache" / "replies").exists()
+
+
+def test_a_reply_kept_by_another_process_is_trusted_only_as_written(tmp_path, monkeypatch):
+    """A reply file planted, damaged, or open to others is not handed out."""
+    from pgdl import persist, replies
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    new_process(monkeypatch)
+    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    old = tmp_path / "old"
+    old.write_text("x")
+    settle()
+    with filestate.one_call(), persist.kept():
+        assert replies.reply(("planted",), _noting(old)) == "[0]"
+    path, = (tmp_path / "cache" / "replies").iterdir()
+    data = path.read_bytes()
+    for damage in (lambda: path.write_bytes(data[:-3]),
+                   lambda: path.write_bytes(marshal.dumps((replies.FORMAT, b"other", (), (), (), "lie")))):
+        damage()
+        monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+        with filestate.one_call(), persist.kept():
+            assert replies.reply(("planted",), lambda _s: "worked out") == "worked out"
+    plain = marshal.loads(path.read_bytes())                       # the last one written: "worked out"
+    path.write_bytes(marshal.dumps(plain[:5] + ("lie",)))
+    os.chmod(path, 0o622)
+    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    with filestate.one_call(), persist.kept():
+        assert replies.reply(("planted",), lambda _s: "worked out") == "worked out"

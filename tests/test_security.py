@@ -19,6 +19,7 @@ DELEGATE = "pgdl_pruner"
 # Every entry point a member can call, and the helpers behind them.
 CALLS = [
     "SELECT * FROM pgdl._server_config()",
+    "SELECT * FROM pgdl._reset_config()",
     "SELECT * FROM pgdl.resolve('dblink')",
     "SELECT * FROM pgdl.check_magic('$libdir/dblink')",
     "SELECT * FROM pgdl.predict_load('dblink', 'dblink_connect')",
@@ -142,7 +143,7 @@ def test_helpers_and_functions_are_not_for_public(cluster, roles):
     definers = cluster.query("""
         SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p
          WHERE p.pronamespace = 'pgdl'::regnamespace AND p.prosecdef""")
-    assert {f for f, _c in definers} == {"pgdl._server_config()", "pgdl.record_audit()",
+    assert {f for f, _c in definers} == {"pgdl._server_config()", "pgdl._reset_config()", "pgdl.record_audit()",
                                          "pgdl.prune_audits(interval)"}
     assert all(c == ["search_path=pg_catalog, pg_temp"] for _f, c in definers)
 

@@ -274,3 +274,20 @@ def test_update_to_0_9_0_keeps_views_and_history(cluster):
             assert exc.value.pgcode == "23502" and exc.value.diag.context == 'SQL function "diagnose" statement 1'
         finally:
             conn.close()
+
+
+def test_update_to_0_10_0_keeps_views_and_history(cluster):
+    """0.10.0 splits what changes only on a reload out of _server_config() into
+    _reset_config(): views on every public function and the history survive,
+    and a new session's diagnosis still names where its preloads come from."""
+    with scratch_database(cluster, "pgdl_v090_views") as db:
+        assert_update_keeps_views_and_history(cluster, db, "0.9.0", {
+            **VIEWS_0_5,
+            "v_explain": "SELECT line FROM pgdl.explain('dblink') AS line LIMIT 1",
+            "v_tree": "SELECT count(*) > 1 AS some FROM pgdl.tree('dblink')",
+            "v_metrics": "SELECT runs > 0 AS some FROM pgdl.audit_metrics",
+        })
+        config = dict(q(cluster, db, "SELECT name, setting FROM pgdl._server_config()"))
+        assert "PKGLIBDIR" in config and not [n for n in config if n.startswith("reset ")]
+        reset = dict(q(cluster, db, "SELECT name, setting FROM pgdl._reset_config()"))
+        assert set(reset) >= {"reset session_preload_libraries", "reset lc_messages", "source shared_preload_libraries"}

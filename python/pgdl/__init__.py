@@ -15,4 +15,4 @@ the engine work from a `pgdl.server.Server` description and read files
 (through `pgdl.filestate`, which notes every path an answer depends on).
 """
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"

@@ -128,6 +128,18 @@ def state(path: str) -> State:
     return s
 
 
+def glob(pattern: str) -> list[str]:
+    """rootfs.glob(pattern), with every directory it lists noted: a name added
+    to one, or removed, changes its state."""
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            prefix = "/".join(parts[:i]) or "/"
+            for directory in (rootfs.glob(prefix) if any(c in prefix for c in "*?[") else [prefix]):
+                state(directory)
+    return rootfs.glob(pattern)
+
+
 def settled(s: State, now: int | None = None) -> bool:
     """Whether a state is old enough that an unseen change within its timestamp is ruled out."""
     if s.error:
@@ -147,6 +159,11 @@ def one_call():
         yield
     finally:
         _call = _call_memo = None
+
+
+def in_call() -> bool:
+    """Whether answers may be remembered now (inside one_call())."""
+    return _call is not None
 
 
 def this_call() -> dict:
@@ -187,6 +204,19 @@ class Witness:
                 w.parts.append(self)
         return ok
 
+    def flat(self) -> dict[str, State]:
+        """Every path this answer rests on, its parts' too, with the state it was seen in."""
+        out: dict[str, State] = {}
+        todo, done = [self], set()
+        while todo:
+            w = todo.pop()
+            if id(w) not in done:
+                done.add(id(w))
+                for path, s in w.seen.items():
+                    out.setdefault(path, s)
+                todo.extend(w.parts)
+        return out
+
     def _check(self) -> bool:
         known = _call if _call is not None else {}
         outer = _witnesses[:]
@@ -203,6 +233,39 @@ class Witness:
             return all(part.holds() for part in self.parts)
         finally:
             _witnesses.extend(outer)
+
+
+def without_implied(rests_on: dict[str, State]) -> dict[str, State]:
+    """rests_on without the missing paths whose directory's state says so.
+
+    A name cannot be added to a directory without changing the directory's
+    mtime and ctime, and nothing is in a directory that does not exist: while
+    the directory is in the same state, a path in it that was missing still
+    is.  (The directory was examined in the same call; changed during it, it
+    is not settled and nothing resting on it is kept.)  Half an audit's
+    paths are such misses: $libdir/name before $libdir/name.so."""
+    out = {}
+    for path, s in rests_on.items():
+        if s.error == errno.ENOENT:
+            parent = os.path.dirname(path)
+            known = rests_on.get(parent) or rests_on.get(parent + "/")
+            if known is not None and (known.is_dir or known.error == errno.ENOENT):
+                continue
+        out[path] = s
+    return out
+
+
+def unchanged(paths, states) -> bool:
+    """Whether each path is in the state given (a Witness.flat() kept as two tuples):
+    the whole answer resting on them still holds.  Each path examined once a call."""
+    known = _call if _call is not None else {}
+    for path, s in zip(paths, states):
+        now = known.get(path)
+        if now is None:
+            now = known[path] = _examine(path)
+        if now != s:
+            return False
+    return True
 
 
 def watching() -> "_Watching":

@@ -140,6 +140,7 @@ def _glibc_release(data: bytes, real_loader: str, system_dirs: tuple[str, ...]) 
     if named:
         return int(named.group(1)), int(named.group(2))
     for directory in system_dirs:
+        filestate.state(directory + "libc.so.6")     # what the answer rests on
         try:
             with open(rootfs.host(directory + "libc.so.6"), "rb") as f:
                 found = _release(f.read(MAX_LOADER_SIZE))

@@ -90,9 +90,9 @@ class Kind:
         """The answer kept under key, else compute()'s (then kept, if every state
         it rests on -- those in the key -- is settled).  key: plain values with
         a repr that tells them apart (tuples, str, int, bool, None, States)."""
-        if not _active or _CODE is None or _load() is None:
+        if not _active or CODE is None or _load() is None:
             return compute()
-        digest = digest_of((_CODE, self.name, key))
+        digest = digest_of((CODE, self.name, key))
         kept = _answers.get(digest)
         if isinstance(kept, tuple) and len(kept) == 1:
             try:
@@ -103,10 +103,22 @@ class Kind:
                 _used.add(digest)
                 return value
         value = compute()
-        # A state examined during this block was examined after it began.
-        if not filestate.failed_reads and all(filestate.settled(s, _started_ns) for s in rests_on):
+        if settled(rests_on):
             _answers[digest] = _new[digest] = (value if self.to_plain is None else self.to_plain(value),)
         return value
+
+
+def keeping() -> bool:
+    """Whether answers may be kept across backends now: inside kept(), with
+    pgdl's code identified, and no read failed in this process."""
+    return _active and CODE is not None and not filestate.failed_reads
+
+
+def settled(states) -> bool:
+    """Whether an answer resting on these states may be kept: no read failed in
+    this process, and each state was settled when this block began (a state
+    examined during the block was examined after it began)."""
+    return not filestate.failed_reads and all(filestate.settled(s, _started_ns) for s in states)
 
 
 def digest_of(value) -> bytes:
@@ -133,7 +145,7 @@ def _code_identity() -> str | None:
     return digest_of(parts).hex()
 
 
-_CODE = _code_identity()
+CODE = _code_identity()
 
 
 def directory() -> str | None:
@@ -148,11 +160,11 @@ def directory() -> str | None:
     return os.path.join(home, ".cache", "pgdl") if home and home != "/" else None
 
 
-def _trusted(st: os.stat_result) -> bool:
+def trusted(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _open_directory() -> int | None:
+def open_directory() -> int | None:
     """The answers' directory, opened (never through a symlink) if it is to be trusted."""
     where = directory()
     if where is None:
@@ -163,7 +175,7 @@ def _open_directory() -> int | None:
     except OSError:
         return None
     try:
-        if _trusted(os.fstat(fd)):
+        if trusted(os.fstat(fd)):
             return fd
     except OSError:
         pass
@@ -173,7 +185,7 @@ def _open_directory() -> int | None:
 
 def _file_identity() -> filestate.State | None:
     """The answers file's state now, or None if there is none to trust."""
-    fd = _open_directory()
+    fd = open_directory()
     if fd is None:
         return None
     try:
@@ -188,7 +200,7 @@ def _load() -> dict | None:
     """The kept answers (read when a block first needs them), or None if none can be kept."""
     global _answers, _loaded_state
     if _answers is None:
-        fd = _open_directory()
+        fd = open_directory()
         if fd is None:
             return None
         try:
@@ -205,7 +217,7 @@ def _read(directory_fd: int) -> tuple[dict, filestate.State | None]:
         return {}, None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not _trusted(st) or st.st_size > MAX_BYTES:
+        if not stat.S_ISREG(st.st_mode) or not trusted(st) or st.st_size > MAX_BYTES:
             return {}, None
         chunks, size = [], 0
         while size <= MAX_BYTES:
@@ -226,7 +238,7 @@ def _write() -> None:
     """Write the answers, with what another process wrote meanwhile (concurrent
     writers may lose each other's latest answers: it is a cache)."""
     global _answers, _loaded_state
-    fd = _open_directory()
+    fd = open_directory()
     if fd is None or _answers is None:
         return
     try:

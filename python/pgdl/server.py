@@ -79,6 +79,16 @@ class LoadedObject(Value):
         self.inode = inode
 
 
+class CFunction(Value):
+    """A LANGUAGE C function: pg_proc's signature, probin (library) and prosrc (symbol)."""
+    __slots__ = ("signature", "library", "symbol")
+
+    def __init__(self, signature: str, library: str, symbol: str):
+        self.signature = signature
+        self.library = library
+        self.symbol = symbol
+
+
 class Service(Value):
     """How the server was started, for the hints that change its environment."""
     __slots__ = ("unit", "environment_file")

@@ -38,29 +38,30 @@ def _english_messages():
     pgdl builds the server's text in English, the message catalogs' msgids,
     and words it in the session's language at the end
     (pgdl.postgres.translate); but os.strerror() follows the backend's
-    LC_MESSAGES, which PostgreSQL sets from lc_messages."""
-    import locale
-    before = locale.setlocale(locale.LC_MESSAGES)
+    LC_MESSAGES, which PostgreSQL sets from lc_messages.  (The C module
+    itself: the locale module's import costs a new backend 1.5 ms.)"""
+    from _locale import LC_MESSAGES, Error, setlocale
+    before = setlocale(LC_MESSAGES)
     if before in ("C", "POSIX"):
         yield
         return
-    locale.setlocale(locale.LC_MESSAGES, "C")
+    setlocale(LC_MESSAGES, "C")
     try:
         yield
     finally:
         try:
-            locale.setlocale(locale.LC_MESSAGES, before)
-        except locale.Error:             # the locale went away meanwhile: PostgreSQL sets it again on SET
+            setlocale(LC_MESSAGES, before)
+        except Error:                    # the locale went away meanwhile: PostgreSQL sets it again on SET
             pass
 
 
 with _without_collection():
-    from .. import filestate, interrupts, persist
+    from .. import filestate, interrupts, persist, replies
     from ..errors import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, UNDEFINED_FUNCTION, PgErrorRaised, UserError
     from ..server import Context
     from .catalog import Catalog
-    from .context import context_argument, in_context
-    from .describe import callers_setting, describe_server, read_settings
+    from .context import context_argument, context_facts, in_context
+    from .describe import callers_setting, describe_server, read_settings, server_facts, server_of
     from .servertext import sql_text
     from .session import session
     from .validate import name_argument, target_argument
@@ -85,8 +86,7 @@ def run(plpy, function: str | None, args_json: str | None, dynamic_library_path:
         args = _arguments(function, args_json, handler)
         with filestate.one_call(), persist.kept(), _without_collection(), _english_messages(), interrupts.polling(calls.poll), \
                 callers_setting("dynamic_library_path", dynamic_library_path):
-            rows = handler(plpy, *args)
-        return _as_json(calls, rows)
+            return handler(plpy, *args)
     except interrupts.Interrupted as exc:
         return calls.error(exc.sqlstate, exc.message)
     except UserError as exc:
@@ -107,19 +107,9 @@ def run(plpy, function: str | None, args_json: str | None, dynamic_library_path:
                                 "Please report it with the input that caused it.")
 
 
-_WRITTEN: list = [None, None, ""]       # the last remembered answer written, the session, its JSON
-
-
 def _as_json(calls, rows) -> str:
-    """A view's records as pgdl._run()'s JSON: their fields are the columns.
-    A remembered answer handed out again (the same tuple of immutable
-    records: the same rows) is written once."""
-    if isinstance(rows, tuple) and rows is _WRITTEN[0] and calls is _WRITTEN[1]:
-        return _WRITTEN[2]
-    text = calls.dumps({"rows": [dict(zip(row._fields, row._values())) for row in rows]})
-    if isinstance(rows, tuple):
-        _WRITTEN[:] = [rows, calls, text]
-    return text
+    """A view's records as pgdl._run()'s JSON: their fields are the columns."""
+    return calls.dumps({"rows": [dict(zip(row._fields, row._values())) for row in rows]})
 
 
 def _function(function):
@@ -158,18 +148,28 @@ def _log_bug(plpy, function) -> None:
 
 
 # -- the SQL functions: arguments as pgdl._bytes() sends names ------------------
+# Each view is imported when a reply is worked out, not when one kept is
+# handed out again (pgdl.replies): a new backend's first call stays light.
 
-def _resolve(plpy, name):
-    from ..views.resolve import resolve_rows      # each view imported on first use: keeps every first call light
-    return resolve_rows(name_argument(name), describe_server(plpy))
+class _Described:
+    """A call's description of the server: the facts gathered from the backend
+    (the key of its reply), and the Server built from them on first need."""
+
+    __slots__ = ("facts", "context", "_server")
+
+    def __init__(self, facts, context=None):
+        self.facts, self.context, self._server = facts, context, None
+
+    @property
+    def server(self):
+        if self._server is None:
+            server = server_of(self.facts)
+            self._server = server if self.context is None else in_context(server, self.context,
+                                                                           self.facts.configured)
+        return self._server
 
 
-def _check_magic(plpy, name):
-    from ..views.check_magic import check_magic_rows
-    return check_magic_rows(name_argument(name), describe_server(plpy))
-
-
-def _described(plpy, context, role, preloads: bool = False, compared: bool = False):
+def _described(plpy, context, role, preloads: bool = False, compared: bool = False) -> _Described:
     """This session's description, told which process and role are asked about.
     Without `context` (0.4.0's SQL functions): this session, as they answered.
     preloads: this session's preload settings are wanted even so; compared:
@@ -178,55 +178,92 @@ def _described(plpy, context, role, preloads: bool = False, compared: bool = Fal
     out: what pgdl itself maps (its decoder, on first use) then changes no
     remembered answer's key."""
     context = context_argument(context, Context.THIS_SESSION)
-    settings = read_settings(plpy)
-    server = describe_server(plpy, settings, mapped=context is Context.THIS_SESSION or compared)
+    facts = server_facts(plpy, read_settings(plpy), mapped=context is Context.THIS_SESSION or compared)
     if context is Context.THIS_SESSION and role is None and not preloads:
-        return server
-    return in_context(plpy, server, settings[1], context, role, settings[0]["current_user_name"])
+        return _Described(facts)
+    return _Described(facts, context_facts(plpy, facts, context, role))
+
+
+def _reply(plpy, call: tuple, described: _Described, view, catalog=None) -> str:
+    """view(server, catalog)'s rows as JSON, kept (pgdl.replies) under the call and its facts."""
+    calls = session(plpy)
+    return replies.reply((call, described.facts, described.context),
+                         lambda asked: _as_json(calls, view(described.server, asked)), catalog)
+
+
+def _resolve(plpy, name):
+    def view(server, _catalog):
+        from ..views.resolve import resolve_rows
+        return resolve_rows(name, server)
+    name = name_argument(name)
+    return _reply(plpy, ("resolve", name), _described(plpy, None, None), view)
+
+
+def _check_magic(plpy, name):
+    def view(server, _catalog):
+        from ..views.check_magic import check_magic_rows
+        return check_magic_rows(name, server)
+    name = name_argument(name)
+    return _reply(plpy, ("check_magic", name), _described(plpy, None, None), view)
 
 
 def _predict_load(plpy, name, symbol=None, context=None, role=None):
-    from ..views.predict_load import predict_load_row
+    def view(server, _catalog):
+        from ..views.predict_load import predict_load_row
+        return [predict_load_row(name, server, symbol)]
     name = name_argument(name)
     symbol = None if symbol is None else name_argument(symbol, "symbol")
-    return [predict_load_row(name, _described(plpy, context, role), symbol)]
+    return _reply(plpy, ("predict_load", name, symbol), _described(plpy, context, role), view)
 
 
 def _dependencies(plpy, name, context=None, role=None):
-    from ..views.dependencies import dependency_rows
-    return dependency_rows(name_argument(name), _described(plpy, context, role))
-
-
-def _diagnosis(plpy, target, search_path, context, role, view):
-    """search_path: the caller's, to find a function signature as the caller would."""
-    name = target_argument(name_argument(target, "target"))
-    return view(name, sql_text(name, session(plpy).codec), _described(plpy, context, role, compared=True),
-                Catalog(plpy, search_path))
-
-
-def _diagnose(plpy, target, search_path=None, context=None, role=None):
-    from ..views.diagnose import diagnose_rows
-    return _diagnosis(plpy, target, search_path, context, role, diagnose_rows)
-
-
-def _explain(plpy, target, search_path=None, context=None, role=None):
-    from ..views.diagnose import diagnose
-    from ..views.report import explain_lines
-    return explain_lines(_diagnosis(plpy, target, search_path, context, role, diagnose))
+    def view(server, _catalog):
+        from ..views.dependencies import dependency_rows
+        return dependency_rows(name, server)
+    name = name_argument(name)
+    return _reply(plpy, ("dependencies", name), _described(plpy, context, role), view)
 
 
 def _tree(plpy, name, context=None, role=None):
-    from ..views.dependencies import dependency_rows
-    from ..views.report import tree_lines
+    def view(server, _catalog):
+        from ..views.dependencies import dependency_rows
+        from ..views.report import tree_lines
+        return tree_lines(name, dependency_rows(name, server), server)
     name = name_argument(name)
-    server = _described(plpy, context, role)
-    return tree_lines(name, dependency_rows(name, server), server)
+    return _reply(plpy, ("tree", name), _described(plpy, context, role), view)
+
+
+def _diagnosis(plpy, call: str, target, search_path, context, role, rows) -> str:
+    """search_path: the caller's, to find a function signature as the caller would."""
+    name = target_argument(name_argument(target, "target"))
+    text = sql_text(name, session(plpy).codec)
+    return _reply(plpy, (call, name, search_path), _described(plpy, context, role, compared=True),
+                  lambda server, catalog: rows(name, text, server, catalog), Catalog(plpy, search_path))
+
+
+def _diagnose(plpy, target, search_path=None, context=None, role=None):
+    def rows(name, text, server, catalog):
+        from ..views.diagnose import diagnose_rows
+        return diagnose_rows(name, text, server, catalog)
+    return _diagnosis(plpy, "diagnose", target, search_path, context, role, rows)
+
+
+def _explain(plpy, target, search_path=None, context=None, role=None):
+    def rows(name, text, server, catalog):
+        from ..views.diagnose import diagnose
+        from ..views.report import explain_lines
+        return explain_lines(diagnose(name, text, server, catalog))
+    return _diagnosis(plpy, "explain", target, search_path, context, role, rows)
 
 
 def _audit(plpy, context=None, role=None):
-    from ..views.audit import audit
+    def view(server, _catalog):
+        from ..views.audit import audit
+        return audit(server, functions, installed)
     catalog = Catalog(plpy)
-    return audit(_described(plpy, context, role, preloads=True), catalog.c_functions(), catalog.extension_versions())
+    functions, installed = catalog.c_functions(), catalog.extension_versions()
+    return _reply(plpy, ("audit", tuple(functions), tuple(sorted(installed.items()))),
+                  _described(plpy, context, role, preloads=True), view)
 
 
 def _upgrade_check(plpy, new_bindir):
@@ -246,7 +283,8 @@ def _upgrade_check(plpy, new_bindir):
     shared = plpy.execute("SELECT pg_catalog.current_setting('shared_preload_libraries') AS s")[0]["s"]
     new = installation(bindir, environ=dict(os.environ))
     facts = OldCluster(probins, extensions, shared, (database,), library_packages(probins, old))
-    return upgrade_check(facts, new.server, new.describe() + "; its environment taken to be this server's")
+    return _as_json(session(plpy), upgrade_check(facts, new.server, new.describe() + "; its environment taken to be "
+                                                                                    "this server's"))
 
 
 _FUNCTIONS = {"predict_load": _predict_load, "dependencies": _dependencies, "diagnose": _diagnose,

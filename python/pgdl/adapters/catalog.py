@@ -4,7 +4,7 @@ function a signature names.  Names come back as the bytes the server uses."""
 from __future__ import annotations
 
 from ..errors import UserError
-from ..postgres.extensions import CFunction
+from ..server import CFunction
 from .session import session
 
 
@@ -34,17 +34,19 @@ _NAMED = Plan("""
                 ELSE n.nspname OPERATOR(pg_catalog.=) $1 END
      ORDER BY l.lanname OPERATOR(pg_catalog.<>) 'c', 1""", ["pg_catalog.text", "pg_catalog.text"])
 _SET_PATH = Plan("SELECT pg_catalog.set_config('search_path', $1, true)", ["pg_catalog.text"])
-_EXTENSION_FUNCTIONS = Plan("""
-    SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
+# The extension's version, and its C functions (none: one row of NULLs; no row: not created).
+_EXTENSION = Plan("""
+    SELECT e.extversion, p.oid::pg_catalog.regprocedure::pg_catalog.text AS sig, p.probin, p.prosrc
       FROM pg_catalog.pg_extension e
-      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_extension'::regclass
-                                 AND d.refobjid = e.oid AND d.classid = 'pg_catalog.pg_proc'::regclass
-      JOIN pg_catalog.pg_proc p ON p.oid = d.objid
-      JOIN pg_catalog.pg_language l ON l.oid = p.prolang AND l.lanname = 'c'
-     WHERE e.extname = $1
-     ORDER BY 1""", ["text"])
-_VERSION = Plan("SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1",
-               ["pg_catalog.text"])
+      LEFT JOIN (pg_catalog.pg_depend d
+                 JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+                 JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+                                              AND l.lanname OPERATOR(pg_catalog.=) 'c')
+             ON d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.=) e.oid
+            AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+     WHERE e.extname OPERATOR(pg_catalog.=) $1
+     ORDER BY 2""", ["pg_catalog.text"])
 _C_FUNCTIONS = Plan("""
     SELECT p.oid::regprocedure::text AS sig, p.probin, p.prosrc
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -75,13 +77,12 @@ class Catalog:
             raise UserError(f"invalid function signature: {fs(signature)}", hint=fs(str(exc)))
         return (_c_function(plpy, rows[0]), rows[0]["lanname"]) if rows else None
 
-    def extension_functions(self, extension: str) -> list[CFunction]:
+    def extension(self, extension: str) -> tuple[str | None, list[CFunction]]:
         plpy = self.plpy
-        return [_c_function(plpy, r) for r in plpy.execute(_EXTENSION_FUNCTIONS.get(plpy), [extension])]
-
-    def extension_version(self, extension: str) -> str | None:
-        rows = self.plpy.execute(_VERSION.get(self.plpy), [extension])
-        return session(self.plpy).fs(rows[0]["extversion"]) if rows else None
+        rows = plpy.execute(_EXTENSION.get(plpy), [extension])
+        if not rows:
+            return None, []
+        return session(plpy).fs(rows[0]["extversion"]), [_c_function(plpy, r) for r in rows if r["sig"] is not None]
 
     def extension_versions(self) -> dict[str, str]:
         """Every extension created in this database, with its version."""

@@ -206,14 +206,11 @@ class _NoDatabase:
     def function(self, signature):
         return None                 # looked for in the extensions' install scripts
 
-    def extension_functions(self, extension):
-        return []
+    def extension(self, extension):
+        return None, []
 
     def functions_named(self, name):
         return []
-
-    def extension_version(self, extension):
-        return None
 
 
 def _named(target: str, row) -> dict:

@@ -8,12 +8,10 @@ import json
 import os
 from contextlib import contextmanager
 
-from ..libc import libc_of
-from ..postgres.magic import server_abi_extra
-from ..server import Messages, Server, ServerMagic
+from ..record import Value
+from ..server import LoadedObject, Messages, Server, ServerMagic
 from .catalog import Plan
 from .maps import read_maps
-from .service import service_of
 from .session import session
 
 _SETTINGS_QUERY = Plan("""
@@ -27,7 +25,14 @@ _SETTINGS_QUERY = Plan("""
            pg_catalog.current_setting('server_encoding') AS server_encoding,
            (SELECT d.datctype::pg_catalog.text FROM pg_catalog.pg_database d
              WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS lc_ctype,
-           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config""", [])
+           (SELECT pg_catalog.json_object_agg(name, setting) FROM pgdl._server_config())::pg_catalog.text AS config,
+           pg_catalog.pg_conf_load_time() AS config_loaded,
+           pg_catalog.to_regprocedure('pgdl._reset_config()') IS NOT NULL AS has_reset""", [])
+# RESET values change only when this session reloads the configuration: read again then.
+_RESET_QUERY = Plan("""
+    SELECT pg_catalog.json_object_agg(name, setting)::pg_catalog.text AS config FROM pgdl._reset_config()""", [])
+_RESET: list = [None, {}]                # when the configuration was loaded, and what _reset_config() said then
+_NOT_FACTS = ("config", "config_loaded", "has_reset")     # columns of the settings row in the config, or in none
 
 
 _CALLERS: dict[str, str] = {}
@@ -48,33 +53,82 @@ def callers_setting(name: str, value: str | None):
 
 
 def read_settings(plpy) -> tuple[dict, dict[str, str]]:
-    """This session's settings and pgdl._server_config(), in one query."""
+    """This session's settings, and the server's configuration: pgdl._server_config()
+    and (when the configuration was reloaded since it was last read) pgdl._reset_config().
+    Before ALTER EXTENSION pgdl UPDATE to 0.10.0, _server_config() gives both."""
     row = plpy.execute(_SETTINGS_QUERY.get(plpy))[0]
+    if row["config_loaded"] != _RESET[0]:
+        reset = plpy.execute(_RESET_QUERY.get(plpy))[0]["config"] if row["has_reset"] else None
+        _RESET[:] = [row["config_loaded"], json.loads(reset or "{}")]
     fs = session(plpy).fs
-    config = {name: fs(value) for name, value in json.loads(row["config"]).items()}
+    config = {name: fs(value) for name, value in _RESET[1].items()}
+    config.update((name, fs(value)) for name, value in json.loads(row["config"]).items())
     config.update((name, fs(value)) for name, value in _CALLERS.items())
     return row, config
 
 
-def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None, mapped: bool = True) -> Server:
+class ServerFacts(Value):
+    """What describing the server starts from, read from the backend alone (no
+    file is examined yet): this session's settings and the server's build
+    values, the process's executable, environment, directory, user and mapped
+    files.  Equal facts describe the same server as long as the files the
+    description reads are unchanged (pgdl.replies keeps whole replies by them)."""
+    __slots__ = ("settings", "config", "executable", "environ", "cwd", "uid", "gids", "loaded")
+
+    def __init__(self, settings: tuple, config: tuple, executable: str, environ: tuple, cwd: str, uid: int,
+                 gids: tuple[int, ...], loaded: tuple[LoadedObject, ...]):
+        self.settings = settings        # read_settings()'s row, as sorted (name, value) pairs
+        self.config = config            # ... and the server's configuration, the same way
+        self.executable = executable
+        self.environ = environ          # sorted (name, value) pairs
+        self.cwd = cwd                  # the data directory
+        self.uid = uid
+        self.gids = gids
+        self.loaded = loaded            # this backend's mapped files, when they count
+
+    @property
+    def row(self) -> dict:
+        return dict(self.settings)
+
+    @property
+    def configured(self) -> dict[str, str]:
+        return dict(self.config)
+
+
+def server_facts(plpy, settings: tuple[dict, dict[str, str]] | None = None, mapped: bool = True) -> ServerFacts:
     """settings: read_settings(), if the caller needs them too; mapped: whether
     the answer is about this session, whose mapped files then count."""
     row, config = settings or read_settings(plpy)
-    loaded = read_maps() if mapped else []
+    return ServerFacts(tuple(sorted((k, v) for k, v in row.items() if k not in _NOT_FACTS)),
+                       tuple(sorted(config.items())), os.readlink("/proc/self/exe"),
+                       tuple(sorted(os.environ.items())), os.getcwd(), os.geteuid(), tuple(os.getgroups()),
+                       tuple(read_maps()) if mapped else ())
+
+
+def describe_server(plpy, settings: tuple[dict, dict[str, str]] | None = None, mapped: bool = True) -> Server:
+    """The Server of server_facts(plpy, settings, mapped)."""
+    return server_of(server_facts(plpy, settings, mapped))
+
+
+def server_of(facts: ServerFacts) -> Server:
+    """The Server the facts describe, with what its files say: the C library
+    its executable runs with, the magic values of its build, how it was started."""
+    from ..libc import libc_of               # imported when a reply is worked out, not when one is reused
+    from .service import service_of
+    row, config, environ = facts.row, facts.configured, dict(facts.environ)
+    loaded = list(facts.loaded)
     version = row["version_num"] // 100
     magic = ServerMagic(version=version, funcmaxargs=row["funcmaxargs"], indexmaxkeys=row["indexmaxkeys"],
                         namedatalen=row["identifier_length"] + 1, float8byval=config.get("FLOAT8PASSBYVAL") == "true",
                         abi_extra=_abi_extra(loaded, config["PKGLIBDIR"], version))
-    executable = os.readlink("/proc/self/exe")
-    environ = dict(os.environ)
     messages = Messages(Messages.of(row["lc_messages"], environ), config.get("LOCALEDIR", ""),
                         row["server_encoding"], row["lc_ctype"])
     return Server(version_num=row["version_num"], pkglibdir=config["PKGLIBDIR"],
                   sharedir=config["SHAREDIR"], dynamic_library_path=config["dynamic_library_path"],
-                  dlsuffix=".so", data_directory=os.getcwd(), magic=magic, executable=executable,
+                  dlsuffix=".so", data_directory=facts.cwd, magic=magic, executable=facts.executable,
                   environ=environ, loaded=loaded, is_superuser=row["is_superuser"],
-                  uid=os.geteuid(), gids=tuple(os.getgroups()), libc=libc_of(executable),
-                  service=service_of(os.getcwd()), extension_control_path=config.get("extension_control_path", ""),
+                  uid=facts.uid, gids=facts.gids, libc=libc_of(facts.executable),
+                  service=service_of(facts.cwd), extension_control_path=config.get("extension_control_path", ""),
                   messages=messages)
 
 
@@ -86,6 +140,7 @@ def _abi_extra(loaded, pkglibdir: str, version: int) -> str:
     backend's mapped modules; kept once one of them shows it."""
     if _ABI_EXTRA:
         return _ABI_EXTRA[0]
+    from ..postgres.magic import server_abi_extra
     extra = server_abi_extra(loaded or read_maps(), pkglibdir, version)
     if extra is not None:
         _ABI_EXTRA.append(extra)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ..server import LoadedObject
 
 DELETED = " (deleted)"
+
+# "start-end perms offset major:minor inode   pathname" of a private mapping of a file.
+_PRIVATE_FILE = re.compile(r"^\S+ \S{3}p \S+ ([0-9a-f]+):([0-9a-f]+) ([1-9]\d*) +(/.*)$", re.MULTILINE)
 
 
 def read_maps(path: str = "/proc/self/maps") -> list[LoadedObject]:
@@ -16,27 +20,11 @@ def read_maps(path: str = "/proc/self/maps") -> list[LoadedObject]:
     shared mappings are never loaded objects: they are PostgreSQL's shared and
     dynamic shared memory (/dev/shm/PostgreSQL.*, /SYSV*), which come and go
     with parallel queries and would otherwise make every answer look stale."""
-    seen: dict[str, LoadedObject] = {}
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            # A file has one line per mapped segment: parse only its first.
-            start = line.find(" /")
-            if start < 0 or line[start + 1:].rstrip("\n") in seen:
-                continue
-            parsed = parse_maps_line(line)
-            if parsed is not None:
-                seen[parsed.path] = parsed
+        text = f.read()
+    seen: dict[str, LoadedObject] = {}
+    # A file has one line per mapped segment: the first one counts.
+    for major, minor, inode, name in _PRIVATE_FILE.findall(text):
+        if name not in seen:
+            seen[name] = LoadedObject(name, os.makedev(int(major, 16), int(minor, 16)), int(inode))
     return list(seen.values())
-
-
-def parse_maps_line(line: str) -> LoadedObject | None:
-    """The file of one privately mapped segment, or None."""
-    # "start-end perms offset major:minor inode   pathname"
-    parts = line.rstrip("\n").split(None, 5)
-    if len(parts) < 6 or not parts[5].startswith("/") or parts[1][3:4] != "p":
-        return None
-    inode = int(parts[4])
-    if inode == 0:
-        return None
-    major, minor = (int(x, 16) for x in parts[3].split(":"))
-    return LoadedObject(path=parts[5], dev=os.makedev(major, minor), inode=inode)

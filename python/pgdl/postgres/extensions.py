@@ -13,17 +13,8 @@ from collections.abc import Sequence
 from .. import filestate, interrupts, rootfs
 from ..errors import INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, PgError
 from ..record import Record, Value
-from ..server import Server
+from ..server import CFunction, Server
 
-
-class CFunction(Value):
-    """A LANGUAGE C function: pg_proc's signature, probin (library) and prosrc (symbol)."""
-    __slots__ = ("signature", "library", "symbol")
-
-    def __init__(self, signature: str, library: str, symbol: str):
-        self.signature = signature
-        self.library = library
-        self.symbol = symbol
 
 
 def read_control(path: str) -> dict[str, str]:

@@ -121,7 +121,7 @@ def _decoder() -> tuple:
         files = [spec.origin] if spec is not None and spec.origin else []
         places = [*_DECODER_DIRECTORIES, *(os.path.join(os.path.dirname(f), "lib") for f in files)]
         files += sorted(f for d in places for f in glob.glob(os.path.join(d, "libcapstone.so*")))
-        found = memo["decoder"] = tuple((f, filestate.state(f)) for f in files)
+        found = memo["decoder"] = tuple((f, filestate.state(f)) for f in [*files, *places])   # a libcapstone added
     return found
 
 

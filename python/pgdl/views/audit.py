@@ -13,13 +13,13 @@ import os
 from collections import Counter
 
 from .. import filestate, interrupts
-from ..postgres.extensions import CFunction, available_extensions, check_extension, check_update, files_in
+from ..postgres.extensions import available_extensions, check_extension, check_update, files_in
 from ..engine.contexts import boot, in_context
 from ..engine.predict import Prediction, check_entry_point, predict_load
 from ..engine.trace import Stage
 from ..postgres.pg_init import Verdict
 from ..record import Value
-from ..server import SHARED_OBJECT, Context, Server
+from ..server import CFunction, Context, SHARED_OBJECT, Server
 from .extension_update import update_story
 from .status import ERROR, OK, WARNING
 

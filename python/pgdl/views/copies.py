@@ -32,7 +32,7 @@ class Copies:
     the cost grows with the number of symbols, not with symbols x directories."""
 
     def __init__(self, extra_dirs: list[str], module_dirs: list[str], module: str | None):
-        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in rootfs.glob(g)]))
+        self._dirs = list(dict.fromkeys(list(extra_dirs) + [d for g in SEARCH_GLOBS for d in filestate.glob(g)]))
         self._module_dirs = module_dirs
         self._module = module
         self._copies: dict[tuple[str, str | None], list[str]] = {}
@@ -49,7 +49,7 @@ class Copies:
     def modules_defining(self, symbol: str) -> list[str]:
         """PostgreSQL modules (in pkglibdir and dynamic_library_path) that export `symbol`."""
         if self._modules is None:
-            paths = [p for d in self._module_dirs for p in sorted(rootfs.glob(os.path.join(glob.escape(d), "*.so")))]
+            paths = [p for d in self._module_dirs for p in sorted(filestate.glob(os.path.join(glob.escape(d), "*.so")))]
             self._modules = list(_readable([p for p in dict.fromkeys(paths) if p != self._module]))
         return [path for path, obj in self._modules if _defines(obj, symbol)]
 
@@ -63,7 +63,7 @@ def _other_copies(soname: str, chosen: str | None, cache_paths: list[str], dirs:
         if len(seen) >= MAX_FILES_TO_READ:
             break
         interrupts.check()
-        if not os.path.isfile(rootfs.host(path)):
+        if not filestate.state(path).is_regular:
             continue
         real = rootfs.realpath(path)
         if real not in real_seen:
@@ -129,7 +129,7 @@ def _misplaced(basename: str, searched: list[str], sharedir: str, dlsuffix: str)
     found: list[Misplaced] = []
     seen: set[str] = set()
     for place in places:
-        for directory in sorted(rootfs.glob(place)):
+        for directory in sorted(filestate.glob(place)):
             interrupts.check()
             directory = directory.rstrip("/")
             if rootfs.realpath(directory) in skip:
@@ -137,7 +137,7 @@ def _misplaced(basename: str, searched: list[str], sharedir: str, dlsuffix: str)
             for name in names:
                 path = os.path.join(directory, name)
                 real = rootfs.realpath(path)
-                if real in seen or not os.path.isfile(rootfs.host(path)):
+                if real in seen or not filestate.state(path).is_regular:
                     continue
                 seen.add(real)
                 try:

@@ -11,11 +11,11 @@ import re
 from ..errors import INVALID_NAME, UNDEFINED_FUNCTION, UserError
 from ..engine.predict import predict_load
 from ..postgres.translate import as_server_says, server_language
-from ..postgres.extensions import (RELATIVE_CONTROL_PATH, CFunction, argument_types, available_extensions,
+from ..postgres.extensions import (RELATIVE_CONTROL_PATH, argument_types, available_extensions,
                                    declaring_extensions, files_in, find_control, function_name)
 from ..engine.contexts import Boot, boot, in_context
 from ..libc import LibcKind
-from ..server import Context, Server
+from ..server import CFunction, Context, Server
 from .diagnose_extension import diagnose_extension
 from .diagnose_library import Finding, diagnose_library, misplaced_hint, one_line, server_log_lines
 from .status import ERROR, OK, WARNING
@@ -31,11 +31,9 @@ class Catalog:
         """The function a signature names (as the caller's search_path finds it) and the
         name of its language; UserError if the signature is not valid."""
 
-    def extension_functions(self, extension: str) -> list[CFunction]:
-        """The C functions of an extension created in this database (none if it is not)."""
-
-    def extension_version(self, extension: str) -> str | None:
-        """The version of the extension created in this database (None if it is not)."""
+    def extension(self, extension: str) -> tuple[str | None, list[CFunction]]:
+        """The version of the extension created in this database and its C functions
+        (None and none if it is not created)."""
 
     def functions_named(self, name: str) -> list[tuple[CFunction, str]]:
         """The functions (with their language) a name without arguments finds on the caller's search_path."""
@@ -56,8 +54,8 @@ def diagnose(name: str, text: str | None, server: Server, catalog: Catalog) -> l
         return out + _diagnose_function(name, text, booted, catalog, here)
     control, missing = find_control(name, server) if text is not None and "/" not in name else (None, None)
     if control is not None:
-        return out + diagnose_extension(name, booted, catalog.extension_functions(text) or None, here,
-                                        catalog.extension_version(text))
+        version, functions = catalog.extension(text)
+        return out + diagnose_extension(name, booted, functions or None, here, version)
     if text is None or "/" in name or predict_load(name, booted).resolution.found:
         return out + diagnose_library(name, booted, elsewhere=here)
     if missing == RELATIVE_CONTROL_PATH:           # no control file can be found at all

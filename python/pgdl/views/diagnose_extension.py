@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ..engine.predict import predict_load
 from ..errors import INVALID_PARAMETER_VALUE, error_lines
-from ..postgres.extensions import CFunction, check_extension, check_update, create_permission_error
-from ..server import Server
+from ..postgres.extensions import check_extension, check_update, create_permission_error
+from ..server import CFunction, Server
 from .diagnose_library import Finding, diagnose_library
 from .extension_update import update_story
 from .status import ERROR, OK, WARNING
