@@ -403,6 +403,15 @@ def test_a_miss_is_implied_only_by_a_directory_in_the_same_state():
                                                    "/h": missing}
 
 
+def reply_process(tmp_path, monkeypatch):
+    """pgdl.persist and pgdl.replies as a process that has kept and read nothing,
+    keeping in a directory of the test."""
+    from pgdl import replies
+    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    return new_process(monkeypatch), replies
+
+
 def _noting(*paths):
     def compute(_source):
         return repr([filestate.state(str(p)).error for p in paths])
@@ -412,9 +421,7 @@ def _noting(*paths):
 def test_a_file_added_beside_an_implied_miss_is_seen(tmp_path, monkeypatch):
     """A reply that saw dir/name missing is kept with dir's state alone, and a
     name added to dir (a new file, a rename, a symlink) makes it not hold."""
-    from pgdl import persist, replies
-    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
-    new_process(monkeypatch)
+    persist, replies = reply_process(tmp_path, monkeypatch)
     directory = tmp_path / "d"
     directory.mkdir()
     (directory / "present").write_text("x")
@@ -440,10 +447,7 @@ def test_a_file_added_beside_an_implied_miss_is_seen(tmp_path, monkeypatch):
 
 
 def test_a_reply_is_not_kept_from_a_file_changed_a_moment_ago(tmp_path, monkeypatch):
-    from pgdl import persist, replies
-    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
-    new_process(monkeypatch)
-    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    persist, replies = reply_process(tmp_path, monkeypatch)
     fresh = tmp_path / "fresh"
     fresh.write_text("x")
     with filestate.one_call(), persist.kept():
@@ -453,10 +457,7 @@ def test_a_reply_is_not_kept_from_a_file_changed_a_moment_ago(tmp_path, monkeypa
 
 def test_a_reply_kept_by_another_process_is_trusted_only_as_written(tmp_path, monkeypatch):
     """A reply file planted, damaged, or open to others is not handed out."""
-    from pgdl import persist, replies
-    monkeypatch.setenv("PGDL_CACHE_DIR", str(tmp_path / "cache"))
-    new_process(monkeypatch)
-    monkeypatch.setattr(replies, "_mine", replies.OrderedDict())
+    persist, replies = reply_process(tmp_path, monkeypatch)
     old = tmp_path / "old"
     old.write_text("x")
     settle()

@@ -210,28 +210,55 @@ def _load() -> dict | None:
     return _answers
 
 
-def _read(directory_fd: int) -> tuple[dict, filestate.State | None]:
+def read_trusted(directory_fd: int, name: str, limit: int) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of `name` in the directory, and its stat(), if it is a regular
+    file (not a symlink) of this user that nobody else may write, of at most `limit` bytes."""
     try:
-        fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
     except OSError:
-        return {}, None
+        return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not trusted(st) or st.st_size > MAX_BYTES:
-            return {}, None
+        if not stat.S_ISREG(st.st_mode) or not trusted(st) or st.st_size > limit:
+            return None
         chunks, size = [], 0
-        while size <= MAX_BYTES:
+        while size <= limit:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
-        answers = marshal.loads(b"".join(chunks))
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}, None
+        return b"".join(chunks), st
+    except OSError:
+        return None
     finally:
         os.close(fd)
-    return (answers, filestate.State.of(st)) if isinstance(answers, dict) else ({}, None)
+
+
+def write_replacing(directory_fd: int, name: str, data: bytes) -> None:
+    """`name` in the directory replaced by `data` at once: written to a temporary
+    file of a random name (nobody else may write the directory), renamed over it."""
+    temporary = f".{name}.{os.getpid()}.{os.urandom(6).hex()}"
+    out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                  dir_fd=directory_fd)
+    try:
+        with os.fdopen(out, "wb") as f:
+            f.write(data)
+        os.replace(temporary, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+    except BaseException:
+        os.unlink(temporary, dir_fd=directory_fd)
+        raise
+
+
+def _read(directory_fd: int) -> tuple[dict, filestate.State | None]:
+    found = read_trusted(directory_fd, FILE_NAME, MAX_BYTES)
+    if found is None:
+        return {}, None
+    try:
+        answers = marshal.loads(found[0])
+    except (EOFError, ValueError, TypeError):
+        return {}, None
+    return (answers, filestate.State.of(found[1])) if isinstance(answers, dict) else ({}, None)
 
 
 def _write() -> None:
@@ -259,16 +286,7 @@ def _write() -> None:
         data = marshal.dumps(_answers)
         if len(data) > MAX_BYTES:
             return
-        temporary = f".{FILE_NAME}.{os.getpid()}.{os.urandom(6).hex()}"
-        out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                      dir_fd=fd)
-        try:
-            with os.fdopen(out, "wb") as f:
-                f.write(data)
-            os.replace(temporary, FILE_NAME, src_dir_fd=fd, dst_dir_fd=fd)
-        except BaseException:
-            os.unlink(temporary, dir_fd=fd)
-            raise
+        write_replacing(fd, FILE_NAME, data)
         _loaded_state = filestate.State.of(os.stat(FILE_NAME, dir_fd=fd, follow_symlinks=False))
     except OSError:
         pass

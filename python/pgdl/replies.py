@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import stat
 from collections import OrderedDict
 
 from . import filestate, persist
@@ -149,28 +148,14 @@ def _read(digest: bytes) -> Reply | None:
     if directory is None:
         return None
     try:
-        fd = os.open(digest.hex(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory)
-    except OSError:
-        os.close(directory)
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not persist.trusted(st) or st.st_size > MAX_BYTES:
+        found = persist.read_trusted(directory, digest.hex(), MAX_BYTES)
+        if found is None:
             return None
-        chunks, size = [], 0
-        while size <= MAX_BYTES:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-        os.utime(digest.hex(), dir_fd=directory)       # used: the last to be dropped
-        return _reply_of(marshal.loads(data), digest)
+        os.utime(digest.hex(), dir_fd=directory, follow_symlinks=False)     # used: the last to be dropped
+        return _reply_of(marshal.loads(found[0]), digest)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     finally:
-        os.close(fd)
         os.close(directory)
 
 
@@ -195,16 +180,7 @@ def _write(digest: bytes, kept: Reply) -> None:
     if directory is None:
         return
     try:
-        temporary = f".{digest.hex()}.{os.getpid()}.{os.urandom(6).hex()}"
-        out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                      dir_fd=directory)
-        try:
-            with os.fdopen(out, "wb") as f:
-                f.write(data)
-            os.replace(temporary, digest.hex(), src_dir_fd=directory, dst_dir_fd=directory)
-        except BaseException:
-            os.unlink(temporary, dir_fd=directory)
-            raise
+        persist.write_replacing(directory, digest.hex(), data)
         _prune(directory)
     finally:
         os.close(directory)
