@@ -131,11 +131,13 @@ def state(path: str) -> State:
 def glob(pattern: str) -> list[str]:
     """rootfs.glob(pattern), with every directory it lists noted: a name added
     to one, or removed, changes its state."""
+    def wild(text: str) -> bool:
+        return any(c in text for c in "*?[")
     parts = pattern.split("/")
     for i, part in enumerate(parts):
-        if any(c in part for c in "*?["):
+        if wild(part):
             prefix = "/".join(parts[:i]) or "/"
-            for directory in (rootfs.glob(prefix) if any(c in prefix for c in "*?[") else [prefix]):
+            for directory in (rootfs.glob(prefix) if wild(prefix) else [prefix]):
                 state(directory)
     return rootfs.glob(pattern)
 
@@ -218,19 +220,10 @@ class Witness:
         return out
 
     def _check(self) -> bool:
-        known = _call if _call is not None else {}
         outer = _witnesses[:]
         _witnesses.clear()                   # parts are noted whole, not path by path
         try:
-            for path, s in self.seen.items():
-                now = known.get(path)
-                if now is None:
-                    now = _examine(path)
-                    if _call is not None:
-                        known[path] = now
-                if now != s:
-                    return False
-            return all(part.holds() for part in self.parts)
+            return unchanged(self.seen, self.seen.values()) and all(part.holds() for part in self.parts)
         finally:
             _witnesses.extend(outer)
 

@@ -164,14 +164,36 @@ def trusted(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def open_directory() -> int | None:
-    """The answers' directory, opened (never through a symlink) if it is to be trusted."""
+def open_directory(subdirectory: str | None = None, create: bool = True) -> int | None:
+    """The answers' directory, or a subdirectory of it (made if `create`),
+    opened (never through a symlink) if it is to be trusted."""
     where = directory()
     if where is None:
         return None
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
-        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    fd = _trusted_directory(where)
+    if fd is None or subdirectory is None:
+        return fd
+    try:
+        if create:
+            try:
+                os.mkdir(subdirectory, 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass
+        return _trusted_directory(subdirectory, fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _trusted_directory(path: str, dir_fd: int | None = None) -> int | None:
+    """path (relative to dir_fd) opened as a directory, not through a symlink, if it is to be trusted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:

@@ -118,33 +118,8 @@ def _remember(digest: bytes, kept: Reply) -> None:
         _mine.popitem(last=False)
 
 
-def _open_replies(create: bool) -> int | None:
-    """The replies' directory, opened (never through a symlink) if it is to be trusted."""
-    parent = persist.open_directory()
-    if parent is None:
-        return None
-    try:
-        if create:
-            try:
-                os.mkdir(DIRECTORY, 0o700, dir_fd=parent)
-            except FileExistsError:
-                pass
-        fd = os.open(DIRECTORY, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    except OSError:
-        return None
-    finally:
-        os.close(parent)
-    try:
-        if persist.trusted(os.fstat(fd)):
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
 def _read(digest: bytes) -> Reply | None:
-    directory = _open_replies(create=False)
+    directory = persist.open_directory(DIRECTORY, create=False)
     if directory is None:
         return None
     try:
@@ -176,7 +151,7 @@ def _write(digest: bytes, kept: Reply) -> None:
     data = marshal.dumps((FORMAT, digest, kept.paths, kept.states, kept.questions, kept.text))
     if len(data) > MAX_BYTES:
         return
-    directory = _open_replies(create=True)
+    directory = persist.open_directory(DIRECTORY)
     if directory is None:
         return
     try:

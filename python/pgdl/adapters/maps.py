@@ -7,8 +7,6 @@ import re
 
 from ..server import LoadedObject
 
-DELETED = " (deleted)"
-
 # "start-end perms offset major:minor inode   pathname" of a private mapping of a file.
 _PRIVATE_FILE = re.compile(r"^\S+ \S{3}p \S+ ([0-9a-f]+):([0-9a-f]+) ([1-9]\d*) +(/.*)$", re.MULTILINE)
 
